@@ -1,0 +1,153 @@
+"""The figures of a run: the source paper's Figures 7-10 plus training and latent-space views.
+
+Built with matplotlib's object API (no pyplot state, no display needed) and written atomically.
+"""
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import torch
+from matplotlib.figure import Figure
+from torchvision.utils import make_grid
+
+from .atomic import atomic_path
+from .vae import VAE
+
+MANIFOLD_STEPS = 20
+
+
+def _save(fig: Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def _show(ax, images: torch.Tensor, nrow: int, title: str = "") -> None:
+    """Tile (N, C, H, W) images in [0, 1] into one panel of ``nrow`` per row."""
+    grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=1, pad_value=1.0)
+    if images.shape[1] == 1:
+        ax.imshow(grid[0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(grid.permute(1, 2, 0))
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def _decode(vae: VAE, z: torch.Tensor) -> torch.Tensor:
+    """The mean of p(x|z): pixel probabilities (Bernoulli) or intensities (Gaussian)."""
+    return vae.likelihood(z).mean
+
+
+@torch.no_grad()
+def encoding(vae: VAE, image: torch.Tensor, path: Path) -> None:
+    """Figure 7: one image and its encoding, the mean and spread of q(z|x) per latent dimension."""
+    guide = vae.guide_dist(image[None])
+    loc, scale = guide.base_dist.loc[0].cpu(), guide.base_dist.scale[0].cpu()
+    fig = Figure(figsize=(9, 3))
+    ax_image, ax_code = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 3]})
+    _show(ax_image, image[None], 1, "input x")
+    dims = torch.arange(len(loc))
+    ax_code.bar(dims, loc, yerr=2 * scale, capsize=2, color="tab:blue", ecolor="tab:gray")
+    ax_code.axhline(0, color="black", lw=0.5)
+    ax_code.set_xlabel("latent dimension")
+    ax_code.set_ylabel("mean of q(z|x), bars +-2 sd")
+    ax_code.set_title("encoding of x: q(z|x) = N(mu(x), diag sigma(x)^2)", fontsize=9)
+    _save(fig, path)
+
+
+@torch.no_grad()
+def decoding(vae: VAE, image: torch.Tensor, path: Path, draws: int = 7) -> None:
+    """Figure 8: the image, its decoding at the posterior mean, and decodings of draws from q(z|x)."""
+    guide = vae.guide_dist(image[None])
+    at_mean = _decode(vae, guide.mean)
+    sampled = _decode(vae, guide.sample((draws,))[:, 0])
+    fig = Figure(figsize=(9, 2))
+    ax_in, ax_mean, ax_draws = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, draws]})
+    _show(ax_in, image[None], 1, "input x")
+    _show(ax_mean, at_mean, 1, "decoded mu(x)")
+    _show(ax_draws, sampled, draws, f"decoded z ~ q(z|x), {draws} draws")
+    _save(fig, path)
+
+
+@torch.no_grad()
+def reconstructions(vae: VAE, splits: Dict[str, torch.Tensor], path: Path, count: int = 10) -> None:
+    """Figure 9: inputs above their reconstructions (decoded posterior means), per split."""
+    fig = Figure(figsize=(count * 0.9, 2.2 * len(splits)))
+    axes = fig.subplots(len(splits), 1, squeeze=False)[:, 0]
+    for ax, (name, images) in zip(axes, splits.items()):
+        x = images[:count]
+        recon = _decode(vae, vae.guide_dist(x).mean)
+        _show(ax, torch.cat([x, recon]), count, f"{name}: inputs (top) and reconstructions (bottom)")
+    _save(fig, path)
+
+
+@torch.no_grad()
+def samples(vae: VAE, path: Path, like: torch.Tensor, rows: int = 8) -> None:
+    """Figure 10: decodings of draws z ~ N(0, I) from the prior."""
+    z = vae.prior(rows * rows, like).sample()
+    fig = Figure(figsize=(6, 6))
+    _show(fig.subplots(), _decode(vae, z), rows, "decoded draws from the prior p(z) = N(0, I)")
+    _save(fig, path)
+
+
+def elbo_curve(history: Sequence[Dict[str, float]], path: Path) -> None:
+    """Train and validation ELBO per epoch."""
+    epochs = [row["epoch"] for row in history]
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.plot(epochs, [row["train_elbo"] for row in history], marker="o", ms=3, label="train (minibatch estimate)")
+    ax.plot(epochs, [row["val_elbo"] for row in history], marker="o", ms=3, label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO (nats per image)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+@torch.no_grad()
+def latent_space(vae: VAE, images: torch.Tensor, labels: torch.Tensor, class_names: List[str], path: Path) -> None:
+    """Posterior means of test images in 2-D (the first two principal components past 2 dimensions)."""
+    means = torch.cat([vae.guide_dist(x).mean for x in images.split(1024)]).cpu()
+    if means.shape[1] > 2:
+        centred = means - means.mean(0)
+        _, _, components = torch.pca_lowrank(centred, q=2, center=False)
+        points, axis = centred @ components, "principal component"
+    else:
+        points, axis = means, "z"
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
+    scatter = ax.scatter(points[:, 0], points[:, -1], c=labels.cpu(), cmap="tab10", s=3, alpha=0.7)
+    handles, _ = scatter.legend_elements()
+    ax.legend(handles, class_names, fontsize=7, markerscale=0.8, loc="best")
+    ax.set_xlabel(f"{axis} 1")
+    ax.set_ylabel(f"{axis} 2")
+    ax.set_title("test images: posterior means E[z|x]", fontsize=9)
+    _save(fig, path)
+
+
+@torch.no_grad()
+def manifold(vae: VAE, path: Path, like: torch.Tensor, steps: int = MANIFOLD_STEPS) -> None:
+    """For a 2-D latent space: decodings over a grid of prior quantiles (Kingma & Welling, Figure 4)."""
+    quantiles = torch.linspace(0.5 / steps, 1 - 0.5 / steps, steps, device=like.device)
+    values = torch.distributions.Normal(0.0, 1.0).icdf(quantiles)
+    z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=-1)
+    fig = Figure(figsize=(7, 7))
+    _show(fig.subplots(), _decode(vae, z), steps, "decoded z over a grid of N(0, 1) quantiles")
+    _save(fig, path)
+
+
+def write_all(vae: VAE, train: torch.Tensor, test: torch.Tensor, test_labels: torch.Tensor,
+              class_names: List[str], history: Sequence[Dict[str, float]], out_dir: Path) -> List[Path]:
+    """Every figure of the output contract into ``out_dir``; returns their paths."""
+    vae.eval()
+    written = {name: out_dir / f"{name}.png" for name in
+               ("encoding", "decoding", "reconstructions", "samples", "elbo_curve", "latent_space")}
+    encoding(vae, test[0], written["encoding"])
+    decoding(vae, test[0], written["decoding"])
+    reconstructions(vae, {"train": train, "test": test}, written["reconstructions"])
+    samples(vae, written["samples"], like=test)
+    elbo_curve(history, written["elbo_curve"])
+    latent_space(vae, test, test_labels, class_names, written["latent_space"])
+    if vae.latent_dim == 2:
+        written["manifold"] = out_dir / "manifold.png"
+        manifold(vae, written["manifold"], like=test)
+    return list(written.values())

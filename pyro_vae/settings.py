@@ -1,0 +1,39 @@
+"""Checks on the composed config that modules cannot make on their own, and the device choice."""
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import ConfigError
+from .networks import ACTIVATIONS
+
+
+def _positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}={value}: must be a positive integer")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError, naming the setting and what it accepts, for the first bad value."""
+    for name in ("latent_dim", "epochs", "batch_size", "eval.iwae_k", "eval.chunk_size", "data.val_size"):
+        _positive_int(name, OmegaConf.select(cfg, name))
+    if not isinstance(cfg.seed, int):
+        raise ConfigError(f"seed={cfg.seed}: must be an integer")
+    hidden = cfg.net.hidden_dims
+    if not all(isinstance(width, int) and width > 0 for width in hidden):
+        raise ConfigError(f"net.hidden_dims={list(hidden)}: must be a list of positive integers, e.g. [512,256]")
+    if cfg.net.activation not in ACTIVATIONS:
+        raise ConfigError(f"net.activation={cfg.net.activation}: choose one of {', '.join(ACTIVATIONS)}")
+    if not cfg.net.min_scale > 0:
+        raise ConfigError(f"net.min_scale={cfg.net.min_scale}: must be > 0 so that q(z|x) never collapses")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error rather than a silent CPU run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device=cuda: no CUDA device is visible to torch; use device=auto or device=cpu")
+        return torch.device("cuda")
+    raise ConfigError(f"device={name}: choose auto, cpu or cuda")
