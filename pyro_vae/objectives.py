@@ -36,7 +36,7 @@ def make_objective(elbo: DictConfig) -> Objective:
     if elbo.name == "meanfield":
         return Objective(TraceMeanField_ELBO(**common), True)
     if elbo.name == "jit":
-        return Objective(JitTrace_ELBO(**common), True)
+        return Objective(JitTrace_ELBO(ignore_jit_warnings=True, **common), True)
     if elbo.name == "iwae":
         return Objective(RenyiELBO(alpha=0.0, **common), False)
     raise ConfigError(f"elbo={elbo.name}: unknown objective; choose trace, meanfield, jit or iwae")

@@ -1,0 +1,56 @@
+"""Shared fixtures: Hydra's compose API over conf/, tiny configurations and tiny VAEs."""
+from pathlib import Path
+from typing import List
+
+import pyro
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from pyro_vae.vae import VAE, build_vae
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# A configuration small enough for CI: a few hundred MNIST images, one narrow hidden layer.
+TINY = [
+    "data.train_size=512",
+    "data.val_size=256",
+    "data.test_size=128",
+    "net.hidden_dims=[64]",
+    "latent_dim=4",
+    "batch_size=64",
+    "epochs=2",
+    "eval.iwae_k=8",
+    "device=cpu",
+]
+
+
+def compose_config(overrides: List[str] = ()) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture
+def tiny_cfg() -> DictConfig:
+    return compose_config(TINY)
+
+
+@pytest.fixture(autouse=True)
+def fresh_pyro_state():
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+@pytest.fixture
+def small_vae(tiny_cfg) -> VAE:
+    """The tiny config's VAE on 4x4 binary images, freshly initialised."""
+    return build_vae(tiny_cfg, (1, 4, 4), binary_pixels=True)
+
+
+@pytest.fixture
+def binary_batch() -> torch.Tensor:
+    return torch.bernoulli(torch.full((6, 1, 4, 4), 0.3))

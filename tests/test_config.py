@@ -1,0 +1,74 @@
+"""Config composition through Hydra's compose API, and clear refusals of bad settings."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pyro_vae.errors import ConfigError
+from pyro_vae.objectives import make_objective
+from pyro_vae.optimizers import make_optimizer
+from pyro_vae.settings import resolve_device, validate
+
+from .conftest import CONF, ROOT, compose_config
+
+GROUPS = {group.name: sorted(p.stem for p in group.glob("*.yaml")) for group in CONF.iterdir() if group.is_dir()}
+
+
+def test_defaults_are_the_mnist_bernoulli_vae():
+    cfg = compose_config()
+    assert (cfg.data.name, cfg.likelihood.name, cfg.net.name, cfg.elbo.name, cfg.optimizer.name) == (
+        "mnist", "bernoulli", "mlp", "trace", "adam")
+    assert cfg.data.binarize == "dynamic" and cfg.device == "auto"
+    validate(cfg)
+
+
+def test_the_documented_command_line_composes():
+    cfg = compose_config(["likelihood=bernoulli", "latent_dim=20", "optimizer=rmsprop", "elbo=iwae"])
+    assert cfg.latent_dim == 20 and cfg.optimizer.name == "rmsprop" and cfg.elbo.num_particles == 5
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g, options in GROUPS.items() for o in options])
+def test_every_config_group_option_composes_and_builds(group, option):
+    cfg = compose_config([f"{group}={option}"])
+    validate(cfg)
+    objective = make_objective(cfg.elbo)
+    make_optimizer(cfg.optimizer, cfg.lr, objective.images_per_loss(cfg.batch_size, 1000))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("latent_dim=0", "latent_dim=0: must be a positive integer"),
+    ("epochs=-1", "epochs=-1: must be a positive integer"),
+    ("eval.iwae_k=0", "eval.iwae_k=0: must be a positive integer"),
+    ("net.hidden_dims=[64,0]", r"net.hidden_dims=\[64, 0\]: must be a list of positive integers"),
+    ("net.activation=swish", "net.activation=swish: choose one of relu, tanh, softplus, elu"),
+    ("net.min_scale=0", "net.min_scale=0: must be > 0"),
+    ("seed=1.5", "seed=1.5: must be an integer"),
+])
+def test_invalid_settings_are_refused_with_the_setting_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config([override]))
+
+
+def test_invalid_objective_optimizer_and_device_are_refused():
+    cfg = compose_config(["elbo.num_particles=0"])
+    with pytest.raises(ConfigError, match="elbo.num_particles=0: must be a positive integer"):
+        make_objective(cfg.elbo)
+    with pytest.raises(ConfigError, match="lr=-0.1: must be a positive number"):
+        make_optimizer(cfg.optimizer, -0.1, 1)
+    with pytest.raises(ConfigError, match="device=tpu: choose auto, cpu or cuda"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device=cuda: no CUDA device"):
+            resolve_device("cuda")
+
+
+def test_run_py_reports_a_bad_setting_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "run.py", "latent_dim=0", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert len(output) == 1 and "latent_dim=0: must be a positive integer" in output[0]
+    assert "Traceback" not in result.stderr

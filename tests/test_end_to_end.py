@@ -1,0 +1,61 @@
+"""run.py as a user runs it, on a tiny configuration: every file of the output contract."""
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import pyro_vae
+
+from .conftest import ROOT, TINY
+
+FIGURES = {"encoding", "decoding", "reconstructions", "samples", "elbo_curve", "latent_space"}
+METRICS = {"test_elbo", "test_log_likelihood", "iwae_k", "val_elbo_best", "epochs_completed", "train_seconds",
+           "images_per_second", "test_kl", "test_reconstruction", "test_active_units"}
+
+
+def run(*args, cwd=ROOT):
+    result = subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    run(*TINY, "latent_dim=2", f"hydra.run.dir={out}")
+    return out
+
+
+def test_run_writes_the_output_contract(run_dir):
+    assert {p.stem for p in (run_dir / "figures").glob("*.png")} == FIGURES | {"manifold"}
+    for name in ("checkpoint.pt", "last.pt", "history.csv", "metrics.json", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert METRICS <= set(metrics)
+    assert metrics["epochs_completed"] == 2 and metrics["iwae_k"] == 8
+    assert metrics["test_log_likelihood"] >= metrics["test_elbo"] > -800
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"train_elbo", "val_elbo", "epoch_seconds"} <= set(rows[0])
+    leftovers = [p for p in run_dir.rglob(".*") if p.is_file() and p.parent.name != ".hydra"]
+    assert not leftovers  # no temporary files from the atomic writes
+
+
+def test_load_returns_the_trained_vae(run_dir):
+    vae = pyro_vae.load(run_dir)
+    x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.2))
+    q = vae.guide_dist(x)
+    assert q.batch_shape == (3,) and q.event_shape == (2,)
+    p = vae.likelihood(q.sample())
+    assert p.batch_shape == (3,) and p.event_shape == (1, 28, 28)
+    assert torch.isfinite(p.log_prob(x)).all()
+
+
+def test_multirun_puts_each_job_in_its_own_directory(tmp_path):
+    run("-m", *TINY, "epochs=1", "latent_dim=2,3", f"hydra.sweep.dir={tmp_path}")
+    for job, latent in (("0", 2), ("1", 3)):
+        metrics = json.loads((tmp_path / job / "metrics.json").read_text())
+        assert metrics["latent_dim"] == latent
