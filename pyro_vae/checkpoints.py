@@ -16,12 +16,11 @@ BEST = "checkpoint.pt"
 LAST = "last.pt"
 
 
-def model_record(vae: VAE, cfg: DictConfig, image_shape, binary_pixels: bool) -> Dict[str, Any]:
+def model_record(vae: VAE, cfg: DictConfig, image_shape) -> Dict[str, Any]:
     """Everything needed to rebuild ``vae`` without the run's config files."""
     return {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "image_shape": list(image_shape),
-        "binary_pixels": binary_pixels,
         "state_dict": {key: value.detach().cpu() for key, value in vae.state_dict().items()},
     }
 
@@ -41,7 +40,7 @@ def read(path: Path, map_location: Union[str, torch.device] = "cpu") -> Dict[str
 
 def vae_from_record(record: Dict[str, Any]) -> VAE:
     cfg = OmegaConf.create(record["config"])
-    vae = build_vae(cfg, tuple(record["image_shape"]), record["binary_pixels"])
+    vae = build_vae(cfg, tuple(record["image_shape"]))
     vae.load_state_dict(record["state_dict"])
     return vae
 

@@ -62,6 +62,15 @@ def evaluate(vae: VAE, images: torch.Tensor, num_samples: int = 1, chunk_size: i
     return Evaluation(**{key: value / n for key, value in totals.items()}, active_units=active)
 
 
+def bits_per_dim(log_likelihood: float, num_dims: int) -> float:
+    """Bits per dimension of the discrete 8-bit data, from a density on dequantized pixels in [0, 1].
+
+    Scaling grey levels by 1/256 multiplies the density by 256 per dimension, so
+    -log P(x_discrete) <= -log p(x) + D log 256 nats, converted to bits and divided by D.
+    """
+    return (-log_likelihood + num_dims * math.log(256)) / (num_dims * math.log(2))
+
+
 def _chunk_sizes(total: int, chunk: int):
     for start in range(0, total, chunk):
         yield min(chunk, total - start)

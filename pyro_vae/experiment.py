@@ -4,6 +4,7 @@
 """
 import logging
 import time
+from math import prod
 from pathlib import Path
 
 import pyro
@@ -12,7 +13,7 @@ from omegaconf import DictConfig
 
 from . import checkpoints, figures
 from .data import PixelTransform, load_data
-from .evaluation import evaluate
+from .evaluation import bits_per_dim, evaluate
 from .reporting import write_history, write_metrics
 from .settings import resolve_device, validate
 from .training import fit
@@ -28,8 +29,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     pyro.set_rng_seed(cfg.seed)
 
     data = load_data(cfg.data, device)
-    pixels = PixelTransform(cfg.data.binarize, cfg.seed)
-    vae = build_vae(cfg, data.image_shape, pixels.is_binary).to(device)
+    vae = build_vae(cfg, data.image_shape).to(device)
+    pixels = PixelTransform(cfg.data.binarize, cfg.seed, continuous=vae.pixels.continuous)
     log.info("%s: %d train / %d val / %d test images of shape %s on %s",
              data.name, len(data.train), len(data.val), len(data.test), data.image_shape, device)
 
@@ -52,12 +53,16 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
         "best_epoch": best["epoch"],
         "epochs_completed": state.epochs_completed,
         "train_seconds": state.train_seconds,
-        "images_per_second": sum(r["images_per_second"] * r["epoch_seconds"] for r in state.history) / state.train_seconds,
+        "images_per_second": state.images_per_second,
         "dataset": data.name,
         "likelihood": cfg.likelihood.name,
         "latent_dim": cfg.latent_dim,
         "device": str(device),
     }
+    if pixels.continuous:
+        num_dims = prod(data.image_shape)
+        metrics["test_bits_per_dim"] = bits_per_dim(test.log_likelihood, num_dims)
+        metrics["test_bits_per_dim_elbo"] = bits_per_dim(test.elbo, num_dims)
     write_history(run_dir / "history.csv", state.history)
     write_metrics(run_dir / "metrics.json", metrics)
     train_figure_images = pixels.fixed(data.train.images[:16], "figures")

@@ -7,6 +7,7 @@ from typing import Dict, List, Sequence
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
 from .atomic import atomic_path
@@ -47,6 +48,7 @@ def encoding(vae: VAE, image: torch.Tensor, path: Path) -> None:
     dims = torch.arange(len(loc))
     ax_code.bar(dims, loc, yerr=2 * scale, capsize=2, color="tab:blue", ecolor="tab:gray")
     ax_code.axhline(0, color="black", lw=0.5)
+    ax_code.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_code.set_xlabel("latent dimension")
     ax_code.set_ylabel("mean of q(z|x), bars +-2 sd")
     ax_code.set_title("encoding of x: q(z|x) = N(mu(x), diag sigma(x)^2)", fontsize=9)

@@ -1,11 +1,13 @@
 """Encoder and decoder networks. Both accept any number of leading batch dimensions,
 so vectorized particles (IWAE, num_particles > 1) pass straight through."""
 from math import prod
-from typing import Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.Softplus, "elu": nn.ELU}
 
@@ -47,3 +49,83 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z).unflatten(-1, self.out_shape)
+
+
+# Every convolution halves the spatial size (rounding down); ``conv_sizes`` is the only place
+# that turns these into shapes, and ConvDecoder inverts them exactly with output_padding.
+KERNEL, STRIDE, PADDING = 4, 2, 1
+
+
+def conv_sizes(image_shape: ImageShape, num_layers: int) -> List[Tuple[int, int]]:
+    """(height, width) of the image, then after each of ``num_layers`` stride-2 convolutions.
+
+    Raises ConfigError (naming net.channels) when a layer would shrink the map to nothing.
+    """
+    _, height, width = image_shape
+    sizes = [(height, width)]
+    for _ in range(num_layers):
+        h, w = ((n + 2 * PADDING - KERNEL) // STRIDE + 1 for n in sizes[-1])
+        if min(h, w) < 1:
+            raise ConfigError(
+                f"net.channels has {num_layers} entries, but that many stride-{STRIDE} convolutions shrink a "
+                f"{height}x{width} image to nothing; use at most {len(sizes) - 1} entries"
+            )
+        sizes.append((h, w))
+    return sizes
+
+
+def over_leading_dims(body: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, event_dims: int) -> torch.Tensor:
+    """Apply ``body``, which wants exactly one batch axis, to ``x`` with any number of leading
+    dimensions (e.g. Pyro's (particles, batch, ...)): merge them, run, split them back."""
+    lead = x.shape[: x.dim() - event_dims]
+    y = body(x.reshape(prod(lead), *x.shape[len(lead):]))
+    return y.reshape(*lead, *y.shape[1:])
+
+
+class ConvEncoder(nn.Module):
+    """x -> (loc, scale) of q(z|x) like MLPEncoder, through one stride-2 convolution per
+    ``channels`` entry and a linear layer; suits images better than flattening them first."""
+
+    def __init__(self, image_shape: ImageShape, channels: Sequence[int], latent_dim: int, activation: str, min_scale: float) -> None:
+        super().__init__()
+        height, width = conv_sizes(image_shape, len(channels))[-1]
+        widths = [image_shape[0], *channels]
+        layers = []
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(c_in, c_out, KERNEL, STRIDE, PADDING), ACTIVATIONS[activation]()]
+        layers += [nn.Flatten(), nn.Linear(widths[-1] * height * width, 2 * latent_dim)]
+        self.body = nn.Sequential(*layers)
+        self.min_scale = min_scale
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        loc, raw_scale = over_leading_dims(self.body, x, 3).chunk(2, dim=-1)
+        return loc, F.softplus(raw_scale) + self.min_scale
+
+
+class ConvDecoder(nn.Module):
+    """z -> the likelihood's parameters like MLPDecoder, mirroring ConvEncoder: a linear layer to
+    the smallest feature map, then stride-2 transposed convolutions back to exactly H x W.
+
+    ``channels`` is in decoder order (the encoder's reversed), as MLPDecoder's ``hidden_dims``.
+    """
+
+    def __init__(self, latent_dim: int, channels: Sequence[int], image_shape: ImageShape, params_per_pixel: int, activation: str) -> None:
+        super().__init__()
+        sizes = conv_sizes(image_shape, len(channels))[::-1]
+        widths = [*channels, params_per_pixel * image_shape[0]]
+        layers = [nn.Linear(latent_dim, widths[0] * prod(sizes[0])), nn.Unflatten(1, (widths[0], *sizes[0]))]
+        for c_in, c_out, small, big in zip(widths, widths[1:], sizes, sizes[1:]):
+            # A stride-2 convolution rounds odd sizes down; output_padding restores the lost row/column.
+            output_padding = tuple(b - ((s - 1) * STRIDE - 2 * PADDING + KERNEL) for s, b in zip(small, big))
+            layers += [ACTIVATIONS[activation](), nn.ConvTranspose2d(c_in, c_out, KERNEL, STRIDE, PADDING, output_padding)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return over_leading_dims(self.body, z, 1)
+
+
+# net.name -> (the config key listing the layer widths, encoder class, decoder class)
+NETWORKS = {
+    "mlp": ("hidden_dims", MLPEncoder, MLPDecoder),
+    "conv": ("channels", ConvEncoder, ConvDecoder),
+}

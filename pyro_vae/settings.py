@@ -3,7 +3,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError
-from .networks import ACTIVATIONS
+from .networks import ACTIVATIONS, NETWORKS
 
 
 def _positive_int(name: str, value) -> None:
@@ -17,9 +17,12 @@ def validate(cfg: DictConfig) -> None:
         _positive_int(name, OmegaConf.select(cfg, name))
     if not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed}: must be an integer")
-    hidden = cfg.net.hidden_dims
-    if not all(isinstance(width, int) and width > 0 for width in hidden):
-        raise ConfigError(f"net.hidden_dims={list(hidden)}: must be a list of positive integers, e.g. [512,256]")
+    if cfg.net.name not in NETWORKS:
+        raise ConfigError(f"net={cfg.net.name}: unknown network; choose one of {', '.join(NETWORKS)}")
+    widths_key = NETWORKS[cfg.net.name][0]
+    widths = cfg.net[widths_key]
+    if not all(isinstance(width, int) and width > 0 for width in widths):
+        raise ConfigError(f"net.{widths_key}={list(widths)}: must be a list of positive integers, e.g. [512,256]")
     if cfg.net.activation not in ACTIVATIONS:
         raise ConfigError(f"net.activation={cfg.net.activation}: choose one of {', '.join(ACTIVATIONS)}")
     if not cfg.net.min_scale > 0:

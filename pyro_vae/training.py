@@ -41,6 +41,11 @@ class TrainingState:
     def train_seconds(self) -> float:
         return sum(row["epoch_seconds"] for row in self.history)
 
+    @property
+    def images_per_second(self) -> float:
+        images = sum(row["images_per_second"] * row["epoch_seconds"] for row in self.history)
+        return images / self.train_seconds
+
 
 def _resume(vae: VAE, optimizer, run_dir: Path, device: torch.device) -> TrainingState:
     record = checkpoints.read(run_dir / checkpoints.LAST, device)
@@ -117,7 +122,7 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
 
 
 def _save_epoch(vae, optimizer, cfg, data, pixels, state: TrainingState, run_dir: Path, improved: bool) -> None:
-    record = checkpoints.model_record(vae, cfg, data.image_shape, pixels.is_binary)
+    record = checkpoints.model_record(vae, cfg, data.image_shape)
     if improved:
         checkpoints.save(run_dir / checkpoints.BEST, {**record, "epoch": state.epochs_completed, "val_elbo": state.best_val_elbo})
     resume = {"optimizer": optimizer.get_state(), "history": state.history, "rng": torch.get_rng_state()}

@@ -16,7 +16,7 @@ from pyro import poutine
 from torch import nn
 
 from .likelihoods import build_likelihood
-from .networks import MLPDecoder, MLPEncoder
+from .networks import NETWORKS
 
 
 class VAE(nn.Module):
@@ -60,11 +60,12 @@ class VAE(nn.Module):
             pyro.sample("z", self.guide_dist(x))
 
 
-def build_vae(cfg: DictConfig, image_shape: Tuple[int, int, int], binary_pixels: bool) -> VAE:
+def build_vae(cfg: DictConfig, image_shape: Tuple[int, int, int]) -> VAE:
     """The VAE described by ``cfg`` (``net``, ``likelihood``, ``latent_dim``) for images of ``image_shape``."""
-    pixels = build_likelihood(cfg.likelihood, binary_pixels)
+    pixels = build_likelihood(cfg.likelihood, image_shape)
     net = cfg.net
-    hidden = list(net.hidden_dims)
-    encoder = MLPEncoder(image_shape, hidden, cfg.latent_dim, net.activation, net.min_scale)
-    decoder = MLPDecoder(cfg.latent_dim, hidden[::-1], image_shape, pixels.params_per_pixel, net.activation)
+    widths_key, encoder_type, decoder_type = NETWORKS[net.name]
+    widths = list(net[widths_key])
+    encoder = encoder_type(image_shape, widths, cfg.latent_dim, net.activation, net.min_scale)
+    decoder = decoder_type(cfg.latent_dim, widths[::-1], image_shape, pixels.params_per_pixel, net.activation)
     return VAE(encoder, decoder, pixels, cfg.latent_dim)

@@ -121,20 +121,35 @@ def test_split_sizes_out_of_range_are_refused(tiny_cfg):
         load_data(tiny_cfg.data, torch.device("cpu"))
 
 
-def test_pixel_transforms():
+def test_binarization_modes():
     images = torch.tensor([[0, 64, 128, 255]] * 4000, dtype=torch.uint8)
-    dynamic = PixelTransform("dynamic", seed=0)
+    dynamic = PixelTransform("dynamic", seed=0, continuous=False)
     first, second = dynamic.training_batch(images), dynamic.training_batch(images)
     assert set(first.unique().tolist()) <= {0.0, 1.0} and not torch.equal(first, second)
     assert torch.allclose(first.mean(0), images[0].float() / 255, atol=0.03)
     assert torch.equal(dynamic.fixed(images, "test"), dynamic.fixed(images, "test"))
     assert not torch.equal(dynamic.fixed(images, "test"), dynamic.fixed(images, "val"))
-    static = PixelTransform("static", seed=0)
+    static = PixelTransform("static", seed=0, continuous=False)
     source = static.training_source(images)
     assert torch.equal(static.training_batch(source), source) and set(source.unique().tolist()) <= {0.0, 1.0}
-    assert torch.equal(PixelTransform("none", seed=0).training_batch(images), images.float() / 255)
-    with pytest.raises(ConfigError, match="data.binarize=otsu: choose one of dynamic, static, none"):
-        PixelTransform("otsu", seed=0)
+
+
+def test_dequantization_spreads_each_grey_level_over_its_bin():
+    images = torch.tensor([[0, 64, 255]] * 4000, dtype=torch.uint8)
+    view = PixelTransform("none", seed=0, continuous=True).training_batch(images)
+    low, high = images.float() / 256, (images.float() + 1) / 256
+    assert torch.all((view >= low) & (view < high))
+    assert torch.allclose(view.mean(0), (images[0].float() + 0.5) / 256, atol=2e-3)
+
+
+@pytest.mark.parametrize("binarize, continuous, message", [
+    ("otsu", False, "data.binarize=otsu: choose one of dynamic, static, none"),
+    ("none", False, "data.binarize=none: a Bernoulli likelihood needs binary pixels"),
+    ("dynamic", True, "data.binarize=dynamic: a Gaussian likelihood models grey levels; set data.binarize=none"),
+])
+def test_pixel_modes_that_make_no_sense_are_refused(binarize, continuous, message):
+    with pytest.raises(ConfigError, match=message):
+        PixelTransform(binarize, seed=0, continuous=continuous)
 
 
 def test_minibatch_sampler_covers_a_permutation_in_full_batches():

@@ -104,3 +104,44 @@ def test_iwae_objective_equals_hand_importance_weighted_bound(small_vae, binary_
     log_w = log_lik + log_prior - log_q
     hand_loss = -(torch.logsumexp(log_w, 0) - math.log(k)).sum()
     assert pyro_loss == pytest.approx(hand_loss.item(), rel=1e-5)
+
+
+def gaussian_log_density(x, loc, scale):
+    """log N(x; loc, scale^2) summed over the pixels of each image, written out by hand."""
+    per_pixel = -0.5 * ((x - loc) / scale) ** 2 - torch.log(scale) - 0.5 * math.log(2 * math.pi)
+    return per_pixel.flatten(-3).sum(-1)
+
+
+@pytest.mark.parametrize("scale_mode", ["learned", "per_pixel", "predicted", "fixed"])
+def test_trace_elbo_equals_hand_derivation_for_the_gaussian_decoder(scale_mode):
+    from torch.nn.functional import softplus
+
+    from pyro_vae.vae import build_vae
+
+    from .conftest import TINY, compose_config
+
+    cfg = compose_config(TINY + ["likelihood=gaussian", "net=mlp", f"likelihood.scale={scale_mode}"])
+    vae = build_vae(cfg, (3, 4, 4))
+    with torch.no_grad():  # move learned sigmas away from their initial value
+        for name, p in vae.pixels.named_parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    x = torch.rand(5, 3, 4, 4)
+    pyro.set_rng_seed(SEED)
+    pyro_loss = Trace_ELBO().differentiable_loss(vae.model, vae.guide, x)
+
+    pyro.set_rng_seed(SEED)
+    q = vae.guide_dist(x)
+    z = q.rsample()
+    out = vae.decoder(z)
+    floor = cfg.likelihood.min_scale
+    if scale_mode == "predicted":
+        loc, scale = out[:, :3], softplus(out[:, 3:]) + floor
+    elif scale_mode == "fixed":
+        loc, scale = out, torch.full_like(out, cfg.likelihood.fixed_scale)
+    else:
+        loc, scale = out, (softplus(vae.pixels.raw_scale) + floor).expand_as(out)
+    log_prior = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+    hand_loss = -(gaussian_log_density(x, loc, scale) + log_prior - q.log_prob(z)).sum()
+    assert torch.allclose(pyro_loss, hand_loss, rtol=1e-6, atol=1e-3)
+    for g_pyro, g_hand in zip(grads(vae, pyro_loss), grads(vae, hand_loss)):
+        assert torch.allclose(g_pyro, g_hand, rtol=1e-4, atol=1e-4)

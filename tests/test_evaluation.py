@@ -1,4 +1,6 @@
 """The importance-sampled log-likelihood estimate against the ELBO."""
+import math
+
 import pyro
 import torch
 
@@ -45,3 +47,16 @@ def test_active_units_count_posterior_means_that_vary_across_images(small_vae):
         for p in small_vae.encoder.parameters():
             p.zero_()  # every image now has the same posterior: no unit is active
     assert evaluate(small_vae, x).active_units == 0
+
+
+def test_bits_per_dim_conversion():
+    from pyro_vae.evaluation import bits_per_dim
+
+    # A uniform density on [0, 1]^D has log p = 0: exactly 8 bits per dimension.
+    assert bits_per_dim(0.0, 3072) == 8.0
+    # Each extra nat of log-likelihood per dimension saves 1/ln 2 bits.
+    d = 784
+    assert abs(bits_per_dim(d * 1.0, d) - (8 - 1 / math.log(2))) < 1e-12
+    # A published anchor: 3.11 bits/dim on CIFAR-10 is -log p(x) = D (3.11 ln 2 - ln 256) nats of density.
+    nats = -3072 * (3.11 * math.log(2) - math.log(256))
+    assert abs(bits_per_dim(nats, 3072) - 3.11) < 1e-12

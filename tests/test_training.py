@@ -14,8 +14,8 @@ def train(cfg, run_dir):
     pyro.clear_param_store()
     pyro.set_rng_seed(cfg.seed)
     data = load_data(cfg.data, torch.device("cpu"))
-    pixels = PixelTransform(cfg.data.binarize, cfg.seed)
-    vae = build_vae(cfg, data.image_shape, pixels.is_binary)
+    vae = build_vae(cfg, data.image_shape)
+    pixels = PixelTransform(cfg.data.binarize, cfg.seed, continuous=vae.pixels.continuous)
     return vae, fit(vae, data, pixels, cfg, run_dir)
 
 

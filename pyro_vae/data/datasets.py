@@ -5,13 +5,14 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
-from . import mnist
+from . import cifar10, mnist
 from .splits import DataSplits, LabelledImages, carve_splits
 
 Loader = Callable[[DictConfig], Tuple[Dict[str, LabelledImages], Tuple[str, ...]]]
 
 LOADERS: Dict[str, Loader] = {
     "mnist": lambda data: (mnist.load_mnist(data.root, data.download), mnist.CLASS_NAMES),
+    "cifar10": lambda data: (cifar10.load_cifar10(data.root, data.download), cifar10.CLASS_NAMES),
 }
 
 

@@ -1,11 +1,11 @@
 """How uint8 pixels become the values the likelihood scores.
 
-Training batches get a fresh random view every time they are drawn (dynamic binarization,
-dequantization noise); validation and test sets get one fixed, seeded view so that their
-figures are comparable between epochs and runs.
+Binary likelihoods see Bernoulli draws of the grey levels (``data.binarize``: ``dynamic``
+redraws every batch, ``static`` draws once); continuous likelihoods see the grey levels
+dequantized, (x + u) / 256 with u ~ U[0, 1), so that a density on [0, 1] bounds the discrete
+likelihood. Training batches get a fresh random view each time they are drawn; validation and
+test sets get one fixed, seeded view so that their figures compare between epochs and runs.
 """
-from typing import Optional
-
 import torch
 
 from ..errors import ConfigError
@@ -17,23 +17,29 @@ _VIEW_SALTS = {"train": 1, "val": 2, "test": 3, "figures": 4}
 
 
 class PixelTransform:
-    """Maps uint8 images to float observations according to ``data.binarize``."""
+    """Maps uint8 images to float observations for a binary or a continuous likelihood."""
 
-    def __init__(self, binarize: str, seed: int) -> None:
+    def __init__(self, binarize: str, seed: int, continuous: bool) -> None:
         if binarize not in MODES:
             raise ConfigError(f"data.binarize={binarize}: choose one of {', '.join(MODES)}")
+        if continuous and binarize != "none":
+            raise ConfigError(
+                f"data.binarize={binarize}: a Gaussian likelihood models grey levels; set data.binarize=none"
+            )
+        if not continuous and binarize == "none":
+            raise ConfigError(
+                "data.binarize=none: a Bernoulli likelihood needs binary pixels; "
+                "set data.binarize=dynamic or static, or use likelihood=gaussian for grey levels"
+            )
         self.binarize = binarize
         self.seed = seed
+        self.continuous = continuous
 
-    @property
-    def is_binary(self) -> bool:
-        return self.binarize != "none"
-
-    def _view(self, images: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-        intensities = images.float().div_(255.0)
-        if self.binarize == "none":
-            return intensities
-        return torch.bernoulli(intensities, generator=generator)
+    def _view(self, images: torch.Tensor, generator) -> torch.Tensor:
+        if self.continuous:
+            noise = torch.rand(images.shape, generator=generator, device=images.device)
+            return noise.add_(images).div_(256.0)
+        return torch.bernoulli(images.float().div_(255.0), generator=generator)
 
     def fixed(self, images: torch.Tensor, view: str) -> torch.Tensor:
         """One reproducible view of ``images`` for ``view`` (train, val, test or figures), seeded by ``seed``."""

@@ -1,0 +1,144 @@
+"""CIFAR-10 from the official python release under ``data.root``: its archive, the extracted folder, or downloaded."""
+import hashlib
+import io
+import pickle
+import tarfile
+import zlib
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .splits import LabelledImages
+
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE = "cifar-10-python.tar.gz"
+FOLDER = "cifar-10-batches-py"
+
+# MD5s of the official release; the batches are pickles, so nothing is unpickled before its digest matches.
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+BATCH_MD5: Dict[str, str] = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+SPLITS: Dict[str, Tuple[str, ...]] = {
+    "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
+    "test": ("test_batch",),
+}
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_SHAPE = (3, 32, 32)
+
+
+def _redownload(root: Path) -> str:
+    return f"delete it and download {URL} into {root} again, or set data.download=true on a networked machine"
+
+
+def _check_md5(raw: bytes, expected: str, source: Path, root: Path) -> None:
+    digest = hashlib.md5(raw).hexdigest()
+    if digest != expected:
+        raise DataError(
+            f"{source}: MD5 is {digest[:12]}..., expected {expected[:12]}...; "
+            f"the file is corrupt or not the official release, {_redownload(root)}"
+        )
+
+
+def _parse_batch(raw: bytes, source: str, root: Path) -> Tuple[np.ndarray, np.ndarray]:
+    """Unpickle one (checksummed) batch into its (N, 3, 32, 32) pixels and (N,) labels, checking both."""
+    try:
+        batch = pickle.loads(raw, encoding="bytes")
+    except Exception as exc:  # a damaged pickle can fail in many ways
+        raise DataError(f"{source}: not a readable CIFAR-10 batch pickle ({exc}); {_redownload(root)}") from exc
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        found = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise DataError(f"{source}: expected a dict with keys b'data' and b'labels', found {found}; {_redownload(root)}")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    row = int(np.prod(IMAGE_SHAPE))
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != row:
+        raise DataError(
+            f"{source}: b'data' is {data.dtype} {data.shape}, expected uint8 (N, {row}); {_redownload(root)}"
+        )
+    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"{source}: b'labels' is {labels.dtype} {labels.shape}, expected {len(data)} integers; {_redownload(root)}"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
+        raise DataError(
+            f"{source}: labels range from {labels.min()} to {labels.max()}, expected 0 to {len(CLASS_NAMES) - 1}; "
+            f"{_redownload(root)}"
+        )
+    return data.reshape(-1, *IMAGE_SHAPE), labels.astype(np.int64)
+
+
+def _read_folder(root: Path) -> Dict[str, Tuple[str, bytes]]:
+    """Each batch of the extracted folder (where it came from, its bytes), checked against its MD5."""
+    batches = {}
+    for name, md5 in BATCH_MD5.items():
+        path = root / FOLDER / name
+        if not path.is_file():
+            raise DataError(f"{path}: not found; the extracted folder is incomplete, {_redownload(root)}")
+        raw = path.read_bytes()
+        _check_md5(raw, md5, path, root)
+        batches[name] = (str(path), raw)
+    return batches
+
+
+def _read_archive(root: Path) -> Dict[str, Tuple[str, bytes]]:
+    """Each batch (where it came from, its bytes) read in memory from the archive, once the archive's MD5 matches."""
+    path = root / ARCHIVE
+    raw = path.read_bytes()
+    _check_md5(raw, ARCHIVE_MD5, path, root)
+    batches = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as archive:
+            for name in BATCH_MD5:
+                member = f"{FOLDER}/{name}"
+                try:
+                    content = archive.extractfile(member)
+                except KeyError:
+                    content = None
+                if content is None:
+                    raise DataError(f"{path}: holds no file {member}; not the official archive, {_redownload(root)}")
+                batches[name] = (f"{path}:{member}", content.read())
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable tar.gz ({exc}); the file is truncated or corrupt, {_redownload(root)}") from exc
+    return batches
+
+
+def _download(root: Path) -> None:
+    from torchvision.datasets.utils import download_url
+
+    try:
+        download_url(URL, str(root), filename=ARCHIVE, md5=ARCHIVE_MD5)
+    except Exception as exc:  # any network or integrity failure
+        raise DataError(f"could not download {URL} into {root} ({exc}); check the network or copy the archive there") from exc
+
+
+def load_cifar10(root: Optional[str], download: bool = False) -> Dict[str, LabelledImages]:
+    """The train (50000) and test (10000) splits as uint8 images (N, 3, 32, 32) with int64 labels."""
+    if root is None:
+        raise DataError(
+            f"data.root=null: CIFAR-10 is not shipped with pyro-vae; set data.root to the folder holding {ARCHIVE} "
+            f"(or its extracted {FOLDER}/), with data.download=true to fetch it there"
+        )
+    folder = Path(root).expanduser()
+    if not (folder / FOLDER).is_dir() and not (folder / ARCHIVE).is_file():
+        if not download:
+            raise DataError(
+                f"{folder / ARCHIVE}: not found; download {URL} into {folder} (or its extracted {FOLDER}/), "
+                "or set data.download=true on a networked machine"
+            )
+        _download(folder)
+    batches = _read_folder(folder) if (folder / FOLDER).is_dir() else _read_archive(folder)
+    splits = {}
+    for split, names in SPLITS.items():
+        parts = [_parse_batch(batches[name][1], batches[name][0], folder) for name in names]
+        images = torch.from_numpy(np.concatenate([images for images, _ in parts]))
+        labels = torch.from_numpy(np.concatenate([labels for _, labels in parts]))
+        splits[split] = LabelledImages(images, labels)
+    return splits
