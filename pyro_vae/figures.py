@@ -25,9 +25,9 @@ def _show(ax, images: torch.Tensor, nrow: int, title: str = "") -> None:
     """Tile (N, C, H, W) images in [0, 1] into one panel of ``nrow`` per row."""
     grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=1, pad_value=1.0)
     if images.shape[1] == 1:
-        ax.imshow(grid[0], cmap="gray", vmin=0, vmax=1)
+        ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
     else:
-        ax.imshow(grid.permute(1, 2, 0))
+        ax.imshow(grid.permute(1, 2, 0).numpy())
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 
@@ -41,12 +41,11 @@ def _decode(vae: VAE, z: torch.Tensor) -> torch.Tensor:
 def encoding(vae: VAE, image: torch.Tensor, path: Path) -> None:
     """Figure 7: one image and its encoding, the mean and spread of q(z|x) per latent dimension."""
     guide = vae.guide_dist(image[None])
-    loc, scale = guide.base_dist.loc[0].cpu(), guide.base_dist.scale[0].cpu()
+    loc, scale = guide.base_dist.loc[0].cpu().numpy(), guide.base_dist.scale[0].cpu().numpy()
     fig = Figure(figsize=(9, 3))
     ax_image, ax_code = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 3]})
     _show(ax_image, image[None], 1, "input x")
-    dims = torch.arange(len(loc))
-    ax_code.bar(dims, loc, yerr=2 * scale, capsize=2, color="tab:blue", ecolor="tab:gray")
+    ax_code.bar(range(len(loc)), loc, yerr=2 * scale, capsize=2, color="tab:blue", ecolor="tab:gray")
     ax_code.axhline(0, color="black", lw=0.5)
     ax_code.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_code.set_xlabel("latent dimension")
@@ -116,7 +115,8 @@ def latent_space(vae: VAE, images: torch.Tensor, labels: torch.Tensor, class_nam
         points, axis = means, "z"
     fig = Figure(figsize=(6, 5))
     ax = fig.subplots()
-    scatter = ax.scatter(points[:, 0], points[:, -1], c=labels.cpu(), cmap="tab10", s=3, alpha=0.7)
+    points = points.numpy()
+    scatter = ax.scatter(points[:, 0], points[:, -1], c=labels.cpu().numpy(), cmap="tab10", s=3, alpha=0.7)
     handles, _ = scatter.legend_elements()
     ax.legend(handles, class_names, fontsize=7, markerscale=0.8, loc="best")
     ax.set_xlabel(f"{axis} 1")

@@ -29,7 +29,7 @@ def batch_pickle(data: np.ndarray, labels: list, name: str) -> bytes:
     return pickle.dumps(batch, protocol=2)
 
 
-def write_archive(root, monkeypatch, replace=None):
+def write_archive(root, monkeypatch, replace=None, per_batch=PER_BATCH):
     """Write a small cifar-10-python.tar.gz into ``root``, patch the checksums to match, return its content.
 
     ``replace`` maps a batch name to the bytes to store instead of the good pickle (their MD5 is patched in too).
@@ -37,8 +37,8 @@ def write_archive(root, monkeypatch, replace=None):
     rng = np.random.default_rng(0)
     members, content = {}, {}
     for name in NAMES:
-        data = rng.integers(0, 256, size=(PER_BATCH, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=PER_BATCH).tolist()
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=per_batch).tolist()
         content[name] = (data, labels)
         members[name] = (replace or {}).get(name, batch_pickle(data, labels, name))
     members["batches.meta"] = pickle.dumps({b"label_names": [n.encode() for n in cifar10.CLASS_NAMES]}, protocol=2)

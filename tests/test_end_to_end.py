@@ -59,3 +59,51 @@ def test_multirun_puts_each_job_in_its_own_directory(tmp_path):
     for job, latent in (("0", 2), ("1", 3)):
         metrics = json.loads((tmp_path / job / "metrics.json").read_text())
         assert metrics["latent_dim"] == latent
+
+
+def test_gaussian_variant_on_mnist_grey_levels_reports_bits_per_dim(tmp_path):
+    run(*TINY, "likelihood=gaussian", "dataset=mnist", "net=mlp", "likelihood.scale=per_pixel", f"hydra.run.dir={tmp_path}")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["likelihood"] == "gaussian" and metrics["dataset"] == "mnist"
+    assert 0 < metrics["test_bits_per_dim"] <= metrics["test_bits_per_dim_elbo"] < 12
+    assert {p.stem for p in (tmp_path / "figures").glob("*.png")} == FIGURES
+
+
+def test_gaussian_cifar10_run_on_an_archive_in_the_official_format(tmp_path, monkeypatch):
+    """The whole pipeline in-process (so that the archive's checksums can be patched in)."""
+    from pyro_vae.experiment import run_experiment
+
+    from .conftest import compose_config
+    from .test_cifar10 import write_archive
+
+    (tmp_path / "data").mkdir()
+    write_archive(tmp_path / "data", monkeypatch, per_batch=24)
+    cfg = compose_config([
+        "likelihood=gaussian", f"data.root={tmp_path / 'data'}", "data.val_size=24", "batch_size=32",
+        "epochs=2", "latent_dim=3", "net.channels=[8,16]", "eval.iwae_k=4", "device=cpu", "likelihood.scale=predicted",
+    ])
+    assert cfg.data.name == "cifar10" and cfg.net.name == "conv"
+    best_val = run_experiment(cfg, tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["val_elbo_best"] == best_val and metrics["epochs_completed"] == 2
+    assert metrics["test_bits_per_dim"] > 0
+    assert {p.stem for p in (tmp_path / "run" / "figures").glob("*.png")} == FIGURES
+    vae = pyro_vae.load(tmp_path / "run")
+    assert vae.likelihood(torch.zeros(2, 3)).event_shape == (3, 32, 32)
+
+
+def test_gaussian_variant_without_cifar10_says_where_to_put_it(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "run.py", "likelihood=gaussian", f"data.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and "cifar-10-python.tar.gz: not found; download https://" in lines[0]
+    assert "data.download=true" in lines[0]
+
+
+def test_multirun_over_both_likelihoods(tmp_path):
+    run("-m", *TINY, "epochs=1", "dataset=mnist", "net=mlp", "likelihood=bernoulli,gaussian", f"hydra.sweep.dir={tmp_path}")
+    likelihoods = [json.loads((tmp_path / job / "metrics.json").read_text())["likelihood"] for job in ("0", "1")]
+    assert likelihoods == ["bernoulli", "gaussian"]
