@@ -16,7 +16,7 @@ from .vae import VAE
 MANIFOLD_STEPS = 20
 
 
-def _save(fig: Figure, path: Path) -> None:
+def save(fig: Figure, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
@@ -51,7 +51,7 @@ def encoding(vae: VAE, image: torch.Tensor, path: Path) -> None:
     ax_code.set_xlabel("latent dimension")
     ax_code.set_ylabel("mean of q(z|x), bars +-2 sd")
     ax_code.set_title("encoding of x: q(z|x) = N(mu(x), diag sigma(x)^2)", fontsize=9)
-    _save(fig, path)
+    save(fig, path)
 
 
 @torch.no_grad()
@@ -65,7 +65,7 @@ def decoding(vae: VAE, image: torch.Tensor, path: Path, draws: int = 7) -> None:
     _show(ax_in, image[None], 1, "input x")
     _show(ax_mean, at_mean, 1, "decoded mu(x)")
     _show(ax_draws, sampled, draws, f"decoded z ~ q(z|x), {draws} draws")
-    _save(fig, path)
+    save(fig, path)
 
 
 @torch.no_grad()
@@ -77,7 +77,7 @@ def reconstructions(vae: VAE, splits: Dict[str, torch.Tensor], path: Path, count
         x = images[:count]
         recon = _decode(vae, vae.guide_dist(x).mean)
         _show(ax, torch.cat([x, recon]), count, f"{name}: inputs (top) and reconstructions (bottom)")
-    _save(fig, path)
+    save(fig, path)
 
 
 @torch.no_grad()
@@ -86,7 +86,7 @@ def samples(vae: VAE, path: Path, like: torch.Tensor, rows: int = 8) -> None:
     z = vae.prior(rows * rows, like).sample()
     fig = Figure(figsize=(6, 6))
     _show(fig.subplots(), _decode(vae, z), rows, "decoded draws from the prior p(z) = N(0, I)")
-    _save(fig, path)
+    save(fig, path)
 
 
 def elbo_curve(history: Sequence[Dict[str, float]], path: Path) -> None:
@@ -100,7 +100,7 @@ def elbo_curve(history: Sequence[Dict[str, float]], path: Path) -> None:
     ax.set_ylabel("ELBO (nats per image)")
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save(fig, path)
 
 
 @torch.no_grad()
@@ -122,7 +122,7 @@ def latent_space(vae: VAE, images: torch.Tensor, labels: torch.Tensor, class_nam
     ax.set_xlabel(f"{axis} 1")
     ax.set_ylabel(f"{axis} 2")
     ax.set_title("test images: posterior means E[z|x]", fontsize=9)
-    _save(fig, path)
+    save(fig, path)
 
 
 @torch.no_grad()
@@ -134,7 +134,7 @@ def manifold(vae: VAE, path: Path, like: torch.Tensor, steps: int = MANIFOLD_STE
     z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=-1)
     fig = Figure(figsize=(7, 7))
     _show(fig.subplots(), _decode(vae, z), steps, "decoded z over a grid of N(0, 1) quantiles")
-    _save(fig, path)
+    save(fig, path)
 
 
 def write_all(vae: VAE, train: torch.Tensor, test: torch.Tensor, test_labels: torch.Tensor,

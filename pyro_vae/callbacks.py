@@ -1,0 +1,72 @@
+"""Hydra callbacks registered in ``conf/config.yaml``: sweep summaries and CPU sharing between parallel jobs."""
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from .atomic import write_json
+from .sweep_summary import STATUS_FILE, write_summary
+
+log = logging.getLogger(__name__)
+
+
+def _is_multirun(config: DictConfig) -> bool:
+    return config.hydra.mode == RunMode.MULTIRUN
+
+
+class SweepSummary(Callback):
+    """Records each job's outcome and rewrites the sweep summary after every job and at the end.
+
+    Writing after each job keeps the summary complete even when the sweeper stops the multirun
+    on a failed job (Hydra's basic sweeper raises before ``on_multirun_end``).
+    """
+
+    def __init__(self, metric: str = "test_log_likelihood") -> None:
+        self.metric = metric
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not _is_multirun(config):
+            return
+        status = {"status": "completed" if job_return.status == JobStatus.COMPLETED else "failed"}
+        try:
+            job_return.return_value  # re-raises the job's exception if it failed
+        except Exception as error:
+            status["error"] = f"{type(error).__name__}: {error}"
+        write_json(Path(config.hydra.runtime.output_dir) / STATUS_FILE, status)
+        write_summary(Path(config.hydra.sweep.dir), self.metric)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = write_summary(sweep_dir, self.metric)
+        failed = sum(job.status != "completed" for job in jobs)
+        log.info("sweep summary of %d jobs (%d not completed): %s", len(jobs), failed, sweep_dir / "sweep_summary.md")
+
+
+class ShareCores(Callback):
+    """Gives each of several jobs running at once on one machine an equal share of its cores.
+
+    Without it every parallel job starts one torch thread per core, and N jobs oversubscribe the
+    machine N times over. Applies to the joblib launcher and to submitit's local executor.
+    """
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not _is_multirun(config):
+            return
+        launcher = config.hydra.launcher
+        target = str(launcher.get("_target_", ""))
+        cores = os.cpu_count() or 1
+        if target.endswith("JoblibLauncher"):
+            parallel = launcher.n_jobs if launcher.n_jobs > 0 else cores
+            threads = max(1, cores // parallel)
+        elif target.endswith("LocalLauncher") and launcher.get("cpus_per_task"):
+            threads = launcher.cpus_per_task
+        else:
+            return
+        torch.set_num_threads(threads)
+        log.info("%s: %d torch thread(s) for this job", target.rsplit(".", 1)[-1], threads)

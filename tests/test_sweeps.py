@@ -1,0 +1,123 @@
+"""Multiruns through Hydra's launchers and sweepers, the sweep summary, and the experiment configs."""
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+from pyro_vae.objectives import make_objective
+from pyro_vae.optimizers import make_optimizer
+from pyro_vae.settings import validate
+from pyro_vae.sweep_summary import collect_jobs, write_summary
+
+from .conftest import CONF, ROOT, TINY, compose_config
+
+TINY_SWEEP = [o for o in TINY if not o.startswith("latent_dim")] + ["epochs=1"]
+
+
+def multirun(sweep_dir, *overrides, check=True):
+    result = subprocess.run(
+        [sys.executable, "run.py", "-m", *TINY_SWEEP, *overrides, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def summary_rows(sweep_dir):
+    with (sweep_dir / "sweep_summary.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def assert_rows_match_jobs(sweep_dir, key, values):
+    rows = summary_rows(sweep_dir)
+    assert [row[key] for row in rows] == [str(v) for v in values]
+    for row in rows:
+        metrics = json.loads((sweep_dir / row["job"] / "metrics.json").read_text())
+        assert row["status"] == "completed"
+        assert float(row["test_log_likelihood"]) == pytest.approx(metrics["test_log_likelihood"])
+    assert (sweep_dir / "sweep_summary.md").read_text().count("| completed |") == len(values)
+    assert (sweep_dir / "sweep_summary.png").stat().st_size > 0
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_sharing_the_cores(tmp_path):
+    multirun(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "latent_dim=2,3")
+    assert_rows_match_jobs(tmp_path, "latent_dim", [2, 3])
+    for job in ("0", "1"):
+        assert "JoblibLauncher: 1 torch thread(s) for this job" in (tmp_path / job / "run.log").read_text()
+
+
+def test_submitit_local_launcher(tmp_path):
+    multirun(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "latent_dim=2,3")
+    assert_rows_match_jobs(tmp_path, "latent_dim", [2, 3])
+
+
+def test_failed_job_is_a_row_with_its_error(tmp_path):
+    result = multirun(tmp_path, "latent_dim=2,0", check=False)
+    assert result.returncode != 0  # Hydra still reports the failure
+    rows = summary_rows(tmp_path)
+    assert [(r["latent_dim"], r["status"]) for r in rows] == [("2", "completed"), ("0", "failed")]
+    assert rows[1]["error"] == "ConfigError: latent_dim=0: must be a positive integer"
+    assert rows[1]["test_elbo"] == "" and float(rows[0]["test_elbo"]) < 0
+
+
+def test_optuna_search_of_two_trials(tmp_path):
+    multirun(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "net.hidden_dims=[32]")
+    rows = summary_rows(tmp_path)
+    assert len(rows) == 2 and all(r["status"] == "completed" for r in rows)
+    assert {r["latent_dim"] for r in rows} <= {"2", "5", "10", "20", "50"}
+    assert all(1e-4 <= float(r["lr"]) <= 3e-3 for r in rows)
+    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(float(r["val_elbo_best"]) for r in rows))
+
+
+def test_summary_of_two_swept_settings(tmp_path):
+    """Job directories written by hand: the summary needs nothing but the sweep directory."""
+    for job, (latent, lr, value) in enumerate([(2, "1e-3", -100.0), (2, "1e-4", -110.0), (10, "1e-3", -90.0), (10, "1e-4", None)]):
+        (tmp_path / str(job) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"latent_dim={latent}", f"lr={lr}", "epochs=5"]))
+        if value is not None:
+            (tmp_path / str(job) / "metrics.json").write_text(json.dumps({"test_log_likelihood": value}))
+            (tmp_path / str(job) / "job_status.json").write_text(json.dumps({"status": "completed"}))
+    jobs = write_summary(tmp_path, "test_log_likelihood")
+    assert [job.status for job in jobs] == ["completed", "completed", "completed", "running"]
+    rows = summary_rows(tmp_path)
+    assert [(r["latent_dim"], r["lr"], r["test_log_likelihood"]) for r in rows] == [
+        ("2", "1e-3", "-100.0"), ("2", "1e-4", "-110.0"), ("10", "1e-3", "-90.0"), ("10", "1e-4", "")]
+    assert collect_jobs(tmp_path)[0].overrides == {"latent_dim": "2", "lr": "1e-3", "epochs": "5"}
+    assert (tmp_path / "sweep_summary.png").is_file()
+
+
+EXPERIMENTS = {
+    "paper": dict(latent_dim=10, hidden=[256], optimizer="rmsprop", lr=1e-3, batch_size=100, epochs=20, elbo="trace"),
+    "kingma_welling": dict(latent_dim=20, hidden=[500], optimizer="adagrad", batch_size=100, elbo="trace"),
+    "burda_vae": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, elbo="trace", particles=1),
+    "burda_iwae": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, elbo="iwae", particles=50),
+}
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_every_experiment_config_composes_to_its_published_setup(name):
+    cfg = compose_config([f"+experiment={name}"])
+    validate(cfg)
+    expected = EXPERIMENTS[name]
+    assert cfg.latent_dim == expected["latent_dim"] and list(cfg.net.hidden_dims) == expected["hidden"]
+    assert cfg.optimizer.name == expected["optimizer"] and cfg.batch_size == expected["batch_size"]
+    assert cfg.elbo.name == expected["elbo"]
+    assert cfg.elbo.num_particles == expected.get("particles", cfg.elbo.num_particles)
+    for key in ("lr", "epochs"):
+        assert cfg[key] == expected.get(key, cfg[key])
+    make_optimizer(cfg.optimizer, cfg.lr, make_objective(cfg.elbo).images_per_loss(cfg.batch_size, 50000))
+
+
+def test_slurm_cluster_config_selects_the_submitit_slurm_launcher():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["+cluster=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)
+    assert cfg.device == "cuda"
