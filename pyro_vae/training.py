@@ -1,14 +1,20 @@
-"""The SVI loop: epochs over on-device minibatches, validation, checkpoints and resuming."""
+"""The SVI loop: epochs over on-device minibatches, validation, checkpoints, schedules and resuming.
+
+Each step estimates the ELBO with a Pyro objective (``differentiable_loss``, Trace_ELBO by
+default) and updates all parameters with one native torch optimizer. Pyro's validation checks
+run on the first step of each run only, and the loss is read on the host once every
+``LOSS_CHECK_EVERY`` steps, so a GPU is never made to wait on the CPU within an epoch.
+"""
 import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
 
+import pyro
 import torch
 from omegaconf import DictConfig
-from pyro.infer import SVI
 from tqdm.auto import tqdm
 
 from . import checkpoints
@@ -18,9 +24,12 @@ from .errors import ConfigError, DivergenceError
 from .evaluation import evaluate
 from .objectives import make_objective
 from .optimizers import make_optimizer
+from .schedules import make_schedule, step_schedule
 from .vae import VAE
 
 log = logging.getLogger(__name__)
+
+LOSS_CHECK_EVERY = 100
 
 
 @dataclass
@@ -38,6 +47,11 @@ class TrainingState:
         return max((row["val_elbo"] for row in self.history), default=-math.inf)
 
     @property
+    def epochs_since_best(self) -> int:
+        best = max(range(len(self.history)), key=lambda i: self.history[i]["val_elbo"], default=-1)
+        return len(self.history) - 1 - best
+
+    @property
     def train_seconds(self) -> float:
         return sum(row["epoch_seconds"] for row in self.history)
 
@@ -47,15 +61,32 @@ class TrainingState:
         return images / self.train_seconds
 
 
-def _resume(vae: VAE, optimizer, run_dir: Path, device: torch.device) -> TrainingState:
+def make_step(vae: VAE, cfg: DictConfig, num_data: int) -> tuple:
+    """The training step ``step(x) -> loss tensor`` for ``cfg``, with its optimizer and how many images a loss sums."""
+    objective = make_objective(cfg.elbo)
+    images_per_loss = objective.images_per_loss(cfg.batch_size, num_data)
+    optimizer = make_optimizer(cfg.optimizer, cfg.lr, vae.parameters(), images_per_loss)
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = objective.backward(vae.model, vae.guide, x, num_data=num_data)
+        optimizer.step()
+        return loss
+
+    return step, optimizer, images_per_loss
+
+
+def _resume(vae: VAE, optimizer, scheduler, run_dir: Path, device: torch.device) -> TrainingState:
     record = checkpoints.read(run_dir / checkpoints.LAST, device)
     try:
         vae.load_state_dict(record["state_dict"])
-    except RuntimeError as exc:
+        optimizer.load_state_dict(record["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
         raise ConfigError(
-            f"resume=true: {run_dir / checkpoints.LAST} holds a different network; resume with the settings of that run"
+            f"resume=true: {run_dir / checkpoints.LAST} holds a different network or optimizer; resume with the settings of that run"
         ) from exc
-    optimizer.set_state(record["optimizer"])
+    if scheduler is not None and record.get("scheduler"):
+        scheduler.load_state_dict(record["scheduler"])
     torch.set_rng_state(record["rng"])
     if device.type == "cuda" and "cuda_rng" in record:
         torch.cuda.set_rng_state(record["cuda_rng"], device)
@@ -70,62 +101,81 @@ def _refuse_overwrite(run_dir: Path) -> None:
         )
 
 
+def _run_epoch(step: Callable, sampler: MinibatchSampler, epoch: int, cfg: DictConfig, run_dir: Path) -> torch.Tensor:
+    """Sum of the minibatch losses of one epoch, checked for NaN every LOSS_CHECK_EVERY steps."""
+    total = torch.zeros((), device=sampler.source.device)
+    window_start = 0
+    progress = tqdm(sampler, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=None, unit="batch")
+    for index, x in enumerate(progress):
+        with pyro.validation_enabled(epoch == 1 and index == 0):
+            total += step(x)
+        if (index + 1) % LOSS_CHECK_EVERY == 0 or index + 1 == len(sampler):
+            if not torch.isfinite(total):
+                raise DivergenceError(
+                    f"training loss became {total.item()} at epoch {epoch}, steps {window_start}-{index}; "
+                    f"lower lr (now {cfg.lr}) or use optimizer=clipped_adam "
+                    f"({run_dir / checkpoints.LAST} keeps the last finished epoch)"
+                )
+            window_start = index + 1
+    return total
+
+
 def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run_dir: Path) -> TrainingState:
-    """Train ``vae`` by SVI for ``cfg.epochs`` epochs, writing ``checkpoint.pt`` and ``last.pt`` each epoch."""
+    """Train ``vae`` for up to ``cfg.epochs`` epochs, writing ``checkpoint.pt`` and ``last.pt`` each epoch."""
     device = data.train.images.device
     num_data = len(data.train)
     if cfg.batch_size > num_data:
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {num_data} training images; lower it or raise data.train_size")
     sampler = MinibatchSampler(pixels.training_source(data.train.images), cfg.batch_size, pixels.training_batch)
     val_images = pixels.fixed(data.val.images, "val")
-
-    objective = make_objective(cfg.elbo)
-    images_per_loss = objective.images_per_loss(cfg.batch_size, num_data)
-    optimizer = make_optimizer(cfg.optimizer, cfg.lr, images_per_loss)
-    svi = SVI(vae.model, vae.guide, optimizer, loss=objective.elbo)
+    step, optimizer, images_per_loss = make_step(vae, cfg, num_data)
+    scheduler = make_schedule(cfg.schedule, optimizer)
+    patience = cfg.early_stopping.patience
 
     if cfg.resume:
-        state = _resume(vae, optimizer, run_dir, device)
+        state = _resume(vae, optimizer, scheduler, run_dir, device)
     else:
         _refuse_overwrite(run_dir)
         state = TrainingState()
 
     for epoch in range(state.epochs_completed + 1, cfg.epochs + 1):
+        if patience is not None and state.epochs_completed and state.epochs_since_best >= patience:
+            log.info("early stopping: no better validation ELBO in the last %d epochs", patience)
+            break
+        lr = optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
-        loss_total = 0.0
-        progress = tqdm(sampler, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=None, unit="batch")
-        for step, x in enumerate(progress):
-            loss = svi.step(x, num_data=num_data)
-            if not math.isfinite(loss):
-                raise DivergenceError(
-                    f"training loss became {loss} at epoch {epoch}, step {step}; lower lr (now {cfg.lr}) "
-                    f"or use optimizer=clipped_adam ({run_dir / checkpoints.LAST} keeps the last finished epoch)"
-                )
-            loss_total += loss / images_per_loss
+        loss_total = _run_epoch(step, sampler, epoch, cfg, run_dir).item()
         seconds = time.perf_counter() - start
-        images = len(sampler) * cfg.batch_size
         row = {
             "epoch": epoch,
-            "train_elbo": -loss_total / len(sampler),
+            "train_elbo": -loss_total / images_per_loss / len(sampler),
             "val_elbo": evaluate(vae, val_images, num_samples=1, chunk_size=cfg.eval.chunk_size).elbo,
             "epoch_seconds": seconds,
-            "images_per_second": images / seconds,
+            "images_per_second": len(sampler) * cfg.batch_size / seconds,
+            "lr": lr,
         }
         improved = row["val_elbo"] > state.best_val_elbo
         state.history.append(row)
-        _save_epoch(vae, optimizer, cfg, data, pixels, state, run_dir, improved)
+        step_schedule(scheduler, row["val_elbo"])
+        _save_epoch(vae, optimizer, scheduler, cfg, data, state, run_dir, improved)
         log.info(
-            "epoch %d/%d  train ELBO %.2f  val ELBO %.2f%s  (%.1f s, %.0f images/s)",
-            epoch, cfg.epochs, row["train_elbo"], row["val_elbo"], "  best" if improved else "", seconds, row["images_per_second"],
+            "epoch %d/%d  train ELBO %.2f  val ELBO %.2f%s  (%.1f s, %.0f images/s, lr %.2g)",
+            epoch, cfg.epochs, row["train_elbo"], row["val_elbo"], "  best" if improved else "", seconds,
+            row["images_per_second"], lr,
         )
     return state
 
 
-def _save_epoch(vae, optimizer, cfg, data, pixels, state: TrainingState, run_dir: Path, improved: bool) -> None:
+def _save_epoch(vae, optimizer, scheduler, cfg, data, state: TrainingState, run_dir: Path, improved: bool) -> None:
     record = checkpoints.model_record(vae, cfg, data.image_shape)
     if improved:
         checkpoints.save(run_dir / checkpoints.BEST, {**record, "epoch": state.epochs_completed, "val_elbo": state.best_val_elbo})
-    resume = {"optimizer": optimizer.get_state(), "history": state.history, "rng": torch.get_rng_state()}
+    resume = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "history": state.history,
+        "rng": torch.get_rng_state(),
+    }
     if data.train.images.is_cuda:
         resume["cuda_rng"] = torch.cuda.get_rng_state(data.train.images.device)
     checkpoints.save(run_dir / checkpoints.LAST, {**record, **resume})

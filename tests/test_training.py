@@ -72,10 +72,34 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):
 
 
 def test_nan_loss_stops_training_with_advice(tiny_cfg, tmp_path, monkeypatch):
-    import pyro_vae.training as training
+    from pyro_vae.objectives import Objective
 
-    original = training.SVI.step
-    monkeypatch.setattr(training.SVI, "step", lambda self, *a, **k: original(self, *a, **k) * float("nan"))
-    with pytest.raises(DivergenceError, match=r"training loss became nan at epoch 1, step 0; lower lr"):
+    original = Objective.backward
+    monkeypatch.setattr(Objective, "backward", lambda self, *a, **k: original(self, *a, **k) * float("nan"))
+    with pytest.raises(DivergenceError, match=r"training loss became nan at epoch 1, steps 0-7; lower lr"):
         train(tiny_cfg, tmp_path)
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_burda_schedule_stages():
+    from pyro_vae.schedules import burda_factor
+
+    # stage i lasts 3^i epochs at 10^(-i/7): epochs 0 | 1-3 | 4-12 | 13-39 | ... | 1093-3279
+    for epoch, stage in [(0, 0), (1, 1), (3, 1), (4, 2), (12, 2), (13, 3), (1092, 6), (1093, 7), (5000, 7)]:
+        assert burda_factor(epoch) == pytest.approx(10 ** (-stage / 7))
+
+
+def test_plateau_schedule_and_early_stopping_follow_the_validation_elbo(tiny_cfg, tmp_path, monkeypatch):
+    """The validation ELBOs are scripted so that the epochs where the schedule acts are known."""
+    import pyro_vae.training as training
+    from pyro_vae.evaluation import Evaluation
+
+    scripted = iter([-100.0, -90.0, -95.0, -96.0, -97.0, -98.0])
+    monkeypatch.setattr(training, "evaluate", lambda *a, **k: Evaluation(next(scripted), 0.0, 0.0, 0.0, 0))
+    tiny_cfg.epochs = 6
+    tiny_cfg.schedule = {"name": "plateau", "factor": 0.5, "patience": 0, "min_lr": 1e-6}
+    tiny_cfg.early_stopping.patience = 2
+    _, state = train(tiny_cfg, tmp_path)
+    assert state.epochs_completed == 4  # best at epoch 2, two epochs without improvement, then stop
+    assert [row["lr"] for row in state.history] == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4])
+    assert checkpoints.read(tmp_path / "checkpoint.pt")["epoch"] == 2

@@ -1,0 +1,76 @@
+"""Shared pieces of the benchmark scripts: composing configs, timing, machine description, results."""
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Sequence
+
+import pyro
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from pyro_vae.atomic import write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The project's config composed exactly as run.py would, with ``overrides``."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=["device=cpu", *overrides])
+
+
+def machine() -> Dict[str, Any]:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def ms_per_call(factories: Dict[str, Callable[[], Callable[[Any], Any]]], inputs: List[Any], rounds: int = 5,
+                warmup: int = 10) -> Dict[str, float]:
+    """Median over ``rounds`` of the mean milliseconds per ``step(x)`` over ``inputs``, for each step.
+
+    Each factory builds its step afresh (Pyro's param store is global, so two models must not
+    be alive at once); the rounds interleave the steps, so that a busy spell of the machine
+    slows all of them alike and the ratios between them stay fair.
+    """
+    times: Dict[str, List[float]] = {name: [] for name in factories}
+    for _ in range(rounds):
+        for name, factory in factories.items():
+            step = factory()
+            for x in inputs[:warmup]:
+                step(x)
+            _sync()
+            start = time.perf_counter()
+            for x in inputs:
+                step(x)
+            _sync()
+            times[name].append(1000 * (time.perf_counter() - start) / len(inputs))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def table(rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
+    """A plain-text table of ``rows`` (floats to 2 decimals)."""
+    cells = [[f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def save_results(name: str, figures: Dict[str, Any]) -> Path:
+    path = RESULTS / f"{name}.json"
+    write_json(path, {"machine": machine(), **figures})
+    return path
