@@ -13,7 +13,7 @@ from pyro_vae.settings import resolve_device, validate
 from .conftest import CONF, ROOT, compose_config
 
 # The groups chosen with `group=option`; experiment/ and cluster/ are appended with `+` (tests/test_sweeps.py).
-SELECTABLE = ("dataset", "likelihood", "net", "optimizer", "elbo")
+SELECTABLE = ("dataset", "likelihood", "net", "optimizer", "elbo", "schedule")
 GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml")) for group in SELECTABLE}
 
 
@@ -35,7 +35,8 @@ def test_every_config_group_option_composes_and_builds(group, option):
     cfg = compose_config([f"{group}={option}"])
     validate(cfg)
     objective = make_objective(cfg.elbo)
-    make_optimizer(cfg.optimizer, cfg.lr, objective.images_per_loss(cfg.batch_size, 1000))
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    make_optimizer(cfg.optimizer, cfg.lr, params, objective.images_per_loss(cfg.batch_size, 1000))
 
 
 @pytest.mark.parametrize("override, message", [
@@ -57,7 +58,7 @@ def test_invalid_objective_optimizer_and_device_are_refused():
     with pytest.raises(ConfigError, match="elbo.num_particles=0: must be a positive integer"):
         make_objective(cfg.elbo)
     with pytest.raises(ConfigError, match="lr=-0.1: must be a positive number"):
-        make_optimizer(cfg.optimizer, -0.1, 1)
+        make_optimizer(cfg.optimizer, -0.1, [torch.nn.Parameter(torch.zeros(3))], 1)
     with pytest.raises(ConfigError, match="device=tpu: choose auto, cpu or cuda"):
         resolve_device("tpu")
     if not torch.cuda.is_available():

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
@@ -111,7 +112,8 @@ def test_every_experiment_config_composes_to_its_published_setup(name):
     assert cfg.elbo.num_particles == expected.get("particles", cfg.elbo.num_particles)
     for key in ("lr", "epochs"):
         assert cfg[key] == expected.get(key, cfg[key])
-    make_optimizer(cfg.optimizer, cfg.lr, make_objective(cfg.elbo).images_per_loss(cfg.batch_size, 50000))
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    make_optimizer(cfg.optimizer, cfg.lr, params, make_objective(cfg.elbo).images_per_loss(cfg.batch_size, 50000))
 
 
 def test_slurm_cluster_config_selects_the_submitit_slurm_launcher():
