@@ -101,7 +101,7 @@ def _refuse_overwrite(run_dir: Path) -> None:
         )
 
 
-def _run_epoch(step: Callable, sampler: MinibatchSampler, epoch: int, cfg: DictConfig, run_dir: Path) -> torch.Tensor:
+def run_epoch(step: Callable, sampler: MinibatchSampler, epoch: int, cfg: DictConfig, run_dir: Path) -> torch.Tensor:
     """Sum of the minibatch losses of one epoch, checked for NaN every LOSS_CHECK_EVERY steps."""
     total = torch.zeros((), device=sampler.source.device)
     window_start = 0
@@ -144,7 +144,7 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
             break
         lr = optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
-        loss_total = _run_epoch(step, sampler, epoch, cfg, run_dir).item()
+        loss_total = run_epoch(step, sampler, epoch, cfg, run_dir).item()
         seconds = time.perf_counter() - start
         row = {
             "epoch": epoch,

@@ -36,10 +36,12 @@ class PixelTransform:
         self.continuous = continuous
 
     def _view(self, images: torch.Tensor, generator) -> torch.Tensor:
+        uniform = torch.rand(images.shape, generator=generator, device=images.device)
         if self.continuous:
-            noise = torch.rand(images.shape, generator=generator, device=images.device)
-            return noise.add_(images).div_(256.0)
-        return torch.bernoulli(images.float().div_(255.0), generator=generator)
+            return uniform.add_(images).div_(256.0)
+        # P(U < k/255) = k/255: a Bernoulli draw of each grey level, about 3x faster on the CPU
+        # than torch.bernoulli (benchmarks/epoch_throughput.py).
+        return (uniform < images.float().div_(255.0)).float()
 
     def fixed(self, images: torch.Tensor, view: str) -> torch.Tensor:
         """One reproducible view of ``images`` for ``view`` (train, val, test or figures), seeded by ``seed``."""

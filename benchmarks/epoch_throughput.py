@@ -1,0 +1,97 @@
+"""Images per second over one full MNIST training epoch: the project's data path against the
+data path of Pyro's VAE tutorial, measured in the same run.
+
+Project: the uint8 training split held as one tensor on the device, shuffled minibatches drawn
+by indexing it and binarized on the fly, one training step per batch (``run_epoch``, as in
+``run.py``). Tutorial: ``torchvision.datasets.MNIST`` with ``ToTensor``, a ``DataLoader``
+(batch 128, shuffled, one worker as in the tutorial) and ``SVI.step`` with ``pyro.optim.Adam``.
+Both train the same network on dynamically binarized images with the same batch size.
+Prints a table and writes benchmarks/results/epoch_throughput.json.
+
+    python benchmarks/epoch_throughput.py [--batch-size 128]
+"""
+import argparse
+import gzip
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pyro
+import torch
+from pyro.infer import SVI, Trace_ELBO
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+from common import config, save_results, table
+from pyro_vae.data import PixelTransform, load_data
+from pyro_vae.data import mnist
+from pyro_vae.data.batches import MinibatchSampler
+from pyro_vae.training import make_step, run_epoch
+from pyro_vae.vae import build_vae
+
+
+def fresh_vae(cfg):
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    return build_vae(cfg, (1, 28, 28))
+
+
+def project_epoch(cfg, run_dir: Path) -> float:
+    data = load_data(cfg.data, torch.device(cfg.device))
+    pixels = PixelTransform("dynamic", seed=0, continuous=False)
+    sampler = MinibatchSampler(pixels.training_source(data.train.images), cfg.batch_size, pixels.training_batch)
+    vae = fresh_vae(cfg)
+    step, _, _ = make_step(vae, cfg, len(data.train))
+    start = time.perf_counter()
+    run_epoch(step, sampler, 1, cfg, run_dir).item()
+    return len(sampler) * cfg.batch_size / (time.perf_counter() - start)
+
+
+def write_torchvision_layout(root: Path) -> None:
+    """torchvision reads the decompressed IDX files from MNIST/raw."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in mnist.FILES:
+        (raw / name).write_bytes(gzip.decompress((mnist.SHIPPED_ROOT / f"{name}.gz").read_bytes()))
+
+
+def tutorial_epoch(cfg, root: Path) -> float:
+    train_set = datasets.MNIST(str(root), train=True, transform=transforms.ToTensor(), download=False)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=1, drop_last=True)
+    vae = fresh_vae(cfg)
+    svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": cfg.lr}), loss=Trace_ELBO(max_plate_nesting=1))
+    images = 0
+    start = time.perf_counter()
+    for x, _ in loader:
+        svi.step(torch.bernoulli(x), num_data=len(train_set))
+        images += len(x)
+    return images / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3, help="epochs of each path, interleaved; the median counts")
+    args = parser.parse_args()
+    cfg = config([f"batch_size={args.batch_size}"])
+    tutorial_runs, project_runs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "data"
+        write_torchvision_layout(root)
+        for _ in range(args.rounds):
+            tutorial_runs.append(tutorial_epoch(cfg, root))
+            project_runs.append(project_epoch(cfg, Path(tmp)))
+    tutorial, project = statistics.median(tutorial_runs), statistics.median(project_runs)
+    rows = [
+        {"data path": "pyro tutorial: torchvision MNIST + DataLoader + SVI.step", "images_per_s": tutorial, "ratio": 1.0},
+        {"data path": "pyro-vae: on-device tensor + run_epoch", "images_per_s": project, "ratio": project / tutorial},
+    ]
+    print(table(rows, ["data path", "images_per_s", "ratio"]))
+    print(f"batch {args.batch_size}, median of {args.rounds} epochs each, same network and ELBO; ratio against the tutorial's path")
+    figures = {"batch_size": args.batch_size, "rows": rows, "tutorial_runs": tutorial_runs, "project_runs": project_runs}
+    print(f"wrote {save_results('epoch_throughput', figures)}")
+
+
+if __name__ == "__main__":
+    main()
