@@ -34,13 +34,14 @@ from pyro_vae.vae import build_vae
 def fresh_vae(cfg):
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
-    return build_vae(cfg, (1, 28, 28))
+    return build_vae(cfg, (1, 28, 28), 10)
 
 
 def project_epoch(cfg, run_dir: Path) -> float:
     data = load_data(cfg.data, torch.device(cfg.device))
     pixels = PixelTransform("dynamic", seed=0, continuous=False)
-    sampler = MinibatchSampler(pixels.training_source(data.train.images), cfg.batch_size, pixels.training_batch)
+    sampler = MinibatchSampler(pixels.training_source(data.train.images), data.train.labels, cfg.batch_size,
+                               pixels.training_batch)
     vae = fresh_vae(cfg)
     step, _, _ = make_step(vae, cfg, len(data.train))
     start = time.perf_counter()

@@ -27,7 +27,7 @@ OBJECTIVES = ("trace", "trace_pyro", "meanfield", "iwae", "jit")
 def fresh_vae(cfg, image_shape):
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
-    return build_vae(cfg, image_shape)
+    return build_vae(cfg, image_shape, 10)
 
 
 def hand_written_step(cfg, image_shape, num_data):

@@ -16,11 +16,12 @@ BEST = "checkpoint.pt"
 LAST = "last.pt"
 
 
-def model_record(vae: VAE, cfg: DictConfig, image_shape) -> Dict[str, Any]:
+def model_record(vae: VAE, cfg: DictConfig, image_shape, num_classes: int) -> Dict[str, Any]:
     """Everything needed to rebuild ``vae`` without the run's config files."""
     return {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "image_shape": list(image_shape),
+        "num_classes": num_classes,
         "state_dict": {key: value.detach().cpu() for key, value in vae.state_dict().items()},
     }
 
@@ -40,7 +41,7 @@ def read(path: Path, map_location: Union[str, torch.device] = "cpu") -> Dict[str
 
 def vae_from_record(record: Dict[str, Any]) -> VAE:
     cfg = OmegaConf.create(record["config"])
-    vae = build_vae(cfg, tuple(record["image_shape"]))
+    vae = build_vae(cfg, tuple(record["image_shape"]), record["num_classes"])
     vae.load_state_dict(record["state_dict"])
     return vae
 

@@ -5,9 +5,10 @@ All of them come from the same importance weights
 the ELBO is their mean, the log-likelihood estimate logsumexp_k log w_k - log K (Burda et
 al. 2016), which is >= the ELBO in expectation and tightens as K grows.
 """
+import itertools
 import math
 from dataclasses import asdict, dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 import pyro
 import torch
@@ -33,24 +34,31 @@ class Evaluation:
 
 @torch.no_grad()
 @pyro.validation_enabled(False)
-def evaluate(vae: VAE, images: torch.Tensor, num_samples: int = 1, chunk_size: int = 65536) -> Evaluation:
-    """Evaluate ``vae`` on float observations ``images`` with K = ``num_samples`` draws per image.
+def evaluate(vae: VAE, images: torch.Tensor, labels: Optional[torch.Tensor] = None, num_samples: int = 1,
+             chunk_size: int = 65536, weight_draws: int = 1) -> Evaluation:
+    """Evaluate ``vae`` on float observations ``images`` (with their ``labels``, which a
+    conditional VAE conditions on) with K = ``num_samples`` draws per image.
 
     At most ``chunk_size`` (image, sample) pairs are decoded at once, so memory stays bounded
-    whatever K: few images with many samples each when K is large. Distribution argument
-    checks are off: they would re-read every decoded pixel and double the cost.
+    whatever K: few images with many samples each when K is large. A Bayesian decoder draws its
+    weights from q(W) afresh for each chunk of samples, and the K samples of an image are split
+    into at least ``weight_draws`` chunks, so the likelihood is averaged over weight draws.
+    Distribution argument checks are off: they would re-read every decoded pixel.
     """
     images_per_chunk = max(1, chunk_size // num_samples)
     samples_per_chunk = min(num_samples, chunk_size)
+    if vae.bayesian:
+        samples_per_chunk = min(samples_per_chunk, math.ceil(num_samples / weight_draws))
+    label_chunks = labels.split(images_per_chunk) if labels is not None else itertools.repeat(None)
     totals = dict(elbo=0.0, log_likelihood=0.0, reconstruction=0.0, kl=0.0)
     posterior_means = []
-    for x in images.split(images_per_chunk):
-        guide = vae.guide_dist(x)
+    for x, y in zip(images.split(images_per_chunk), label_chunks):
+        guide = vae.guide_dist(x, y)
         prior = vae.prior(len(x), x)
         log_weights, log_likelihoods = [], []
         for count in _chunk_sizes(num_samples, samples_per_chunk):
             z = guide.sample((count,))
-            log_lik = vae.likelihood(z).log_prob(x)
+            log_lik = vae.likelihood(z, y).log_prob(x)
             log_likelihoods.append(log_lik)
             log_weights.append(log_lik + prior.log_prob(z) - guide.log_prob(z))
         log_w = torch.cat(log_weights)

@@ -29,7 +29,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     pyro.set_rng_seed(cfg.seed)
 
     data = load_data(cfg.data, device)
-    vae = build_vae(cfg, data.image_shape).to(device)
+    vae = build_vae(cfg, data.image_shape, data.num_classes).to(device)
     pixels = PixelTransform(cfg.data.binarize, cfg.seed, continuous=vae.pixels.continuous)
     log.info("%s: %d train / %d val / %d test images of shape %s on %s",
              data.name, len(data.train), len(data.val), len(data.test), data.image_shape, device)
@@ -41,7 +41,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     vae.eval()
     test_images = pixels.fixed(data.test.images, "test")
     started = time.perf_counter()
-    test = evaluate(vae, test_images, num_samples=cfg.eval.iwae_k, chunk_size=cfg.eval.chunk_size)
+    test = evaluate(vae, test_images, data.test.labels, num_samples=cfg.eval.iwae_k, chunk_size=cfg.eval.chunk_size,
+                    weight_draws=cfg.decoder.eval_weight_draws)
     log.info("test ELBO %.2f, test log-likelihood %.2f (K=%d, %.0f s), KL %.2f, active units %d/%d",
              test.elbo, test.log_likelihood, cfg.eval.iwae_k, time.perf_counter() - started,
              test.kl, test.active_units, cfg.latent_dim)
@@ -56,6 +57,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
         "images_per_second": state.images_per_second,
         "dataset": data.name,
         "likelihood": cfg.likelihood.name,
+        # A conditional VAE's figures are log p(x | y), conditional on the test label.
+        "likelihood_of": "log p(x|y)" if vae.conditional else "log p(x)",
         "latent_dim": cfg.latent_dim,
         "device": str(device),
     }
@@ -66,7 +69,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     write_history(run_dir / "history.csv", state.history)
     write_metrics(run_dir / "metrics.json", metrics)
     train_figure_images = pixels.fixed(data.train.images[:16], "figures")
-    figures.write_all(vae, train_figure_images, test_images, data.test.labels, list(data.class_names),
-                      state.history, run_dir / "figures")
+    figures.write_all(vae, (train_figure_images, data.train.labels[:16]), (test_images, data.test.labels),
+                      list(data.class_names), state.history, run_dir / "figures")
     log.info("wrote %s", run_dir)
     return state.best_val_elbo

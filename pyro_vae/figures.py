@@ -3,7 +3,7 @@
 Built with matplotlib's object API (no pyplot state, no display needed) and written atomically.
 """
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from matplotlib.figure import Figure
@@ -32,15 +32,15 @@ def _show(ax, images: torch.Tensor, nrow: int, title: str = "") -> None:
     ax.axis("off")
 
 
-def _decode(vae: VAE, z: torch.Tensor) -> torch.Tensor:
-    """The mean of p(x|z): pixel probabilities (Bernoulli) or intensities (Gaussian)."""
-    return vae.likelihood(z).mean
+def _decode(vae: VAE, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The mean of p(x|z) (given y when conditional): pixel probabilities (Bernoulli) or intensities (Gaussian)."""
+    return vae.likelihood(z, y).mean
 
 
 @torch.no_grad()
-def encoding(vae: VAE, image: torch.Tensor, path: Path) -> None:
+def encoding(vae: VAE, image: torch.Tensor, label: torch.Tensor, path: Path) -> None:
     """Figure 7: one image and its encoding, the mean and spread of q(z|x) per latent dimension."""
-    guide = vae.guide_dist(image[None])
+    guide = vae.guide_dist(image[None], label[None])
     loc, scale = guide.base_dist.loc[0].cpu().numpy(), guide.base_dist.scale[0].cpu().numpy()
     fig = Figure(figsize=(9, 3))
     ax_image, ax_code = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 3]})
@@ -55,11 +55,12 @@ def encoding(vae: VAE, image: torch.Tensor, path: Path) -> None:
 
 
 @torch.no_grad()
-def decoding(vae: VAE, image: torch.Tensor, path: Path, draws: int = 7) -> None:
+def decoding(vae: VAE, image: torch.Tensor, label: torch.Tensor, path: Path, draws: int = 7) -> None:
     """Figure 8: the image, its decoding at the posterior mean, and decodings of draws from q(z|x)."""
-    guide = vae.guide_dist(image[None])
-    at_mean = _decode(vae, guide.mean)
-    sampled = _decode(vae, guide.sample((draws,))[:, 0])
+    y = label[None]
+    guide = vae.guide_dist(image[None], y)
+    at_mean = _decode(vae, guide.mean, y)
+    sampled = _decode(vae, guide.sample((draws,))[:, 0], y.expand(draws))
     fig = Figure(figsize=(9, 2))
     ax_in, ax_mean, ax_draws = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, draws]})
     _show(ax_in, image[None], 1, "input x")
@@ -69,23 +70,57 @@ def decoding(vae: VAE, image: torch.Tensor, path: Path, draws: int = 7) -> None:
 
 
 @torch.no_grad()
-def reconstructions(vae: VAE, splits: Dict[str, torch.Tensor], path: Path, count: int = 10) -> None:
-    """Figure 9: inputs above their reconstructions (decoded posterior means), per split."""
+def reconstructions(vae: VAE, splits: Dict[str, Tuple[torch.Tensor, torch.Tensor]], path: Path, count: int = 10) -> None:
+    """Figure 9: inputs above their reconstructions (decoded posterior means), per split of (images, labels)."""
     fig = Figure(figsize=(count * 0.9, 2.2 * len(splits)))
     axes = fig.subplots(len(splits), 1, squeeze=False)[:, 0]
-    for ax, (name, images) in zip(axes, splits.items()):
-        x = images[:count]
-        recon = _decode(vae, vae.guide_dist(x).mean)
+    for ax, (name, (images, labels)) in zip(axes, splits.items()):
+        x, y = images[:count], labels[:count]
+        recon = _decode(vae, vae.guide_dist(x, y).mean, y)
         _show(ax, torch.cat([x, recon]), count, f"{name}: inputs (top) and reconstructions (bottom)")
     save(fig, path)
 
 
 @torch.no_grad()
-def samples(vae: VAE, path: Path, like: torch.Tensor, rows: int = 8) -> None:
-    """Figure 10: decodings of draws z ~ N(0, I) from the prior."""
+def samples(vae: VAE, path: Path, like: torch.Tensor, num_classes: int, rows: int = 8) -> None:
+    """Figure 10: decodings of draws z ~ N(0, I) from the prior (a conditional VAE cycles through the classes)."""
     z = vae.prior(rows * rows, like).sample()
+    y = torch.arange(rows * rows, device=like.device) % num_classes
     fig = Figure(figsize=(6, 6))
-    _show(fig.subplots(), _decode(vae, z), rows, "decoded draws from the prior p(z) = N(0, I)")
+    _show(fig.subplots(), _decode(vae, z, y), rows, "decoded draws from the prior p(z) = N(0, I)")
+    save(fig, path)
+
+
+@torch.no_grad()
+def class_samples(vae: VAE, path: Path, like: torch.Tensor, class_names: List[str], per_class: int = 5) -> None:
+    """A conditional VAE's digits on demand: ``per_class`` prior draws decoded with each label (one row per class)."""
+    classes = len(class_names)
+    z = vae.prior(classes * per_class, like).sample()
+    y = torch.arange(classes, device=like.device).repeat_interleave(per_class)
+    fig = Figure(figsize=(per_class * 0.9 + 1, classes * 0.9))
+    ax = fig.subplots()
+    _show(ax, _decode(vae, z, y), per_class, f"{per_class} draws of z ~ N(0, I) decoded with each label")
+    ax.axis("on")
+    ax.set_xticks([])
+    step = like.shape[-2] + 1
+    ax.set_yticks([step * (i + 0.5) for i in range(classes)], class_names, fontsize=8)
+    save(fig, path)
+
+
+@torch.no_grad()
+def uncertainty(vae: VAE, images: torch.Tensor, labels: torch.Tensor, path: Path, count: int = 8, draws: int = 20) -> None:
+    """A Bayesian decoder's uncertainty: for test images, the reconstruction averaged over ``draws``
+    weight draws W ~ q(W), and its per-pixel standard deviation across them."""
+    x, y = images[:count], labels[:count]
+    z = vae.guide_dist(x, y).mean
+    decoded = torch.stack([_decode(vae, z, y) for _ in range(draws)])
+    spread = decoded.std(0).mean(1, keepdim=True)  # per pixel, averaged over colour channels
+    fig = Figure(figsize=(count * 0.9, 3.3))
+    ax_in, ax_mean, ax_std = fig.subplots(3, 1)
+    _show(ax_in, x, count, "test inputs")
+    _show(ax_mean, decoded.mean(0), count, f"reconstruction, mean over {draws} weight draws W ~ q(W)")
+    _show(ax_std, spread / spread.max().clamp_min(1e-12), count,
+          f"per-pixel standard deviation across weight draws (white = {spread.max().item():.3f})")
     save(fig, path)
 
 
@@ -106,7 +141,7 @@ def elbo_curve(history: Sequence[Dict[str, float]], path: Path) -> None:
 @torch.no_grad()
 def latent_space(vae: VAE, images: torch.Tensor, labels: torch.Tensor, class_names: List[str], path: Path) -> None:
     """Posterior means of test images in 2-D (the first two principal components past 2 dimensions)."""
-    means = torch.cat([vae.guide_dist(x).mean for x in images.split(1024)]).cpu()
+    means = torch.cat([vae.guide_dist(x, y).mean for x, y in zip(images.split(1024), labels.split(1024))]).cpu()
     if means.shape[1] > 2:
         centred = means - means.mean(0)
         _, _, components = torch.pca_lowrank(centred, q=2, center=False)
@@ -137,19 +172,26 @@ def manifold(vae: VAE, path: Path, like: torch.Tensor, steps: int = MANIFOLD_STE
     save(fig, path)
 
 
-def write_all(vae: VAE, train: torch.Tensor, test: torch.Tensor, test_labels: torch.Tensor,
+def write_all(vae: VAE, train: Tuple[torch.Tensor, torch.Tensor], test: Tuple[torch.Tensor, torch.Tensor],
               class_names: List[str], history: Sequence[Dict[str, float]], out_dir: Path) -> List[Path]:
-    """Every figure of the output contract into ``out_dir``; returns their paths."""
+    """Every figure of the output contract into ``out_dir`` from (images, labels) of each split; returns their paths."""
     vae.eval()
-    written = {name: out_dir / f"{name}.png" for name in
-               ("encoding", "decoding", "reconstructions", "samples", "elbo_curve", "latent_space")}
-    encoding(vae, test[0], written["encoding"])
-    decoding(vae, test[0], written["decoding"])
-    reconstructions(vae, {"train": train, "test": test}, written["reconstructions"])
-    samples(vae, written["samples"], like=test)
-    elbo_curve(history, written["elbo_curve"])
-    latent_space(vae, test, test_labels, class_names, written["latent_space"])
-    if vae.latent_dim == 2:
-        written["manifold"] = out_dir / "manifold.png"
-        manifold(vae, written["manifold"], like=test)
-    return list(written.values())
+    (test_images, test_labels) = test
+    paths = {name: out_dir / f"{name}.png" for name in
+             ("encoding", "decoding", "reconstructions", "samples", "elbo_curve", "latent_space")}
+    encoding(vae, test_images[0], test_labels[0], paths["encoding"])
+    decoding(vae, test_images[0], test_labels[0], paths["decoding"])
+    reconstructions(vae, {"train": train, "test": test}, paths["reconstructions"])
+    samples(vae, paths["samples"], test_images, len(class_names))
+    elbo_curve(history, paths["elbo_curve"])
+    latent_space(vae, test_images, test_labels, class_names, paths["latent_space"])
+    if vae.latent_dim == 2 and not vae.conditional:
+        paths["manifold"] = out_dir / "manifold.png"
+        manifold(vae, paths["manifold"], like=test_images)
+    if vae.conditional:
+        paths["class_samples"] = out_dir / "class_samples.png"
+        class_samples(vae, paths["class_samples"], test_images, class_names)
+    if vae.bayesian:
+        paths["uncertainty"] = out_dir / "uncertainty.png"
+        uncertainty(vae, test_images, test_labels, paths["uncertainty"])
+    return list(paths.values())

@@ -1,7 +1,7 @@
 """Encoder and decoder networks. Both accept any number of leading batch dimensions,
 so vectorized particles (IWAE, num_particles > 1) pass straight through."""
 from math import prod
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -24,18 +24,34 @@ def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, activation: str) 
     return nn.Sequential(*layers)
 
 
-class MLPEncoder(nn.Module):
-    """x -> (loc, scale) of the diagonal Gaussian q(z|x); the scale is softplus plus a floor."""
+class GaussianEncoder(nn.Module):
+    """x (and an optional context, e.g. a one-hot label) -> (loc, scale) of the diagonal Gaussian q(z|x).
 
-    def __init__(self, image_shape: ImageShape, hidden_dims: Sequence[int], latent_dim: int, activation: str, min_scale: float) -> None:
+    ``features`` maps one batch axis of images to flat features; ``head`` maps the features,
+    with the context appended, to 2 * latent_dim numbers; the scale is softplus plus a floor.
+    """
+
+    def __init__(self, features: nn.Module, head: nn.Module, min_scale: float) -> None:
         super().__init__()
-        self.image_dims = len(image_shape)
-        self.body = mlp(prod(image_shape), hidden_dims, 2 * latent_dim, activation)
+        self.features = features
+        self.head = head
         self.min_scale = min_scale
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        loc, raw_scale = self.body(x.flatten(-self.image_dims)).chunk(2, dim=-1)
+    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        h = over_leading_dims(self.features, x, 3)
+        if context is not None:
+            h = torch.cat([h, context.expand(*h.shape[:-1], context.shape[-1])], dim=-1)
+        loc, raw_scale = self.head(h).chunk(2, dim=-1)
         return loc, F.softplus(raw_scale) + self.min_scale
+
+
+class MLPEncoder(GaussianEncoder):
+    """Flattened pixels through fully connected layers."""
+
+    def __init__(self, image_shape: ImageShape, hidden_dims: Sequence[int], latent_dim: int, activation: str,
+                 min_scale: float, context_dim: int = 0) -> None:
+        head = mlp(prod(image_shape) + context_dim, hidden_dims, 2 * latent_dim, activation)
+        super().__init__(nn.Flatten(), head, min_scale)
 
 
 class MLPDecoder(nn.Module):
@@ -82,24 +98,19 @@ def over_leading_dims(body: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
     return y.reshape(*lead, *y.shape[1:])
 
 
-class ConvEncoder(nn.Module):
-    """x -> (loc, scale) of q(z|x) like MLPEncoder, through one stride-2 convolution per
-    ``channels`` entry and a linear layer; suits images better than flattening them first."""
+class ConvEncoder(GaussianEncoder):
+    """One stride-2 convolution per ``channels`` entry, then a linear layer; suits images
+    better than flattening them first."""
 
-    def __init__(self, image_shape: ImageShape, channels: Sequence[int], latent_dim: int, activation: str, min_scale: float) -> None:
-        super().__init__()
+    def __init__(self, image_shape: ImageShape, channels: Sequence[int], latent_dim: int, activation: str,
+                 min_scale: float, context_dim: int = 0) -> None:
         height, width = conv_sizes(image_shape, len(channels))[-1]
         widths = [image_shape[0], *channels]
         layers = []
         for c_in, c_out in zip(widths, widths[1:]):
             layers += [nn.Conv2d(c_in, c_out, KERNEL, STRIDE, PADDING), ACTIVATIONS[activation]()]
-        layers += [nn.Flatten(), nn.Linear(widths[-1] * height * width, 2 * latent_dim)]
-        self.body = nn.Sequential(*layers)
-        self.min_scale = min_scale
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        loc, raw_scale = over_leading_dims(self.body, x, 3).chunk(2, dim=-1)
-        return loc, F.softplus(raw_scale) + self.min_scale
+        head = nn.Linear(widths[-1] * height * width + context_dim, 2 * latent_dim)
+        super().__init__(nn.Sequential(*layers, nn.Flatten()), head, min_scale)
 
 
 class ConvDecoder(nn.Module):

@@ -5,6 +5,8 @@ from omegaconf import DictConfig, OmegaConf
 from .errors import ConfigError
 from .networks import ACTIVATIONS, NETWORKS
 
+MODELS = ("vae", "cvae")
+
 
 def _positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -27,6 +29,26 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"net.activation={cfg.net.activation}: choose one of {', '.join(ACTIVATIONS)}")
     if not cfg.net.min_scale > 0:
         raise ConfigError(f"net.min_scale={cfg.net.min_scale}: must be > 0 so that q(z|x) never collapses")
+    _check_variants(cfg)
+
+
+def _check_variants(cfg: DictConfig) -> None:
+    """The model variants and the objectives they can be trained with."""
+    if cfg.model.name not in MODELS:
+        raise ConfigError(f"model={cfg.model.name}: choose one of {', '.join(MODELS)}")
+    if not (isinstance(cfg.kl_weight, (int, float)) and cfg.kl_weight >= 0):
+        raise ConfigError(f"kl_weight={cfg.kl_weight}: must be a number >= 0 (1 is the ELBO)")
+    if isinstance(cfg.kl_warmup_epochs, bool) or not (isinstance(cfg.kl_warmup_epochs, int) and cfg.kl_warmup_epochs >= 0):
+        raise ConfigError(f"kl_warmup_epochs={cfg.kl_warmup_epochs}: must be an integer >= 0")
+    reweighted = cfg.kl_weight != 1 or cfg.kl_warmup_epochs > 0
+    if reweighted and cfg.elbo.name == "iwae":
+        raise ConfigError("kl_weight/kl_warmup_epochs reweight the KL term, which elbo=iwae does not separate; use elbo=trace")
+    if cfg.kl_warmup_epochs > 0 and cfg.elbo.name == "jit":
+        raise ConfigError("kl_warmup_epochs changes the KL weight every step, which elbo=jit would recompile for; use elbo=trace")
+    if cfg.decoder.bayesian and cfg.elbo.num_particles > 1:
+        raise ConfigError(
+            f"decoder.bayesian=true draws one set of decoder weights per step; set elbo.num_particles=1 (now {cfg.elbo.num_particles})"
+        )
 
 
 def resolve_device(name: str) -> torch.device:

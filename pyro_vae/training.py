@@ -62,14 +62,15 @@ class TrainingState:
 
 
 def make_step(vae: VAE, cfg: DictConfig, num_data: int) -> tuple:
-    """The training step ``step(x) -> loss tensor`` for ``cfg``, with its optimizer and how many images a loss sums."""
+    """The training step ``step(x, y, kl_weight) -> loss tensor`` for ``cfg``, with its optimizer and
+    how many images a loss sums."""
     objective = make_objective(cfg.elbo)
     images_per_loss = objective.images_per_loss(cfg.batch_size, num_data)
     optimizer = make_optimizer(cfg.optimizer, cfg.lr, vae.parameters(), images_per_loss)
 
-    def step(x: torch.Tensor) -> torch.Tensor:
+    def step(x: torch.Tensor, y: torch.Tensor, kl_weight: float = 1.0) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        loss = objective.backward(vae.model, vae.guide, x, num_data=num_data)
+        loss = objective.backward(vae.model, vae.guide, x, y, num_data=num_data, kl_weight=kl_weight)
         optimizer.step()
         return loss
 
@@ -101,14 +102,21 @@ def _refuse_overwrite(run_dir: Path) -> None:
         )
 
 
+def kl_weight_at(cfg: DictConfig, epoch: int, progress: float) -> float:
+    """The KL weight (beta) after ``progress`` (0 to 1) of ``epoch``: linear from 0 over ``kl_warmup_epochs``."""
+    if not cfg.kl_warmup_epochs:
+        return cfg.kl_weight
+    return cfg.kl_weight * min(1.0, (epoch - 1 + progress) / cfg.kl_warmup_epochs)
+
+
 def run_epoch(step: Callable, sampler: MinibatchSampler, epoch: int, cfg: DictConfig, run_dir: Path) -> torch.Tensor:
     """Sum of the minibatch losses of one epoch, checked for NaN every LOSS_CHECK_EVERY steps."""
     total = torch.zeros((), device=sampler.source.device)
     window_start = 0
     progress = tqdm(sampler, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=None, unit="batch")
-    for index, x in enumerate(progress):
+    for index, (x, y) in enumerate(progress):
         with pyro.validation_enabled(epoch == 1 and index == 0):
-            total += step(x)
+            total += step(x, y, kl_weight_at(cfg, epoch, (index + 1) / len(sampler)))
         if (index + 1) % LOSS_CHECK_EVERY == 0 or index + 1 == len(sampler):
             if not torch.isfinite(total):
                 raise DivergenceError(
@@ -126,7 +134,7 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
     num_data = len(data.train)
     if cfg.batch_size > num_data:
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {num_data} training images; lower it or raise data.train_size")
-    sampler = MinibatchSampler(pixels.training_source(data.train.images), cfg.batch_size, pixels.training_batch)
+    sampler = MinibatchSampler(pixels.training_source(data.train.images), data.train.labels, cfg.batch_size, pixels.training_batch)
     val_images = pixels.fixed(data.val.images, "val")
     step, optimizer, images_per_loss = make_step(vae, cfg, num_data)
     scheduler = make_schedule(cfg.schedule, optimizer)
@@ -149,10 +157,11 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
         row = {
             "epoch": epoch,
             "train_elbo": -loss_total / images_per_loss / len(sampler),
-            "val_elbo": evaluate(vae, val_images, num_samples=1, chunk_size=cfg.eval.chunk_size).elbo,
+            "val_elbo": evaluate(vae, val_images, data.val.labels, chunk_size=cfg.eval.chunk_size).elbo,
             "epoch_seconds": seconds,
             "images_per_second": len(sampler) * cfg.batch_size / seconds,
             "lr": lr,
+            "kl_weight": kl_weight_at(cfg, epoch, 1.0),
         }
         improved = row["val_elbo"] > state.best_val_elbo
         state.history.append(row)
@@ -167,7 +176,7 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
 
 
 def _save_epoch(vae, optimizer, scheduler, cfg, data, state: TrainingState, run_dir: Path, improved: bool) -> None:
-    record = checkpoints.model_record(vae, cfg, data.image_shape)
+    record = checkpoints.model_record(vae, cfg, data.image_shape, data.num_classes)
     if improved:
         checkpoints.save(run_dir / checkpoints.BEST, {**record, "epoch": state.epochs_completed, "val_elbo": state.best_val_elbo})
     resume = {

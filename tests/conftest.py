@@ -48,7 +48,7 @@ def fresh_pyro_state():
 @pytest.fixture
 def small_vae(tiny_cfg) -> VAE:
     """The tiny config's VAE on 4x4 binary images, freshly initialised."""
-    return build_vae(tiny_cfg, (1, 4, 4))
+    return build_vae(tiny_cfg, (1, 4, 4), 10)
 
 
 @pytest.fixture

@@ -34,18 +34,19 @@ def test_training_steps_never_wait_on_the_host():
     cfg = compose_config(ON_CUDA)
     data = load_data(cfg.data, torch.device("cuda"))
     assert data.train.images.is_cuda
-    vae = build_vae(cfg, data.image_shape).cuda()
+    vae = build_vae(cfg, data.image_shape, data.num_classes).cuda()
     pixels = PixelTransform(cfg.data.binarize, cfg.seed, continuous=False)
-    sampler = MinibatchSampler(pixels.training_source(data.train.images), cfg.batch_size, pixels.training_batch)
+    sampler = MinibatchSampler(pixels.training_source(data.train.images), data.train.labels, cfg.batch_size,
+                               pixels.training_batch)
     step, _, _ = make_step(vae, cfg, len(data.train))
     batches = iter(sampler)
     with pyro.validation_enabled(False):
-        step(next(batches))  # the first step allocates optimizer state
+        step(*next(batches))  # the first step allocates optimizer state
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
         try:
-            for x in batches:
-                loss = step(x)
+            for x, y in batches:
+                loss = step(x, y)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     assert loss.is_cuda and torch.isfinite(loss)

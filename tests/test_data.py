@@ -154,8 +154,9 @@ def test_pixel_modes_that_make_no_sense_are_refused(binarize, continuous, messag
 
 def test_minibatch_sampler_covers_a_permutation_in_full_batches():
     source = torch.arange(10).reshape(10, 1)
-    sampler = MinibatchSampler(source, batch_size=3, transform=lambda b: b)
+    sampler = MinibatchSampler(source, labels=100 + torch.arange(10), batch_size=3, transform=lambda b: b)
     batches = list(sampler)
-    assert len(sampler) == 3 and all(len(b) == 3 for b in batches)
-    seen = torch.cat(batches).flatten()
+    assert len(sampler) == 3 and all(len(x) == 3 and len(y) == 3 for x, y in batches)
+    seen = torch.cat([x for x, _ in batches]).flatten()
     assert len(seen.unique()) == 9
+    assert all(torch.equal(y, 100 + x.flatten()) for x, y in batches)  # labels travel with their images

@@ -124,7 +124,7 @@ def test_trace_elbo_equals_hand_derivation_for_the_gaussian_decoder(scale_mode):
     from .conftest import TINY, compose_config
 
     cfg = compose_config(TINY + ["likelihood=gaussian", "net=mlp", f"likelihood.scale={scale_mode}"])
-    vae = build_vae(cfg, (3, 4, 4))
+    vae = build_vae(cfg, (3, 4, 4), 10)
     with torch.no_grad():  # move learned sigmas away from their initial value
         for name, p in vae.pixels.named_parameters():
             p.add_(torch.randn_like(p) * 0.5)

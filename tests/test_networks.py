@@ -51,7 +51,7 @@ def test_conv_leading_dims_do_not_mix_images():
 def test_conv_scale_is_positive_and_floored():
     encoder, _ = conv_pair((1, 28, 28))
     with torch.no_grad():  # push the raw scales far negative so the floor is what remains
-        encoder.body[-1].bias[LATENT:] = -100.0
+        encoder.head.bias[LATENT:] = -100.0
     _, scale = encoder(torch.rand(7, 1, 28, 28))
     assert (scale >= MIN_SCALE).all()
     assert torch.allclose(scale, torch.full_like(scale, MIN_SCALE))

@@ -14,7 +14,7 @@ def train(cfg, run_dir):
     pyro.clear_param_store()
     pyro.set_rng_seed(cfg.seed)
     data = load_data(cfg.data, torch.device("cpu"))
-    vae = build_vae(cfg, data.image_shape)
+    vae = build_vae(cfg, data.image_shape, data.num_classes)
     pixels = PixelTransform(cfg.data.binarize, cfg.seed, continuous=vae.pixels.continuous)
     return vae, fit(vae, data, pixels, cfg, run_dir)
 

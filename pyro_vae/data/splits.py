@@ -38,6 +38,10 @@ class DataSplits:
     def image_shape(self) -> Tuple[int, int, int]:
         return tuple(self.train.images.shape[1:])
 
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
 
 def _check_size(setting: str, value: Optional[int], available: int) -> None:
     if value is not None and not (isinstance(value, int) and 0 < value <= available):

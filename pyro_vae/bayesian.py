@@ -1,0 +1,58 @@
+"""A Bayesian decoder: Normal priors on every decoder weight, and a mean-field Gaussian guide for them.
+
+The decoder becomes a ``PyroModule`` whose parameters are ``PyroSample`` sites, so each call
+draws its weights; :class:`MeanFieldWeights` is their guide q(W) = prod N(loc, scale^2).
+"""
+from typing import Dict
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn.module import PyroSample, to_pyro_module_
+from torch import nn
+from torch.nn import functional as F
+
+
+def make_bayesian_(decoder: nn.Module, prior_scale: float) -> Dict[str, torch.Tensor]:
+    """Turn ``decoder``'s parameters, in place, into weights with N(0, prior_scale^2) priors.
+
+    Returns the initial parameter values by site name, to start the guide's means from.
+    """
+    initial = {name: param.detach().clone() for name, param in decoder.named_parameters()}
+    to_pyro_module_(decoder)
+    for module in decoder.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            prior = dist.Normal(torch.zeros_like(param), prior_scale).to_event(param.dim())
+            setattr(module, name, PyroSample(prior))
+    return initial
+
+
+class MeanFieldWeights(nn.Module):
+    """q(W): an independent Normal per weight, its scale a softplus bounded below by ``min_scale``."""
+
+    def __init__(self, initial: Dict[str, torch.Tensor], init_scale: float, min_scale: float = 1e-6) -> None:
+        super().__init__()
+        self.sites = list(initial)
+        keys = [self._key(name) for name in self.sites]
+        self.locs = nn.ParameterDict({k: nn.Parameter(v) for k, v in zip(keys, initial.values())})
+        raw = torch.log(torch.expm1(torch.tensor(init_scale - min_scale)))
+        self.raw_scales = nn.ParameterDict({k: nn.Parameter(torch.full_like(v, raw.item())) for k, v in zip(keys, initial.values())})
+        self.min_scale = min_scale
+
+    @staticmethod
+    def _key(site: str) -> str:
+        return site.replace(".", "__")  # ParameterDict keys cannot hold dots
+
+    def distribution(self, site: str) -> dist.TorchDistribution:
+        loc = self.locs[self._key(site)]
+        scale = F.softplus(self.raw_scales[self._key(site)]) + self.min_scale
+        return dist.Normal(loc, scale).to_event(loc.dim())
+
+    def forward(self) -> None:
+        """The guide's sample statements, one per weight site of the model."""
+        for site in self.sites:
+            pyro.sample(site, self.distribution(site))
+
+    def draw(self) -> Dict[str, torch.Tensor]:
+        """One draw W ~ q(W), by site name, to condition the decoder on outside of inference."""
+        return {site: self.distribution(site).sample() for site in self.sites}

@@ -1,0 +1,153 @@
+"""The conditional VAE, the Bayesian decoder and the KL weight: their ELBOs against the hand derivation."""
+import json
+import math
+
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+
+from pyro_vae.errors import ConfigError
+from pyro_vae.experiment import run_experiment
+from pyro_vae.settings import validate
+from pyro_vae.training import kl_weight_at
+from pyro_vae.vae import build_vae
+
+from .conftest import TINY, compose_config
+
+SEED = 7
+NUM_DATA = 90
+
+
+def tiny_vae(*overrides):
+    return build_vae(compose_config(TINY + list(overrides)), (1, 4, 4), 10)
+
+
+@pytest.fixture
+def batch():
+    return torch.bernoulli(torch.full((6, 1, 4, 4), 0.3)), torch.tensor([0, 1, 2, 3, 4, 9])
+
+
+def guide_trace(vae, x, y, **kwargs):
+    return poutine.trace(vae.guide).get_trace(x, y, num_data=NUM_DATA, **kwargs)
+
+
+def pyro_loss(vae, trace, x, y, elbo=None, **kwargs):
+    """Pyro's loss with the guide's draws fixed to those of ``trace``."""
+    elbo = elbo or Trace_ELBO()
+    return elbo.differentiable_loss(vae.model, poutine.replay(vae.guide, trace=trace), x, y, num_data=NUM_DATA, **kwargs)
+
+
+def test_conditional_vae_needs_and_uses_the_label(batch):
+    x, y = batch
+    vae = tiny_vae("model=cvae")
+    with pytest.raises(ValueError, match="conditional .*pass the labels y"):
+        vae.guide_dist(x)
+    z = torch.zeros(2, vae.latent_dim)
+    assert not torch.allclose(vae.likelihood(z, torch.tensor([0, 0])).mean, vae.likelihood(z, torch.tensor([1, 1])).mean)
+    assert not torch.allclose(vae.guide_dist(x, y).mean, vae.guide_dist(x, (y + 1) % 10).mean)
+
+
+def test_conditional_elbo_equals_hand_derivation(batch):
+    x, y = batch
+    vae = tiny_vae("model=cvae")
+    trace = guide_trace(vae, x, y)
+    z = trace.nodes["z"]["value"]
+    q = vae.guide_dist(x, y)
+    hand = -(NUM_DATA / len(x)) * (vae.likelihood(z, y).log_prob(x) + vae.prior(len(x), x).log_prob(z) - q.log_prob(z)).sum()
+    assert torch.allclose(pyro_loss(vae, trace, x, y), hand, rtol=1e-5)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.3, 2.0])
+def test_kl_weight_scales_the_kl_terms_only(batch, beta):
+    x, y = batch
+    vae = tiny_vae()
+    trace = guide_trace(vae, x, y, kl_weight=beta)
+    z = trace.nodes["z"]["value"]
+    q = vae.guide_dist(x)
+    per_image = vae.likelihood(z).log_prob(x) + beta * (vae.prior(len(x), x).log_prob(z) - q.log_prob(z))
+    hand = -(NUM_DATA / len(x)) * per_image.sum()
+    assert torch.allclose(pyro_loss(vae, trace, x, y, kl_weight=beta), hand, rtol=1e-5)
+    # with the KL in closed form (TraceMeanField_ELBO) the weight multiplies KL(q || p)
+    kl = torch.distributions.kl_divergence(q, vae.prior(len(x), x))
+    hand_meanfield = -(NUM_DATA / len(x)) * (vae.likelihood(z).log_prob(x) - beta * kl).sum()
+    meanfield = pyro_loss(vae, trace, x, y, elbo=TraceMeanField_ELBO(), kl_weight=beta)
+    assert torch.allclose(meanfield, hand_meanfield, rtol=1e-5)
+
+
+def test_kl_warmup_is_linear_from_zero():
+    cfg = compose_config(["kl_weight=0.8", "kl_warmup_epochs=4"])
+    assert kl_weight_at(cfg, 1, 0.0) == 0.0
+    assert kl_weight_at(cfg, 1, 1.0) == pytest.approx(0.2)
+    assert kl_weight_at(cfg, 3, 0.5) == pytest.approx(0.8 * 2.5 / 4)
+    assert kl_weight_at(cfg, 4, 1.0) == pytest.approx(0.8) and kl_weight_at(cfg, 9, 0.3) == pytest.approx(0.8)
+    assert kl_weight_at(compose_config(["kl_weight=0.5"]), 1, 0.0) == 0.5
+
+
+def test_bayesian_elbo_counts_the_weight_kl_once_per_dataset(batch):
+    """-loss = N/B * sum_i [log p(x_i|z_i,W) + log p(z_i) - log q(z_i|x_i)] + log p(W) - log q(W)."""
+    x, y = batch
+    vae = tiny_vae("decoder.bayesian=true", "decoder.prior_scale=0.5")
+    trace = guide_trace(vae, x, y)
+    weights = {site: trace.nodes[site]["value"] for site in vae.weight_guide.sites}
+    z = trace.nodes["z"]["value"]
+    q = vae.guide_dist(x)
+    with poutine.condition(data=weights):
+        log_lik = vae.pixels(vae.decoder(z)).log_prob(x)
+    data_terms = (log_lik + vae.prior(len(x), x).log_prob(z) - q.log_prob(z)).sum()
+    log_prior_w = sum(torch.distributions.Normal(0.0, 0.5).log_prob(w).sum() for w in weights.values())
+    log_q_w = sum(vae.weight_guide.distribution(site).log_prob(w) for site, w in weights.items())
+    hand = -((NUM_DATA / len(x)) * data_terms + log_prior_w - log_q_w)
+    loss = pyro_loss(vae, trace, x, y)
+    assert torch.allclose(loss, hand, rtol=1e-5)
+    # doubling the dataset doubles the data terms and leaves the weight KL alone
+    doubled = Trace_ELBO().differentiable_loss(vae.model, poutine.replay(vae.guide, trace=trace), x, y, num_data=2 * NUM_DATA)
+    assert torch.allclose(2 * loss - doubled, -(log_prior_w - log_q_w), rtol=1e-4, atol=1e-2)
+    grads = torch.autograd.grad(loss, list(vae.weight_guide.parameters()))
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+
+
+def test_bayesian_likelihood_averages_over_weight_draws(batch):
+    x, y = batch
+    vae = tiny_vae("decoder.bayesian=true", "decoder.init_scale=0.3")
+    z = torch.zeros(3, vae.latent_dim)
+    first, second = vae.likelihood(z).mean, vae.likelihood(z).mean
+    assert not torch.allclose(first, second)  # each call draws W ~ q(W)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["decoder.bayesian=true", "elbo=iwae"], "decoder.bayesian=true draws one set of decoder weights per step"),
+    (["kl_weight=0.5", "elbo=iwae"], "elbo=iwae does not separate"),
+    (["kl_warmup_epochs=2", "elbo=jit"], "elbo=jit would recompile"),
+    (["kl_weight=-1"], "kl_weight=-1: must be a number >= 0"),
+    (["model=gan"], "Could not find 'model/gan'"),
+])
+def test_combinations_that_cannot_work_are_refused(overrides, message):
+    with pytest.raises(Exception, match=message):
+        validate(compose_config(overrides))
+
+
+def run(tmp_path, *overrides):
+    cfg = compose_config(TINY + ["latent_dim=2", *overrides])
+    run_experiment(cfg, tmp_path)
+    return json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_conditional_run_writes_class_samples_and_labels_its_figures(tmp_path):
+    metrics = run(tmp_path, "model=cvae")
+    assert metrics["likelihood_of"] == "log p(x|y)"
+    assert (tmp_path / "figures" / "class_samples.png").is_file()
+
+
+def test_bayesian_run_writes_the_uncertainty_figure(tmp_path):
+    metrics = run(tmp_path, "decoder.bayesian=true")
+    assert metrics["likelihood_of"] == "log p(x)" and math.isfinite(metrics["test_log_likelihood"])
+    assert (tmp_path / "figures" / "uncertainty.png").is_file()
+
+
+def test_reported_test_elbo_is_the_true_elbo_whatever_the_kl_weight(tmp_path):
+    metrics = run(tmp_path, "kl_weight=0.0", "epochs=3")
+    # beta = 0 trains without the KL; the reported ELBO still subtracts it.
+    assert metrics["test_kl"] > 1.0
+    assert metrics["test_elbo"] == pytest.approx(metrics["test_reconstruction"] - metrics["test_kl"], abs=1.0)
