@@ -6,15 +6,20 @@ the ELBO is their mean, the log-likelihood estimate logsumexp_k log w_k - log K 
 al. 2016), which is >= the ELBO in expectation and tightens as K grows.
 """
 import itertools
+import logging
 import math
+import time
 from dataclasses import asdict, dataclass
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import pyro
 import torch
+from omegaconf import DictConfig
 from torch.distributions import kl_divergence
 
 from .vae import VAE
+
+log = logging.getLogger(__name__)
 
 # Active-unit threshold on Cov_x(E_q[z_u]) from Burda et al. (2016), section 5.2.
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -71,6 +76,32 @@ def evaluate(vae: VAE, images: torch.Tensor, labels: Optional[torch.Tensor] = No
     active = int((means.var(0) > ACTIVE_UNIT_THRESHOLD).sum()) if len(means) > 1 else 0
     n = len(images)
     return Evaluation(**{key: value / n for key, value in totals.items()}, active_units=active)
+
+
+def test_metrics(vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig) -> Dict[str, Any]:
+    """The test figures of ``metrics.json`` for float observations ``images``, estimated with ``cfg.eval``.
+
+    Shared by training runs and ``task=evaluate`` so that both report the same quantities.
+    """
+    started = time.perf_counter()
+    test = evaluate(vae, images, labels, num_samples=cfg.eval.iwae_k, chunk_size=cfg.eval.chunk_size,
+                    weight_draws=cfg.decoder.eval_weight_draws)
+    log.info("test ELBO %.2f, test log-likelihood %.2f (K=%d, %.0f s), KL %.2f, active units %d/%d",
+             test.elbo, test.log_likelihood, cfg.eval.iwae_k, time.perf_counter() - started,
+             test.kl, test.active_units, vae.latent_dim)
+    metrics = {
+        **test.as_dict("test"),
+        "iwae_k": cfg.eval.iwae_k,
+        "likelihood": cfg.likelihood.name,
+        # A conditional VAE's figures are log p(x | y), conditional on the test label.
+        "likelihood_of": "log p(x|y)" if vae.conditional else "log p(x)",
+        "latent_dim": vae.latent_dim,
+    }
+    if vae.pixels.continuous:
+        num_dims = math.prod(images.shape[1:])
+        metrics["test_bits_per_dim"] = bits_per_dim(test.log_likelihood, num_dims)
+        metrics["test_bits_per_dim_elbo"] = bits_per_dim(test.elbo, num_dims)
+    return metrics
 
 
 def bits_per_dim(log_likelihood: float, num_dims: int) -> float:

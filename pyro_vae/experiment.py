@@ -3,23 +3,21 @@
 ``run.py`` wraps :func:`run_experiment` in Hydra; tests call it directly on composed configs.
 """
 import logging
-import time
-from math import prod
 from pathlib import Path
 
 import pyro
-import torch
 from omegaconf import DictConfig
 
 from . import checkpoints, figures
 from .data import PixelTransform, load_data
-from .evaluation import bits_per_dim, evaluate
+from .evaluation import test_metrics
 from .reporting import write_history, write_metrics
 from .settings import resolve_device, validate
 from .training import fit
 from .vae import build_vae
 
 log = logging.getLogger(__name__)
+
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     """Train and evaluate the VAE of ``cfg`` into ``run_dir``; return the best validation ELBO."""
@@ -40,32 +38,16 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     vae.load_state_dict(best["state_dict"])
     vae.eval()
     test_images = pixels.fixed(data.test.images, "test")
-    started = time.perf_counter()
-    test = evaluate(vae, test_images, data.test.labels, num_samples=cfg.eval.iwae_k, chunk_size=cfg.eval.chunk_size,
-                    weight_draws=cfg.decoder.eval_weight_draws)
-    log.info("test ELBO %.2f, test log-likelihood %.2f (K=%d, %.0f s), KL %.2f, active units %d/%d",
-             test.elbo, test.log_likelihood, cfg.eval.iwae_k, time.perf_counter() - started,
-             test.kl, test.active_units, cfg.latent_dim)
-
     metrics = {
-        **test.as_dict("test"),
-        "iwae_k": cfg.eval.iwae_k,
+        **test_metrics(vae, test_images, data.test.labels, cfg),
         "val_elbo_best": state.best_val_elbo,
         "best_epoch": best["epoch"],
         "epochs_completed": state.epochs_completed,
         "train_seconds": state.train_seconds,
         "images_per_second": state.images_per_second,
         "dataset": data.name,
-        "likelihood": cfg.likelihood.name,
-        # A conditional VAE's figures are log p(x | y), conditional on the test label.
-        "likelihood_of": "log p(x|y)" if vae.conditional else "log p(x)",
-        "latent_dim": cfg.latent_dim,
         "device": str(device),
     }
-    if pixels.continuous:
-        num_dims = prod(data.image_shape)
-        metrics["test_bits_per_dim"] = bits_per_dim(test.log_likelihood, num_dims)
-        metrics["test_bits_per_dim_elbo"] = bits_per_dim(test.elbo, num_dims)
     write_history(run_dir / "history.csv", state.history)
     write_metrics(run_dir / "metrics.json", metrics)
     train_figure_images = pixels.fixed(data.train.images[:16], "figures")

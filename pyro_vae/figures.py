@@ -21,7 +21,7 @@ def save(fig: Figure, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
-def _show(ax, images: torch.Tensor, nrow: int, title: str = "") -> None:
+def show(ax, images: torch.Tensor, nrow: int, title: str = "") -> None:
     """Tile (N, C, H, W) images in [0, 1] into one panel of ``nrow`` per row."""
     grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=1, pad_value=1.0)
     if images.shape[1] == 1:
@@ -44,7 +44,7 @@ def encoding(vae: VAE, image: torch.Tensor, label: torch.Tensor, path: Path) -> 
     loc, scale = guide.base_dist.loc[0].cpu().numpy(), guide.base_dist.scale[0].cpu().numpy()
     fig = Figure(figsize=(9, 3))
     ax_image, ax_code = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 3]})
-    _show(ax_image, image[None], 1, "input x")
+    show(ax_image, image[None], 1, "input x")
     ax_code.bar(range(len(loc)), loc, yerr=2 * scale, capsize=2, color="tab:blue", ecolor="tab:gray")
     ax_code.axhline(0, color="black", lw=0.5)
     ax_code.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -63,9 +63,9 @@ def decoding(vae: VAE, image: torch.Tensor, label: torch.Tensor, path: Path, dra
     sampled = _decode(vae, guide.sample((draws,))[:, 0], y.expand(draws))
     fig = Figure(figsize=(9, 2))
     ax_in, ax_mean, ax_draws = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, draws]})
-    _show(ax_in, image[None], 1, "input x")
-    _show(ax_mean, at_mean, 1, "decoded mu(x)")
-    _show(ax_draws, sampled, draws, f"decoded z ~ q(z|x), {draws} draws")
+    show(ax_in, image[None], 1, "input x")
+    show(ax_mean, at_mean, 1, "decoded mu(x)")
+    show(ax_draws, sampled, draws, f"decoded z ~ q(z|x), {draws} draws")
     save(fig, path)
 
 
@@ -77,7 +77,7 @@ def reconstructions(vae: VAE, splits: Dict[str, Tuple[torch.Tensor, torch.Tensor
     for ax, (name, (images, labels)) in zip(axes, splits.items()):
         x, y = images[:count], labels[:count]
         recon = _decode(vae, vae.guide_dist(x, y).mean, y)
-        _show(ax, torch.cat([x, recon]), count, f"{name}: inputs (top) and reconstructions (bottom)")
+        show(ax, torch.cat([x, recon]), count, f"{name}: inputs (top) and reconstructions (bottom)")
     save(fig, path)
 
 
@@ -87,7 +87,7 @@ def samples(vae: VAE, path: Path, like: torch.Tensor, num_classes: int, rows: in
     z = vae.prior(rows * rows, like).sample()
     y = torch.arange(rows * rows, device=like.device) % num_classes
     fig = Figure(figsize=(6, 6))
-    _show(fig.subplots(), _decode(vae, z, y), rows, "decoded draws from the prior p(z) = N(0, I)")
+    show(fig.subplots(), _decode(vae, z, y), rows, "decoded draws from the prior p(z) = N(0, I)")
     save(fig, path)
 
 
@@ -99,7 +99,7 @@ def class_samples(vae: VAE, path: Path, like: torch.Tensor, class_names: List[st
     y = torch.arange(classes, device=like.device).repeat_interleave(per_class)
     fig = Figure(figsize=(per_class * 0.9 + 1, classes * 0.9))
     ax = fig.subplots()
-    _show(ax, _decode(vae, z, y), per_class, f"{per_class} draws of z ~ N(0, I) decoded with each label")
+    show(ax, _decode(vae, z, y), per_class, f"{per_class} draws of z ~ N(0, I) decoded with each label")
     ax.axis("on")
     ax.set_xticks([])
     step = like.shape[-2] + 1
@@ -117,9 +117,9 @@ def uncertainty(vae: VAE, images: torch.Tensor, labels: torch.Tensor, path: Path
     spread = decoded.std(0).mean(1, keepdim=True)  # per pixel, averaged over colour channels
     fig = Figure(figsize=(count * 0.9, 3.3))
     ax_in, ax_mean, ax_std = fig.subplots(3, 1)
-    _show(ax_in, x, count, "test inputs")
-    _show(ax_mean, decoded.mean(0), count, f"reconstruction, mean over {draws} weight draws W ~ q(W)")
-    _show(ax_std, spread / spread.max().clamp_min(1e-12), count,
+    show(ax_in, x, count, "test inputs")
+    show(ax_mean, decoded.mean(0), count, f"reconstruction, mean over {draws} weight draws W ~ q(W)")
+    show(ax_std, spread / spread.max().clamp_min(1e-12), count,
           f"per-pixel standard deviation across weight draws (white = {spread.max().item():.3f})")
     save(fig, path)
 
@@ -168,7 +168,7 @@ def manifold(vae: VAE, path: Path, like: torch.Tensor, steps: int = MANIFOLD_STE
     z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")
     z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=-1)
     fig = Figure(figsize=(7, 7))
-    _show(fig.subplots(), _decode(vae, z), steps, "decoded z over a grid of N(0, 1) quantiles")
+    show(fig.subplots(), _decode(vae, z), steps, "decoded z over a grid of N(0, 1) quantiles")
     save(fig, path)
 
 

@@ -8,7 +8,7 @@ from .networks import ACTIVATIONS, NETWORKS
 MODELS = ("vae", "cvae")
 
 
-def _positive_int(name: str, value) -> None:
+def positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name}={value}: must be a positive integer")
 
@@ -16,7 +16,7 @@ def _positive_int(name: str, value) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError, naming the setting and what it accepts, for the first bad value."""
     for name in ("latent_dim", "epochs", "batch_size", "eval.iwae_k", "eval.chunk_size", "data.val_size"):
-        _positive_int(name, OmegaConf.select(cfg, name))
+        positive_int(name, OmegaConf.select(cfg, name))
     if not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed}: must be an integer")
     if cfg.net.name not in NETWORKS:
