@@ -2,13 +2,11 @@
 import json
 import math
 
-import pyro
 import pytest
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-from pyro_vae.errors import ConfigError
 from pyro_vae.experiment import run_experiment
 from pyro_vae.settings import validate
 from pyro_vae.training import kl_weight_at
