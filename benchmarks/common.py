@@ -1,4 +1,5 @@
 """Shared pieces of the benchmark scripts: composing configs, timing, machine description, results."""
+import argparse
 import platform
 import statistics
 import time
@@ -40,7 +41,7 @@ def _sync() -> None:
 
 def ms_per_call(factories: Dict[str, Callable[[], Callable[[Any], Any]]], inputs: List[Any], rounds: int = 5,
                 warmup: int = 10) -> Dict[str, float]:
-    """Median over ``rounds`` of the mean milliseconds per ``step(x)`` over ``inputs``, for each step.
+    """Median over ``rounds`` of the mean milliseconds per ``step(batch)`` over ``inputs``, for each step.
 
     Each factory builds its step afresh (Pyro's param store is global, so two models must not
     be alive at once); the rounds interleave the steps, so that a busy spell of the machine
@@ -50,12 +51,12 @@ def ms_per_call(factories: Dict[str, Callable[[], Callable[[Any], Any]]], inputs
     for _ in range(rounds):
         for name, factory in factories.items():
             step = factory()
-            for x in inputs[:warmup]:
-                step(x)
+            for batch in inputs[:warmup]:
+                step(batch)
             _sync()
             start = time.perf_counter()
-            for x in inputs:
-                step(x)
+            for batch in inputs:
+                step(batch)
             _sync()
             times[name].append(1000 * (time.perf_counter() - start) / len(inputs))
     return {name: statistics.median(values) for name, values in times.items()}
@@ -70,7 +71,11 @@ def table(rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def save_results(name: str, figures: Dict[str, Any]) -> Path:
-    path = RESULTS / f"{name}.json"
+def add_results_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the JSON of figures")
+
+
+def save_results(folder: Path, name: str, figures: Dict[str, Any]) -> Path:
+    path = folder / f"{name}.json"
     write_json(path, {"machine": machine(), **figures})
     return path

@@ -20,10 +20,10 @@ from pathlib import Path
 import pyro
 import torch
 from pyro.infer import SVI, Trace_ELBO
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from common import config, save_results, table
+from common import add_results_argument, config, save_results, table
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.data import mnist
 from pyro_vae.data.batches import MinibatchSampler
@@ -59,6 +59,8 @@ def write_torchvision_layout(root: Path) -> None:
 
 def tutorial_epoch(cfg, root: Path) -> float:
     train_set = datasets.MNIST(str(root), train=True, transform=transforms.ToTensor(), download=False)
+    if cfg.data.train_size:
+        train_set = Subset(train_set, range(cfg.data.train_size))
     loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=1, drop_last=True)
     vae = fresh_vae(cfg)
     svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": cfg.lr}), loss=Trace_ELBO(max_plate_nesting=1))
@@ -74,8 +76,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3, help="epochs of each path, interleaved; the median counts")
+    parser.add_argument("--images", type=int, default=None, help="train on the first N images only (a quick check)")
+    add_results_argument(parser)
     args = parser.parse_args()
-    cfg = config([f"batch_size={args.batch_size}"])
+    cfg = config([f"batch_size={args.batch_size}", f"data.train_size={args.images or 'null'}"])
     tutorial_runs, project_runs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
@@ -91,7 +95,7 @@ def main() -> None:
     print(table(rows, ["data path", "images_per_s", "ratio"]))
     print(f"batch {args.batch_size}, median of {args.rounds} epochs each, same network and ELBO; ratio against the tutorial's path")
     figures = {"batch_size": args.batch_size, "rows": rows, "tutorial_runs": tutorial_runs, "project_runs": project_runs}
-    print(f"wrote {save_results('epoch_throughput', figures)}")
+    print(f"wrote {save_results(args.results, 'epoch_throughput', figures)}")
 
 
 if __name__ == "__main__":

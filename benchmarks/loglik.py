@@ -19,13 +19,13 @@ from typing import Dict, Optional
 import pyro
 import torch
 
-from common import config, save_results, table
+from common import add_results_argument, config, save_results, table
 from pyro_vae import load
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.evaluation import evaluate
 from pyro_vae.vae import build_vae
 
-DEFAULT_CHUNK = 65536
+DEFAULT_CHUNK = 2048  # eval.chunk_size in conf/config.yaml
 
 
 def _peak_rss_mib() -> float:
@@ -60,14 +60,16 @@ def main() -> None:
     parser.add_argument("--experiment", default="burda_vae", help="experiment config whose network is evaluated ('' for the default)")
     parser.add_argument("--run-dir", default=None, help="a finished run whose weights to use")
     parser.add_argument("--skip-full", action="store_true", help="only the subset comparison")
+    add_results_argument(parser)
     args = parser.parse_args()
     common = dict(experiment=args.experiment, run_dir=args.run_dir, k=args.k)
 
     strategies = {
         "images in batches of 100, all K samples at once": 100 * args.k,
+        "pyro-vae chunks of 512 pairs": 512,
+        "pyro-vae chunks of 2,048 pairs (default)": DEFAULT_CHUNK,
         "pyro-vae chunks of 16,384 pairs": 16384,
-        "pyro-vae chunks of 65,536 pairs (default)": DEFAULT_CHUNK,
-        "pyro-vae chunks of 262,144 pairs": 262144,
+        "pyro-vae chunks of 65,536 pairs": 65536,
     }
     rows = []
     for name, chunk in strategies.items():
@@ -85,7 +87,7 @@ def main() -> None:
         print(f"log-likelihood estimate {full['log_likelihood']:.2f} nats per image (K = {args.k})")
     print(f"K = {args.k}; network of +experiment={args.experiment or '(default)'}; "
           f"peak_mib is the process's peak resident memory, eval_extra_mib its growth during the evaluation")
-    print(f"wrote {save_results('loglik', {'k': args.k, 'experiment': args.experiment, 'rows': rows})}")
+    print(f"wrote {save_results(args.results, 'loglik', {'k': args.k, 'experiment': args.experiment, 'rows': rows})}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import pyro
 import torch
 from pyro.infer import SVI, Trace_ELBO
 
-from common import config, ms_per_call, save_results, table
+from common import add_results_argument, config, ms_per_call, save_results, table
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.training import make_step
 from pyro_vae.vae import build_vae
@@ -35,7 +35,8 @@ def hand_written_step(cfg, image_shape, num_data):
     vae = fresh_vae(cfg, image_shape)
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr, betas=tuple(cfg.optimizer.betas), eps=cfg.optimizer.eps, fused=True)
 
-    def step(x):
+    def step(batch):
+        x, _ = batch
         optimizer.zero_grad(set_to_none=True)
         q = vae.guide_dist(x)
         z = q.rsample()
@@ -52,9 +53,9 @@ def project_step(cfg, image_shape, num_data):
     vae = fresh_vae(cfg, image_shape)
     step, _, _ = make_step(vae, cfg, num_data)
 
-    def validated_off(x):
+    def validated_off(batch):
         with pyro.validation_enabled(False):  # as in the training loop after its first step
-            return step(x)
+            return step(*batch)
 
     return validated_off
 
@@ -62,7 +63,7 @@ def project_step(cfg, image_shape, num_data):
 def textbook_svi_step(cfg, image_shape, num_data):
     vae = fresh_vae(cfg, image_shape)
     svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": cfg.lr}), loss=Trace_ELBO(max_plate_nesting=1))
-    return lambda x: svi.step(x, num_data=num_data)
+    return lambda batch: svi.step(*batch, num_data=num_data)
 
 
 def main() -> None:
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="steps per round at batch 128 (fewer for larger batches)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1024])
+    add_results_argument(parser)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.trace's deprecation, for elbo=jit
 
@@ -80,19 +82,20 @@ def main() -> None:
     for batch_size in args.batch_sizes:
         cfg = config([f"batch_size={batch_size}"])
         steps = max(20, args.steps * 128 // batch_size)
-        xs = [pixels.training_batch(data.train.images[torch.randint(num_data, (batch_size,))]) for _ in range(steps)]
+        indices = [torch.randint(num_data, (batch_size,)) for _ in range(steps)]
+        batches = [(pixels.training_batch(data.train.images[i]), data.train.labels[i]) for i in indices]
         candidates = {"hand-written": partial(hand_written_step, cfg, shape, num_data),
                       "pyro SVI.step + pyro.optim": partial(textbook_svi_step, cfg, shape, num_data)}
         for objective in OBJECTIVES:
             objective_cfg = config([f"batch_size={batch_size}", f"elbo={objective}"])
             candidates[f"elbo={objective}"] = partial(project_step, objective_cfg, shape, num_data)
-        timings = ms_per_call(candidates, xs, rounds=args.rounds)
+        timings = ms_per_call(candidates, batches, rounds=args.rounds)
         reference = timings.pop("hand-written")
         for name, ms in timings.items():
             rows.append({"step": name, "batch": batch_size, "ms": ms, "hand_ms": reference, "ratio": ms / reference})
     print(table(rows, ["step", "batch", "ms", "hand_ms", "ratio"]))
     print("ratio = ms per step / ms of the hand-written PyTorch step, same run (iwae uses 5 particles)")
-    print(f"wrote {save_results('step_overhead', {'rows': rows})}")
+    print(f"wrote {save_results(args.results, 'step_overhead', {'rows': rows})}")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ class Evaluation:
 @torch.no_grad()
 @pyro.validation_enabled(False)
 def evaluate(vae: VAE, images: torch.Tensor, labels: Optional[torch.Tensor] = None, num_samples: int = 1,
-             chunk_size: int = 65536, weight_draws: int = 1) -> Evaluation:
+             chunk_size: int = 2048, weight_draws: int = 1) -> Evaluation:
     """Evaluate ``vae`` on float observations ``images`` (with their ``labels``, which a
     conditional VAE conditions on) with K = ``num_samples`` draws per image.
 
@@ -56,7 +56,10 @@ def evaluate(vae: VAE, images: torch.Tensor, labels: Optional[torch.Tensor] = No
         samples_per_chunk = min(samples_per_chunk, math.ceil(num_samples / weight_draws))
     label_chunks = labels.split(images_per_chunk) if labels is not None else itertools.repeat(None)
     totals = dict(elbo=0.0, log_likelihood=0.0, reconstruction=0.0, kl=0.0)
-    posterior_means = []
+    # Filled in place: small tensors kept across the loop would pin the large freed ones in the
+    # heap and let it fragment (measured: +1.4 GB on 2,000 images at K = 5000).
+    means = images.new_empty(len(images), vae.latent_dim)
+    start = 0
     for x, y in zip(images.split(images_per_chunk), label_chunks):
         guide = vae.guide_dist(x, y)
         prior = vae.prior(len(x), x)
@@ -71,8 +74,8 @@ def evaluate(vae: VAE, images: torch.Tensor, labels: Optional[torch.Tensor] = No
         totals["log_likelihood"] += (torch.logsumexp(log_w, 0) - math.log(num_samples)).sum().item()
         totals["reconstruction"] += torch.cat(log_likelihoods).mean(0).sum().item()
         totals["kl"] += kl_divergence(guide, prior).sum().item()
-        posterior_means.append(guide.mean)
-    means = torch.cat(posterior_means)
+        means[start : start + len(x)] = guide.mean
+        start += len(x)
     active = int((means.var(0) > ACTIVE_UNIT_THRESHOLD).sum()) if len(means) > 1 else 0
     n = len(images)
     return Evaluation(**{key: value / n for key, value in totals.items()}, active_units=active)

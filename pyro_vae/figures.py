@@ -125,12 +125,20 @@ def uncertainty(vae: VAE, images: torch.Tensor, labels: torch.Tensor, path: Path
 
 
 def elbo_curve(history: Sequence[Dict[str, float]], path: Path) -> None:
-    """Train and validation ELBO per epoch."""
+    """Train and validation ELBO per epoch; long runs on a log epoch axis, the first epochs' low values off the scale."""
     epochs = [row["epoch"] for row in history]
+    train, val = [row["train_elbo"] for row in history], [row["val_elbo"] for row in history]
+    long_run = len(history) > 50
+    style = {} if long_run else {"marker": "o", "ms": 3}
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    ax.plot(epochs, [row["train_elbo"] for row in history], marker="o", ms=3, label="train (minibatch estimate)")
-    ax.plot(epochs, [row["val_elbo"] for row in history], marker="o", ms=3, label="validation")
+    ax.plot(epochs, train, label="train (minibatch estimate)", **style)
+    ax.plot(epochs, val, label="validation", **style)
+    if long_run:
+        ax.set_xscale("log")
+        settled = train[len(train) // 20:] + val[len(val) // 20:]
+        low, high = min(settled), max(settled)
+        ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
     ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO (nats per image)")
     ax.grid(alpha=0.3)

@@ -107,3 +107,12 @@ def test_multirun_over_both_likelihoods(tmp_path):
     run("-m", *TINY, "epochs=1", "dataset=mnist", "net=mlp", "likelihood=bernoulli,gaussian", f"hydra.sweep.dir={tmp_path}")
     likelihoods = [json.loads((tmp_path / job / "metrics.json").read_text())["likelihood"] for job in ("0", "1")]
     assert likelihoods == ["bernoulli", "gaussian"]
+
+
+def test_outputs_have_the_usual_file_permissions(run_dir):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("metrics.json", "checkpoint.pt", "figures/samples.png"):
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~mask, name

@@ -1,0 +1,28 @@
+"""The benchmark scripts run and write their figures (tiny sizes; no timing is asserted here)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+SCRIPTS = {
+    "step_overhead": ["--steps", "10", "--rounds", "1", "--batch-sizes", "32"],
+    "epoch_throughput": ["--images", "512", "--rounds", "1"],
+    "loglik": ["--k", "20", "--subset", "8", "--skip-full"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_benchmark_script_runs_and_writes_its_json(name, tmp_path):
+    result = subprocess.run(
+        [sys.executable, f"{name}.py", *SCRIPTS[name], "--results", str(tmp_path)],
+        cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((tmp_path / f"{name}.json").read_text())
+    assert figures["machine"]["torch"] and figures["rows"]
+    for row in figures["rows"]:
+        timings = [value for key, value in row.items() if key.endswith(("ms", "seconds", "per_s", "peak_mib"))]
+        assert timings and all(value > 0 for value in timings)
