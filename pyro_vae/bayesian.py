@@ -3,6 +3,7 @@
 The decoder becomes a ``PyroModule`` whose parameters are ``PyroSample`` sites, so each call
 draws its weights; :class:`MeanFieldWeights` is their guide q(W) = prod N(loc, scale^2).
 """
+import math
 from typing import Dict
 
 import pyro
@@ -10,7 +11,11 @@ import pyro.distributions as dist
 import torch
 from pyro.nn.module import PyroSample, to_pyro_module_
 from torch import nn
-from torch.nn import functional as F
+
+# The smallest prior and initial guide standard deviation accepted: a smaller noise on a weight of
+# ~0.1 is lost to float32 rounding, and a smaller prior's gradient W / scale^2 overflows Adam's
+# float32 second moment, so its weights silently stop moving.
+MIN_SCALE = 1e-9
 
 
 def make_bayesian_(decoder: nn.Module, prior_scale: float) -> Dict[str, torch.Tensor]:
@@ -28,16 +33,21 @@ def make_bayesian_(decoder: nn.Module, prior_scale: float) -> Dict[str, torch.Te
 
 
 class MeanFieldWeights(nn.Module):
-    """q(W): an independent Normal per weight, its scale a softplus bounded below by ``min_scale``."""
+    """q(W): an independent Normal per weight, its scale stored as log sigma.
 
-    def __init__(self, initial: Dict[str, torch.Tensor], init_scale: float, min_scale: float = 1e-6) -> None:
+    Every positive ``init_scale`` is a finite log sigma, and the entropy term of the ELBO gives
+    each log sigma a gradient of 1 whatever sigma is, so even tiny initial scales learn (a
+    softplus minus a floor is -inf, with no gradient, at ``init_scale`` = floor). No floor is
+    needed: the data term's expected pull on log sigma shrinks like sigma^2, the entropy's does not.
+    """
+
+    def __init__(self, initial: Dict[str, torch.Tensor], init_scale: float) -> None:
         super().__init__()
         self.sites = list(initial)
         keys = [self._key(name) for name in self.sites]
         self.locs = nn.ParameterDict({k: nn.Parameter(v) for k, v in zip(keys, initial.values())})
-        raw = torch.log(torch.expm1(torch.tensor(init_scale - min_scale)))
-        self.raw_scales = nn.ParameterDict({k: nn.Parameter(torch.full_like(v, raw.item())) for k, v in zip(keys, initial.values())})
-        self.min_scale = min_scale
+        log_scale = math.log(init_scale)
+        self.log_scales = nn.ParameterDict({k: nn.Parameter(torch.full_like(v, log_scale)) for k, v in zip(keys, initial.values())})
 
     @staticmethod
     def _key(site: str) -> str:
@@ -45,7 +55,7 @@ class MeanFieldWeights(nn.Module):
 
     def distribution(self, site: str) -> dist.TorchDistribution:
         loc = self.locs[self._key(site)]
-        scale = F.softplus(self.raw_scales[self._key(site)]) + self.min_scale
+        scale = self.log_scales[self._key(site)].exp()
         return dist.Normal(loc, scale).to_event(loc.dim())
 
     def forward(self) -> None:

@@ -1,9 +1,19 @@
-"""The variational objectives, by the name used in ``conf/elbo/``."""
-from dataclasses import dataclass
+"""The variational objectives, by the name used in ``conf/elbo/``.
 
+Every objective's loss estimates minus the bound of the *whole* training set from one
+minibatch: the model's plate is scaled by N/B, and each objective applies that scale where the
+bound's algebra puts it (to each log-density for the ELBO, after the per-image logsumexp for IWAE).
+"""
+import math
+from typing import Tuple
+
+import pyro.distributions as dist
 import torch
 from omegaconf import DictConfig
-from pyro.infer import ELBO, JitTrace_ELBO, RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer.enum import get_importance_trace
+from pyro.poutine import Trace
+from torch.distributions import Independent, Normal
 
 from .errors import ConfigError
 
@@ -23,56 +33,131 @@ class DeviceTrace_ELBO(Trace_ELBO):
         loss = 0.0
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             elbo = sum(site["log_prob_sum"] for site in model_trace.nodes.values() if site["type"] == "sample")
-            for name, site in guide_trace.nodes.items():
-                if site["type"] == "sample":
-                    if not site["fn"].has_rsample:
-                        raise NotImplementedError(f"guide site {name!r} is not reparameterized; use elbo=trace_pyro")
-                    elbo = elbo - site["log_prob_sum"]
+            for name, site in _sample_sites(guide_trace):
+                _require_reparameterized(name, site)
+                elbo = elbo - site["log_prob_sum"]
             loss = loss - elbo / self.num_particles
         return loss
 
 
-@dataclass(frozen=True)
-class Objective:
-    """A Pyro ELBO and how many images its loss sums over.
+class CorrectedJitTrace_ELBO(JitTrace_ELBO):
+    """JitTrace_ELBO whose gradient is the ELBO's gradient, once.
 
-    Trace_ELBO and its variants honour the model's plate scaling, so their loss estimates the
-    whole training set; RenyiELBO reads unscaled log-densities and sums the minibatch only.
+    Pyro 1.9's ``JitTrace_ELBO.differentiable_loss`` returns ``loss + (surrogate - surrogate.detach())``
+    where the compiled ``loss`` is itself differentiable, so every gradient comes out doubled
+    (``tests/test_elbo.py`` compares it with the hand derivation). Detaching ``loss`` fixes it.
     """
 
-    elbo: ELBO
-    sums_whole_dataset: bool
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        loss, surrogate_loss = self.loss_and_surrogate_loss(model, guide, *args, **kwargs)
+        return loss.detach() + (surrogate_loss - surrogate_loss.detach())
 
-    def images_per_loss(self, batch_size: int, num_data: int) -> int:
-        return num_data if self.sums_whole_dataset else batch_size
 
-    def backward(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """The loss of one minibatch, its gradients accumulated into the parameters."""
-        if hasattr(self.elbo, "differentiable_loss"):
-            loss = self.elbo.differentiable_loss(model, guide, *args, **kwargs)
-            loss.backward()
-            return loss.detach()
-        return torch.tensor(self.elbo.loss_and_grads(model, guide, *args, **kwargs))  # RenyiELBO
+GRADIENTS = ("standard", "dreg")
+
+
+class IWAE_ELBO(ELBO):
+    """The importance-weighted bound of Burda et al. (2016) with K = ``num_particles``:
+
+        L_K = (N/B) sum_i [logsumexp_k log w_ik - log K],
+        log w_ik = log p(x_i, z_ik) - log q(z_ik | x_i),   z_ik ~ q(z | x_i).
+
+    The log-weights are built from *unscaled* log-densities and the dataset scale N/B is
+    applied after the per-image logsumexp; Pyro's RenyiELBO scales first, which under a data
+    scale computes logsumexp_k((N/B) log w_ik) instead, not the bound. Particles are vectorized.
+
+    ``gradient="dreg"``: the doubly reparameterized estimator of Tucker et al. (2019) for the
+    guide's parameters, sum_k w~_k^2 d log w_k / dz_k dz_k / dphi with q's parameters held
+    fixed inside log q; the model's gradient is the standard one, sum_k w~_k d log w_k / dtheta.
+    """
+
+    def __init__(self, num_particles: int = 1, gradient: str = "standard", max_plate_nesting: int = MAX_PLATE_NESTING) -> None:
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient={gradient!r}: choose one of {', '.join(GRADIENTS)}")
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting, vectorize_particles=True)
+        self.gradient = gradient
+
+    def _get_trace(self, model, guide, args, kwargs) -> Tuple[Trace, Trace]:
+        return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        model_trace, guide_trace = next(self._get_traces(model, guide, args, kwargs))
+        log_w, scale = self._log_weights(model_trace, guide_trace)
+        bound = torch.logsumexp(log_w, 0) - math.log(self.num_particles)
+        return -scale * bound.sum()
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        with torch.no_grad():
+            return self.differentiable_loss(model, guide, *args, **kwargs).item()
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return loss.item()
+
+    def _log_weights(self, model_trace: Trace, guide_trace: Trace) -> Tuple[torch.Tensor, float]:
+        """Per-particle, per-image log-weights, shape (K, B), and the dataset scale N/B."""
+        log_w, scales = 0.0, set()
+        for _, site in _sample_sites(model_trace):
+            log_w = log_w + site["unscaled_log_prob"]
+            scales.add(float(site["scale"]))
+        latents = []
+        for name, site in _sample_sites(guide_trace):
+            _require_reparameterized(name, site)
+            fn = _with_fixed_parameters(name, site["fn"]) if self.gradient == "dreg" else site["fn"]
+            log_w = log_w - fn.log_prob(site["value"])
+            scales.add(float(site["scale"]))
+            latents.append((site["value"], fn.batch_shape, len(fn.event_shape)))
+        if len(scales) != 1:
+            raise ValueError(f"IWAE needs one scale for every site (the data plate's N/B), found {sorted(scales)}")
+        log_w = log_w.reshape(self.num_particles, -1)  # one particle: no particle dimension yet
+        if self.gradient == "dreg":
+            normalized = torch.softmax(log_w.detach(), 0)
+            for z, batch_shape, event_dims in latents:
+                # The gradient reaching z_k through logsumexp carries w~_k; one more factor makes w~_k^2.
+                factor = normalized.reshape(batch_shape + (1,) * event_dims)
+                z.register_hook(lambda grad, factor=factor: grad * factor)
+        return log_w, scales.pop()
+
+
+def _sample_sites(trace: Trace):
+    return ((name, site) for name, site in trace.nodes.items() if site["type"] == "sample")
+
+
+def _require_reparameterized(name: str, site: dict) -> None:
+    if not site["fn"].has_rsample:
+        raise NotImplementedError(f"guide site {name!r} is not reparameterized; use elbo=trace_pyro")
+
+
+def _with_fixed_parameters(name: str, fn: dist.TorchDistribution) -> dist.TorchDistribution:
+    """``fn`` with its parameters detached: log q(z) then depends on the guide only through z."""
+    if isinstance(fn, Independent):
+        return dist.Independent(_with_fixed_parameters(name, fn.base_dist), fn.reinterpreted_batch_ndims)
+    if isinstance(fn, Normal):
+        return dist.Normal(fn.loc.detach(), fn.scale.detach())
+    raise NotImplementedError(f"elbo.gradient=dreg: guide site {name!r} is {type(fn).__name__}; DReG is implemented for Normal guides")
 
 
 NAMES = ("trace", "trace_pyro", "meanfield", "jit", "iwae")
 
 
-def make_objective(elbo: DictConfig) -> Objective:
-    """``trace`` (default), ``trace_pyro`` (Pyro's own Trace_ELBO), ``meanfield`` (analytic KL),
-    ``jit`` (JitTrace_ELBO) or ``iwae`` (RenyiELBO with alpha = 0)."""
+def make_objective(elbo: DictConfig) -> ELBO:
+    """``trace`` (default) and ``trace_pyro`` (Trace_ELBO; the latter is trained through Pyro's
+    own SVI), ``meanfield`` (analytic KL), ``jit`` (:class:`CorrectedJitTrace_ELBO`) or ``iwae`` (:class:`IWAE_ELBO`)."""
     particles = elbo.num_particles
-    if not (isinstance(particles, int) and particles >= 1):
+    if isinstance(particles, bool) or not (isinstance(particles, int) and particles >= 1):
         raise ConfigError(f"elbo.num_particles={particles}: must be a positive integer")
     common = dict(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=MAX_PLATE_NESTING)
     if elbo.name == "trace":
-        return Objective(DeviceTrace_ELBO(**common), True)
+        return DeviceTrace_ELBO(**common)
     if elbo.name == "trace_pyro":
-        return Objective(Trace_ELBO(**common), True)
+        return Trace_ELBO(**common)
     if elbo.name == "meanfield":
-        return Objective(TraceMeanField_ELBO(**common), True)
+        return TraceMeanField_ELBO(**common)
     if elbo.name == "jit":
-        return Objective(JitTrace_ELBO(ignore_jit_warnings=True, **common), True)
+        return CorrectedJitTrace_ELBO(ignore_jit_warnings=True, **common)
     if elbo.name == "iwae":
-        return Objective(RenyiELBO(alpha=0.0, **common), False)
+        if elbo.gradient not in GRADIENTS:
+            raise ConfigError(f"elbo.gradient={elbo.gradient}: choose one of {', '.join(GRADIENTS)}")
+        return IWAE_ELBO(particles, elbo.gradient)
     raise ConfigError(f"elbo={elbo.name}: unknown objective; choose one of {', '.join(NAMES)}")

@@ -1,12 +1,14 @@
-"""Native torch optimizers over the VAE's parameters, by the name used in ``conf/optimizer/``.
+"""Optimizers over the VAE's parameters, by the name used in ``conf/optimizer/``.
 
-Pyro's ``PyroOptim`` keeps one optimizer per parameter; a single torch optimizer over all of
-them updates them in one fused or foreach kernel, which is most of Pyro's per-step overhead.
+One table gives each name's torch class and arguments; the fast path builds a single torch
+optimizer over all parameters (one fused or foreach kernel per step), and ``elbo=trace_pyro``
+wraps the same class and arguments in Pyro's ``PyroOptim``, which keeps one per parameter.
 """
-from typing import Iterable
+from typing import Any, Dict, Iterable, Tuple, Type
 
 import torch
 from omegaconf import DictConfig
+from pyro.optim import PyroOptim
 from pyro.optim.clipped_adam import ClippedAdam
 
 from .errors import ConfigError
@@ -14,23 +16,38 @@ from .errors import ConfigError
 NAMES = ("adam", "clipped_adam", "rmsprop", "adagrad")
 
 
-def make_optimizer(optimizer: DictConfig, lr: float, params: Iterable[torch.nn.Parameter], images_per_loss: int) -> torch.optim.Optimizer:
-    """The optimizer ``optimizer.name`` at learning rate ``lr``.
+def optimizer_arguments(optimizer: DictConfig, lr: float, num_data: int) -> Tuple[Type[torch.optim.Optimizer], Dict[str, Any]]:
+    """The torch class of ``optimizer.name`` and its arguments at learning rate ``lr``.
 
-    The loss sums ``images_per_loss`` images, so ClippedAdam's per-image ``clip_norm`` is scaled
-    by it: the clamp then means the same thing whatever the dataset or batch size.
+    Each loss estimates the bound of all ``num_data`` training images, so ClippedAdam's
+    per-image ``clip_norm`` is scaled by it: the clamp then means the same whatever the data.
     """
-    if not (isinstance(lr, (int, float)) and lr > 0):
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and lr > 0):
         raise ConfigError(f"lr={lr}: must be a positive number, e.g. lr=1e-3")
-    params = list(params)
     name = optimizer.name
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(optimizer.betas), eps=optimizer.eps, fused=True)
+        return torch.optim.Adam, dict(lr=lr, betas=tuple(optimizer.betas), eps=optimizer.eps)
     if name == "clipped_adam":
-        clip = optimizer.clip_norm * images_per_loss
-        return ClippedAdam(params, lr=lr, betas=tuple(optimizer.betas), eps=optimizer.eps, clip_norm=clip)
+        return ClippedAdam, dict(lr=lr, betas=tuple(optimizer.betas), eps=optimizer.eps, clip_norm=optimizer.clip_norm * num_data)
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=optimizer.alpha, foreach=True)
+        return torch.optim.RMSprop, dict(lr=lr, alpha=optimizer.alpha)
     if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, foreach=True)
+        return torch.optim.Adagrad, dict(lr=lr)
     raise ConfigError(f"optimizer={name}: unknown optimizer; choose one of {', '.join(NAMES)}")
+
+
+def make_optimizer(optimizer: DictConfig, lr: float, params: Iterable[torch.nn.Parameter], num_data: int) -> torch.optim.Optimizer:
+    """One torch optimizer over ``params``, with the multi-tensor implementation where torch has one
+    (Adam: fused unless ``optimizer.fused=false``, which gives the arithmetic of Pyro's per-parameter Adam)."""
+    optimizer_class, arguments = optimizer_arguments(optimizer, lr, num_data)
+    if optimizer_class is torch.optim.Adam:
+        arguments["fused"] = bool(optimizer.fused)
+    elif optimizer_class is not ClippedAdam:
+        arguments["foreach"] = True
+    return optimizer_class(list(params), **arguments)
+
+
+def make_pyro_optimizer(optimizer: DictConfig, lr: float, num_data: int) -> PyroOptim:
+    """Pyro's own optimizer wrapper (what ``pyro.optim.Adam(...)`` builds) for ``elbo=trace_pyro``."""
+    optimizer_class, arguments = optimizer_arguments(optimizer, lr, num_data)
+    return PyroOptim(optimizer_class, arguments)

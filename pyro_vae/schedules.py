@@ -1,5 +1,6 @@
 """Learning-rate schedules by the name used in ``conf/schedule/``, stepped once per epoch."""
-from typing import Optional
+import math
+from typing import Optional, Sequence
 
 import torch
 from omegaconf import DictConfig
@@ -23,10 +24,26 @@ def make_schedule(schedule: DictConfig, optimizer: torch.optim.Optimizer) -> Opt
     if schedule.name == "constant":
         return None
     if schedule.name == "plateau":
-        return ReduceLROnPlateau(optimizer, mode="max", factor=schedule.factor, patience=schedule.patience, min_lr=schedule.min_lr)
+        # An epoch improves when val_elbo > best + threshold (in nats: a relative threshold lets a
+        # negative ELBO decline and still "improve"); torch reduces once more than `patience`
+        # epochs have not, and we after exactly `patience` of them, as early stopping stops.
+        return ReduceLROnPlateau(optimizer, mode="max", factor=schedule.factor, patience=schedule.patience - 1,
+                                 threshold=schedule.threshold, threshold_mode="abs", min_lr=schedule.min_lr)
     if schedule.name == "burda":
         return LambdaLR(optimizer, lambda epoch: burda_factor(epoch, schedule.stages))
     raise ConfigError(f"schedule={schedule.name}: unknown schedule; choose one of {', '.join(NAMES)}")
+
+
+def epochs_without_improvement(val_elbos: Sequence[float], threshold: float) -> int:
+    """Epochs since the validation ELBO last beat its best by more than ``threshold`` nats, counted
+    by the plateau schedule's rule, so that early stopping means by patience what the schedule does."""
+    best, count = -math.inf, 0
+    for value in val_elbos:
+        if value > best + threshold:
+            best, count = value, 0
+        else:
+            count += 1
+    return count
 
 
 def step_schedule(scheduler: Optional[LRScheduler], val_elbo: float) -> None:

@@ -1,7 +1,10 @@
 """Checks on the composed config that modules cannot make on their own, and the device choice."""
+import math
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from .bayesian import MIN_SCALE
 from .errors import ConfigError
 from .networks import ACTIVATIONS, NETWORKS
 
@@ -30,6 +33,8 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.net.min_scale > 0:
         raise ConfigError(f"net.min_scale={cfg.net.min_scale}: must be > 0 so that q(z|x) never collapses")
     _check_variants(cfg)
+    _check_decoder(cfg)
+    _check_stopping(cfg)
 
 
 def _check_variants(cfg: DictConfig) -> None:
@@ -48,6 +53,50 @@ def _check_variants(cfg: DictConfig) -> None:
     if cfg.decoder.bayesian and cfg.elbo.num_particles > 1:
         raise ConfigError(
             f"decoder.bayesian=true draws one set of decoder weights per step; set elbo.num_particles=1 (now {cfg.elbo.num_particles})"
+        )
+    if cfg.decoder.bayesian and cfg.elbo.name == "iwae":
+        raise ConfigError("decoder.bayesian=true with elbo=iwae: the weights' log p(W) - log q(W) has no per-image weight to enter; use elbo=trace")
+    if cfg.elbo.name == "trace_pyro" and cfg.schedule.name != "constant":
+        raise ConfigError(
+            f"schedule={cfg.schedule.name} drives one torch optimizer, and elbo=trace_pyro trains with Pyro's per-parameter "
+            "optimizers (pyro.optim); use elbo=trace or schedule=constant"
+        )
+
+
+def _number(value) -> bool:
+    """A finite int or float; ``true`` and strings are not numbers."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_decoder(cfg: DictConfig) -> None:
+    """The Bayesian decoder's scales: each smaller one fails in float32 (see ``bayesian.MIN_SCALE``)."""
+    decoder = cfg.decoder
+    if not (_number(decoder.prior_scale) and decoder.prior_scale >= MIN_SCALE):
+        raise ConfigError(
+            f"decoder.prior_scale={decoder.prior_scale}: must be a number >= {MIN_SCALE:g}, the standard deviation of the weights' prior"
+        )
+    if not (_number(decoder.init_scale) and decoder.init_scale >= MIN_SCALE):
+        raise ConfigError(f"decoder.init_scale={decoder.init_scale}: must be a number >= {MIN_SCALE:g}, the initial standard deviation of q(W)")
+    positive_int("decoder.eval_weight_draws", decoder.eval_weight_draws)
+
+
+def _check_stopping(cfg: DictConfig) -> None:
+    """The plateau schedule and early stopping: patience in epochs, threshold in nats."""
+    if cfg.schedule.name == "plateau":
+        schedule = cfg.schedule
+        if not (_number(schedule.factor) and 0 < schedule.factor < 1):
+            raise ConfigError(f"schedule.factor={schedule.factor}: must be a number in (0, 1), the learning rate's multiplier")
+        positive_int("schedule.patience", schedule.patience)
+        if not (_number(schedule.threshold) and schedule.threshold >= 0):
+            raise ConfigError(f"schedule.threshold={schedule.threshold}: must be a number of nats >= 0 by which an epoch must beat the best")
+        if not (_number(schedule.min_lr) and schedule.min_lr >= 0):
+            raise ConfigError(f"schedule.min_lr={schedule.min_lr}: must be a number >= 0")
+    patience = cfg.early_stopping.patience
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+        raise ConfigError(f"early_stopping.patience={patience}: must be a positive integer, or null to never stop early")
+    if not (_number(cfg.early_stopping.threshold) and cfg.early_stopping.threshold >= 0):
+        raise ConfigError(
+            f"early_stopping.threshold={cfg.early_stopping.threshold}: must be a number of nats >= 0 by which an epoch must beat the best"
         )
 
 

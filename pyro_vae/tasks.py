@@ -92,6 +92,7 @@ def evaluate_run(cfg: DictConfig, output_dir: Path) -> float:
     run = open_run(cfg, output_dir)
     positive_int("eval.iwae_k", run.cfg.eval.iwae_k)
     positive_int("eval.chunk_size", run.cfg.eval.chunk_size)
+    positive_int("decoder.eval_weight_draws", run.cfg.decoder.eval_weight_draws)
     data = run.data()
     metrics = test_metrics(run.vae, run.test_view(data.test.images), data.test.labels, run.cfg)
     path = output_dir / "metrics.json"

@@ -22,9 +22,8 @@ from .data import DataSplits, PixelTransform
 from .data.batches import MinibatchSampler
 from .errors import ConfigError, DivergenceError
 from .evaluation import evaluate
-from .objectives import make_objective
-from .optimizers import make_optimizer
-from .schedules import make_schedule, step_schedule
+from .schedules import epochs_without_improvement, make_schedule, step_schedule
+from .steps import make_step
 from .vae import VAE
 
 log = logging.getLogger(__name__)
@@ -47,11 +46,6 @@ class TrainingState:
         return max((row["val_elbo"] for row in self.history), default=-math.inf)
 
     @property
-    def epochs_since_best(self) -> int:
-        best = max(range(len(self.history)), key=lambda i: self.history[i]["val_elbo"], default=-1)
-        return len(self.history) - 1 - best
-
-    @property
     def train_seconds(self) -> float:
         return sum(row["epoch_seconds"] for row in self.history)
 
@@ -61,27 +55,11 @@ class TrainingState:
         return images / self.train_seconds
 
 
-def make_step(vae: VAE, cfg: DictConfig, num_data: int) -> tuple:
-    """The training step ``step(x, y, kl_weight) -> loss tensor`` for ``cfg``, with its optimizer and
-    how many images a loss sums."""
-    objective = make_objective(cfg.elbo)
-    images_per_loss = objective.images_per_loss(cfg.batch_size, num_data)
-    optimizer = make_optimizer(cfg.optimizer, cfg.lr, vae.parameters(), images_per_loss)
-
-    def step(x: torch.Tensor, y: torch.Tensor, kl_weight: float = 1.0) -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss = objective.backward(vae.model, vae.guide, x, y, num_data=num_data, kl_weight=kl_weight)
-        optimizer.step()
-        return loss
-
-    return step, optimizer, images_per_loss
-
-
-def _resume(vae: VAE, optimizer, scheduler, run_dir: Path, device: torch.device) -> TrainingState:
+def _resume(vae: VAE, step, scheduler, run_dir: Path, device: torch.device) -> TrainingState:
     record = checkpoints.read(run_dir / checkpoints.LAST, device)
     try:
         vae.load_state_dict(record["state_dict"])
-        optimizer.load_state_dict(record["optimizer"])
+        step.load_state_dict(record["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ConfigError(
             f"resume=true: {run_dir / checkpoints.LAST} holds a different network or optimizer; resume with the settings of that run"
@@ -136,27 +114,29 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {num_data} training images; lower it or raise data.train_size")
     sampler = MinibatchSampler(pixels.training_source(data.train.images), data.train.labels, cfg.batch_size, pixels.training_batch)
     val_images = pixels.fixed(data.val.images, "val")
-    step, optimizer, images_per_loss = make_step(vae, cfg, num_data)
-    scheduler = make_schedule(cfg.schedule, optimizer)
+    step = make_step(vae, cfg, num_data)
+    scheduler = make_schedule(cfg.schedule, step.optimizer)
     patience = cfg.early_stopping.patience
 
     if cfg.resume:
-        state = _resume(vae, optimizer, scheduler, run_dir, device)
+        state = _resume(vae, step, scheduler, run_dir, device)
     else:
         _refuse_overwrite(run_dir)
         state = TrainingState()
 
     for epoch in range(state.epochs_completed + 1, cfg.epochs + 1):
-        if patience is not None and state.epochs_completed and state.epochs_since_best >= patience:
+        val_elbos = [row["val_elbo"] for row in state.history]
+        if patience is not None and epochs_without_improvement(val_elbos, cfg.early_stopping.threshold) >= patience:
             log.info("early stopping: no better validation ELBO in the last %d epochs", patience)
             break
-        lr = optimizer.param_groups[0]["lr"]
+        lr = step.lr
         start = time.perf_counter()
         loss_total = run_epoch(step, sampler, epoch, cfg, run_dir).item()
         seconds = time.perf_counter() - start
         row = {
             "epoch": epoch,
-            "train_elbo": -loss_total / images_per_loss / len(sampler),
+            # Every objective's loss estimates minus the bound of all num_data images.
+            "train_elbo": -loss_total / num_data / len(sampler),
             "val_elbo": evaluate(vae, val_images, data.val.labels, chunk_size=cfg.eval.chunk_size).elbo,
             "epoch_seconds": seconds,
             "images_per_second": len(sampler) * cfg.batch_size / seconds,
@@ -166,7 +146,7 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
         improved = row["val_elbo"] > state.best_val_elbo
         state.history.append(row)
         step_schedule(scheduler, row["val_elbo"])
-        _save_epoch(vae, optimizer, scheduler, cfg, data, state, run_dir, improved)
+        _save_epoch(vae, step, scheduler, cfg, data, state, run_dir, improved)
         log.info(
             "epoch %d/%d  train ELBO %.2f  val ELBO %.2f%s  (%.1f s, %.0f images/s, lr %.2g)",
             epoch, cfg.epochs, row["train_elbo"], row["val_elbo"], "  best" if improved else "", seconds,
@@ -175,12 +155,12 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
     return state
 
 
-def _save_epoch(vae, optimizer, scheduler, cfg, data, state: TrainingState, run_dir: Path, improved: bool) -> None:
+def _save_epoch(vae, step, scheduler, cfg, data, state: TrainingState, run_dir: Path, improved: bool) -> None:
     record = checkpoints.model_record(vae, cfg, data.image_shape, data.num_classes)
     if improved:
         checkpoints.save(run_dir / checkpoints.BEST, {**record, "epoch": state.epochs_completed, "val_elbo": state.best_val_elbo})
     resume = {
-        "optimizer": optimizer.state_dict(),
+        "optimizer": step.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "history": state.history,
         "rng": torch.get_rng_state(),

@@ -72,10 +72,10 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):
 
 
 def test_nan_loss_stops_training_with_advice(tiny_cfg, tmp_path, monkeypatch):
-    from pyro_vae.objectives import Objective
+    from pyro_vae.objectives import DeviceTrace_ELBO
 
-    original = Objective.backward
-    monkeypatch.setattr(Objective, "backward", lambda self, *a, **k: original(self, *a, **k) * float("nan"))
+    original = DeviceTrace_ELBO.differentiable_loss
+    monkeypatch.setattr(DeviceTrace_ELBO, "differentiable_loss", lambda self, *a, **k: original(self, *a, **k) * float("nan"))
     with pytest.raises(DivergenceError, match=r"training loss became nan at epoch 1, steps 0-7; lower lr"):
         train(tiny_cfg, tmp_path)
     assert not (tmp_path / "checkpoint.pt").exists()
@@ -97,9 +97,80 @@ def test_plateau_schedule_and_early_stopping_follow_the_validation_elbo(tiny_cfg
     scripted = iter([-100.0, -90.0, -95.0, -96.0, -97.0, -98.0])
     monkeypatch.setattr(training, "evaluate", lambda *a, **k: Evaluation(next(scripted), 0.0, 0.0, 0.0, 0))
     tiny_cfg.epochs = 6
-    tiny_cfg.schedule = {"name": "plateau", "factor": 0.5, "patience": 0, "min_lr": 1e-6}
+    tiny_cfg.schedule = {"name": "plateau", "factor": 0.5, "patience": 1, "threshold": 0.1, "min_lr": 1e-6}
     tiny_cfg.early_stopping.patience = 2
     _, state = train(tiny_cfg, tmp_path)
     assert state.epochs_completed == 4  # best at epoch 2, two epochs without improvement, then stop
+    # patience 1: halved after the first epoch without improvement (3), so epoch 4 runs at half the rate
     assert [row["lr"] for row in state.history] == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4])
     assert checkpoints.read(tmp_path / "checkpoint.pt")["epoch"] == 2
+
+
+def plateau_rates(val_elbos, patience, threshold=0.1):
+    """The learning rate after each epoch of ``schedule=plateau`` fed ``val_elbos``, from lr 1."""
+    from pyro_vae.schedules import make_schedule, step_schedule
+
+    from .conftest import compose_config
+
+    cfg = compose_config(["schedule=plateau", f"schedule.patience={patience}", f"schedule.threshold={threshold}"])
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    scheduler = make_schedule(cfg.schedule, optimizer)
+    rates = []
+    for value in val_elbos:
+        step_schedule(scheduler, value)
+        rates.append(optimizer.param_groups[0]["lr"])
+    return rates
+
+
+@pytest.mark.parametrize("patience", [1, 2, 3])
+def test_plateau_halves_a_slowly_declining_elbo_after_exactly_patience_epochs(patience):
+    """-100.000, -100.005, ...: each epoch a little worse. PyTorch's default relative threshold
+    counted these as improvements for a negative ELBO, and the rate never changed."""
+    from pyro_vae.schedules import epochs_without_improvement
+
+    declining = [-100.0 - 0.005 * epoch for epoch in range(6)]
+    rates = plateau_rates(declining, patience)
+    # epoch 1 sets the best; the rate halves after epoch 1 + patience, and again every patience epochs
+    assert rates == [0.5 ** (bad_epochs // patience) for bad_epochs in range(6)]
+    assert rates[patience - 1] == 1.0 and rates[patience] == 0.5
+    assert [epochs_without_improvement(declining[: n + 1], 0.1) for n in range(6)] == list(range(6))
+
+
+def test_plateau_patience_one_halves_after_the_first_bad_epoch():
+    assert plateau_rates([-100.0, -100.02], patience=1) == [1.0, 0.5]
+    assert plateau_rates([-100.0, -99.95], patience=1) == [1.0, 0.5]  # better by less than the threshold
+
+
+@pytest.mark.parametrize("gain, rates", [
+    (0.15, [1.0, 1.0, 1.0, 1.0, 0.5]),  # beats the best by more than 0.1 nats: the count starts again
+    (0.05, [1.0, 1.0, 0.5, 0.5, 0.25]),  # by less: still an epoch without improvement
+])
+def test_plateau_counts_only_improvements_larger_than_the_threshold(gain, rates):
+    from pyro_vae.schedules import epochs_without_improvement
+
+    val_elbos = [-100.0, -100.01, -100.0 + gain, -100.2, -100.3]
+    assert plateau_rates(val_elbos, patience=2) == rates
+    assert epochs_without_improvement(val_elbos, 0.1) == (2 if gain > 0.1 else 4)
+
+
+def test_plateau_threshold_zero_counts_any_gain():
+    assert plateau_rates([-100.0, -99.999, -99.998], patience=1, threshold=0) == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["schedule=plateau", "schedule.threshold=-0.1"], r"schedule.threshold=-0.1: must be a number of nats >= 0"),
+    (["schedule=plateau", "schedule.threshold=abc"], r"schedule.threshold=abc: must be a number"),
+    (["schedule=plateau", "schedule.patience=0"], r"schedule.patience=0: must be a positive integer"),
+    (["schedule=plateau", "schedule.factor=1"], r"schedule.factor=1: must be a number in \(0, 1\)"),
+    (["schedule=plateau", "schedule.factor=0"], r"schedule.factor=0: must be a number in \(0, 1\)"),
+    (["early_stopping.patience=0"], r"early_stopping.patience=0: must be a positive integer, or null"),
+    (["early_stopping.threshold=-1"], r"early_stopping.threshold=-1: must be a number of nats >= 0"),
+])
+def test_bad_schedule_and_early_stopping_settings_are_refused_in_one_line(overrides, message):
+    from pyro_vae.settings import validate
+
+    from .conftest import compose_config
+
+    with pytest.raises(ConfigError, match=message) as refused:
+        validate(compose_config(overrides))
+    assert "\n" not in str(refused.value)

@@ -7,6 +7,8 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
+import pyro_vae
+from pyro_vae.errors import ConfigError
 from pyro_vae.experiment import run_experiment
 from pyro_vae.settings import validate
 from pyro_vae.training import kl_weight_at
@@ -126,6 +128,42 @@ def test_combinations_that_cannot_work_are_refused(overrides, message):
         validate(compose_config(overrides))
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["decoder.init_scale=0"], r"decoder.init_scale=0: must be a number >= 1e-09"),
+    (["decoder.init_scale=1e-12"], r"decoder.init_scale=1e-12: must be a number >= 1e-09"),
+    (["decoder.init_scale=abc"], r"decoder.init_scale=abc: must be a number"),
+    (["decoder.prior_scale=0"], r"decoder.prior_scale=0: must be a number >= 1e-09"),
+    (["decoder.prior_scale=-1"], r"decoder.prior_scale=-1: must be a number >= 1e-09"),
+    (["decoder.prior_scale=inf"], r"decoder.prior_scale=inf: must be a number"),
+    (["decoder.eval_weight_draws=0"], r"decoder.eval_weight_draws=0: must be a positive integer"),
+])
+def test_bayesian_decoder_settings_that_cannot_work_are_refused_in_one_line(overrides, message):
+    with pytest.raises(ConfigError, match=message) as refused:
+        validate(compose_config(["decoder.bayesian=true", *overrides]))
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO])
+@pytest.mark.parametrize("init_scale", [1e-6, 1e-8])
+def test_tiny_initial_weight_scales_learn(batch, init_scale, elbo):
+    """A scale parameterised as softplus minus a floor of 1e-6 froze at 1e-6 and broke below it."""
+    x, y = batch
+    vae = tiny_vae("decoder.bayesian=true", f"decoder.init_scale={init_scale}")
+    guide = vae.weight_guide
+    scale_parameters = [p for name, p in guide.named_parameters() if not name.startswith("locs.")]
+    initial = {site: guide.distribution(site).base_dist.scale.detach().clone() for site in guide.sites}
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    for _ in range(5):
+        optimizer.zero_grad()
+        elbo().differentiable_loss(vae.model, vae.guide, x, y, num_data=NUM_DATA).backward()
+        assert all(torch.isfinite(p.grad).all() and (p.grad != 0).all() for p in scale_parameters)
+        optimizer.step()
+    for site in guide.sites:
+        scale = guide.distribution(site).base_dist.scale.detach()
+        assert (scale != initial[site]).all(), site
+        assert scale.mean() > 1.002 * initial[site].mean(), site  # the entropy term widens q(W)
+
+
 def run(tmp_path, *overrides):
     cfg = compose_config(TINY + ["latent_dim=2", *overrides])
     run_experiment(cfg, tmp_path)
@@ -142,6 +180,8 @@ def test_bayesian_run_writes_the_uncertainty_figure(tmp_path):
     metrics = run(tmp_path, "decoder.bayesian=true")
     assert metrics["likelihood_of"] == "log p(x)" and math.isfinite(metrics["test_log_likelihood"])
     assert (tmp_path / "figures" / "uncertainty.png").is_file()
+    loaded = pyro_vae.load(tmp_path)
+    assert loaded.bayesian and torch.isfinite(loaded.likelihood(torch.zeros(2, 2)).mean).all()
 
 
 def test_reported_test_elbo_is_the_true_elbo_whatever_the_kl_weight(tmp_path):

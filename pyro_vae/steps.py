@@ -1,0 +1,76 @@
+"""One SVI training step, the one place it is defined: estimate the loss on a minibatch,
+differentiate it, update the parameters.
+
+:class:`TorchOptimizerStep` (every ``elbo`` but ``trace_pyro``) takes the objective's
+``differentiable_loss`` and updates all parameters with one torch optimizer, keeping the loss
+on the device. :class:`PyroSVIStep` (``elbo=trace_pyro``) is Pyro's textbook loop itself,
+``pyro.infer.SVI`` with ``pyro.optim``. Both minimise the same loss (``tests/test_svi.py``
+checks that they reach the same parameters), so the first is only a faster route to the second.
+"""
+from typing import Any, Dict, Optional, Union
+
+import torch
+from omegaconf import DictConfig
+from pyro.infer import SVI, Trace_ELBO
+from pyro.infer.elbo import ELBO
+
+from .objectives import make_objective
+from .optimizers import make_optimizer, make_pyro_optimizer
+from .vae import VAE
+
+
+class TorchOptimizerStep:
+    """``step(x, y, kl_weight)``: one update by ``objective`` and a torch ``optimizer``;
+    returns the loss (minus the bound of the whole training set) as a device tensor."""
+
+    def __init__(self, vae: VAE, objective: ELBO, optimizer: torch.optim.Optimizer, num_data: int) -> None:
+        self.objective, self.optimizer, self.num_data = objective, optimizer, num_data
+        # Bound once: JitTrace_ELBO caches its compiled loss by id(model) and id(guide), and
+        # ``vae.model`` is a new bound-method object at every access (a retrace every step).
+        self.model, self.guide = vae.model, vae.guide
+
+    def __call__(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.objective.differentiable_loss(self.model, self.guide, x, y, num_data=self.num_data, kl_weight=kl_weight)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
+
+
+class PyroSVIStep:
+    """``step(x, y, kl_weight)`` by ``pyro.infer.SVI(model, guide, pyro.optim, Trace_ELBO)``."""
+
+    def __init__(self, vae: VAE, objective: Trace_ELBO, optimizer_cfg: DictConfig, lr: float, num_data: int) -> None:
+        self.optim = make_pyro_optimizer(optimizer_cfg, lr, num_data)
+        self.svi = SVI(vae.model, vae.guide, self.optim, loss=objective)
+        self.num_data, self.lr = num_data, lr
+        # Pyro keeps one torch optimizer per parameter, so there is none for a schedule to drive
+        # (settings.validate refuses elbo=trace_pyro with a schedule other than constant).
+        self.optimizer = None
+
+    def __call__(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
+        return torch.tensor(self.svi.step(x, y, num_data=self.num_data, kl_weight=kl_weight))
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self.optim.get_state()
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.optim.set_state(state)
+
+
+def make_step(vae: VAE, cfg: DictConfig, num_data: int) -> Union[TorchOptimizerStep, PyroSVIStep]:
+    """The training step of ``cfg`` (``elbo``, ``optimizer``, ``lr``) for a training set of ``num_data`` images."""
+    objective = make_objective(cfg.elbo)
+    if cfg.elbo.name == "trace_pyro":
+        return PyroSVIStep(vae, objective, cfg.optimizer, cfg.lr, num_data)
+    return TorchOptimizerStep(vae, objective, make_optimizer(cfg.optimizer, cfg.lr, vae.parameters(), num_data), num_data)
