@@ -27,7 +27,8 @@ from common import add_results_argument, config, save_results, table
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.data import mnist
 from pyro_vae.data.batches import MinibatchSampler
-from pyro_vae.training import make_step, run_epoch
+from pyro_vae.steps import make_step
+from pyro_vae.training import run_epoch
 from pyro_vae.vae import build_vae
 
 
@@ -43,7 +44,7 @@ def project_epoch(cfg, run_dir: Path) -> float:
     sampler = MinibatchSampler(pixels.training_source(data.train.images), data.train.labels, cfg.batch_size,
                                pixels.training_batch)
     vae = fresh_vae(cfg)
-    step, _, _ = make_step(vae, cfg, len(data.train))
+    step = make_step(vae, cfg, len(data.train))
     start = time.perf_counter()
     run_epoch(step, sampler, 1, cfg, run_dir).item()
     return len(sampler) * cfg.batch_size / (time.perf_counter() - start)

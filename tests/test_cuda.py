@@ -12,7 +12,7 @@ import torch
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.data.batches import MinibatchSampler
 from pyro_vae.experiment import run_experiment
-from pyro_vae.training import make_step
+from pyro_vae.steps import make_step
 from pyro_vae.vae import build_vae
 
 from .conftest import TINY, compose_config
@@ -38,7 +38,7 @@ def test_training_steps_never_wait_on_the_host():
     pixels = PixelTransform(cfg.data.binarize, cfg.seed, continuous=False)
     sampler = MinibatchSampler(pixels.training_source(data.train.images), data.train.labels, cfg.batch_size,
                                pixels.training_batch)
-    step, _, _ = make_step(vae, cfg, len(data.train))
+    step = make_step(vae, cfg, len(data.train))
     batches = iter(sampler)
     with pyro.validation_enabled(False):
         step(*next(batches))  # the first step allocates optimizer state
