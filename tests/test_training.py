@@ -106,6 +106,20 @@ def test_plateau_schedule_and_early_stopping_follow_the_validation_elbo(tiny_cfg
     assert checkpoints.read(tmp_path / "checkpoint.pt")["epoch"] == 2
 
 
+def test_early_stopping_counts_gains_below_the_threshold_as_no_improvement(tiny_cfg, tmp_path, monkeypatch):
+    """Gains of 0.05, 0.03 and 0.01 nats do not beat the best by the 0.1 threshold: three epochs
+    without improvement after epoch 1, so patience 3 stops after epoch 4, before the big gain."""
+    import pyro_vae.training as training
+    from pyro_vae.evaluation import Evaluation
+
+    scripted = iter([-100.0, -99.95, -99.92, -99.91, -99.0])
+    monkeypatch.setattr(training, "evaluate", lambda *a, **k: Evaluation(next(scripted), 0.0, 0.0, 0.0, 0))
+    tiny_cfg.epochs = 5
+    tiny_cfg.early_stopping.patience = 3
+    _, state = train(tiny_cfg, tmp_path)
+    assert state.epochs_completed == 4
+
+
 def plateau_rates(val_elbos, patience, threshold=0.1):
     """The learning rate after each epoch of ``schedule=plateau`` fed ``val_elbos``, from lr 1."""
     from pyro_vae.schedules import make_schedule, step_schedule
