@@ -87,17 +87,18 @@ def _check_stopping(cfg: DictConfig) -> None:
         if not (_number(schedule.factor) and 0 < schedule.factor < 1):
             raise ConfigError(f"schedule.factor={schedule.factor}: must be a number in (0, 1), the learning rate's multiplier")
         positive_int("schedule.patience", schedule.patience)
-        if not (_number(schedule.threshold) and schedule.threshold >= 0):
-            raise ConfigError(f"schedule.threshold={schedule.threshold}: must be a number of nats >= 0 by which an epoch must beat the best")
+        _check_threshold("schedule.threshold", schedule.threshold)
         if not (_number(schedule.min_lr) and schedule.min_lr >= 0):
             raise ConfigError(f"schedule.min_lr={schedule.min_lr}: must be a number >= 0")
     patience = cfg.early_stopping.patience
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
         raise ConfigError(f"early_stopping.patience={patience}: must be a positive integer, or null to never stop early")
-    if not (_number(cfg.early_stopping.threshold) and cfg.early_stopping.threshold >= 0):
-        raise ConfigError(
-            f"early_stopping.threshold={cfg.early_stopping.threshold}: must be a number of nats >= 0 by which an epoch must beat the best"
-        )
+    _check_threshold("early_stopping.threshold", cfg.early_stopping.threshold)
+
+
+def _check_threshold(name: str, value) -> None:
+    if not (_number(value) and value >= 0):
+        raise ConfigError(f"{name}={value}: must be a number of nats >= 0 by which an epoch must beat the best")
 
 
 def resolve_device(name: str) -> torch.device:

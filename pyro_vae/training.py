@@ -45,6 +45,9 @@ class TrainingState:
     def best_val_elbo(self) -> float:
         return max((row["val_elbo"] for row in self.history), default=-math.inf)
 
+    def epochs_without_improvement(self, threshold: float) -> int:
+        return epochs_without_improvement([row["val_elbo"] for row in self.history], threshold)
+
     @property
     def train_seconds(self) -> float:
         return sum(row["epoch_seconds"] for row in self.history)
@@ -125,8 +128,7 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
         state = TrainingState()
 
     for epoch in range(state.epochs_completed + 1, cfg.epochs + 1):
-        val_elbos = [row["val_elbo"] for row in state.history]
-        if patience is not None and epochs_without_improvement(val_elbos, cfg.early_stopping.threshold) >= patience:
+        if patience is not None and state.epochs_without_improvement(cfg.early_stopping.threshold) >= patience:
             log.info("early stopping: no better validation ELBO in the last %d epochs", patience)
             break
         lr = step.lr

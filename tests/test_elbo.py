@@ -15,25 +15,16 @@ import pyro
 import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
-from torch.nn.functional import logsigmoid, softplus
+from torch.nn.functional import softplus
 
 from pyro_vae.objectives import CorrectedJitTrace_ELBO, DeviceTrace_ELBO, IWAE_ELBO
 from pyro_vae.vae import build_vae
 
 from .conftest import TINY, compose_config
+from .hand_densities import bernoulli_log_density, normal_log_density, standard_normal_log_density
 
 SEED = 123
 NUM_DATA = 60  # != the batch of 6: the data scale N/B = 10 must enter where the bound puts it
-
-
-def bernoulli_log_density(x, logits):
-    """log p(x|z) of independent Bernoulli pixels, summed over each image's pixels."""
-    return (x * logsigmoid(logits) + (1 - x) * logsigmoid(-logits)).flatten(-3).sum(-1)
-
-
-def normal_log_density(z, loc, scale):
-    """log N(z; loc, diag scale^2), summed over the last dimension."""
-    return (-0.5 * ((z - loc) / scale) ** 2 - torch.log(scale) - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 def hand_terms(vae, x, particles=None):
@@ -42,8 +33,8 @@ def hand_terms(vae, x, particles=None):
     loc, scale = vae.encoder(x, None)
     eps = torch.randn(loc.shape if particles is None else (particles, *loc.shape))
     z = loc + scale * eps
-    log_lik = bernoulli_log_density(x, vae.decoder(z))
-    log_prior = normal_log_density(z, torch.zeros_like(z), torch.ones_like(z))
+    log_lik = bernoulli_log_density(x.flatten(-3), vae.decoder(z).flatten(-3))
+    log_prior = standard_normal_log_density(z)
     return log_lik, log_prior, normal_log_density(z, loc, scale), loc, scale
 
 
@@ -166,7 +157,7 @@ def test_dreg_is_the_hand_written_doubly_reparameterized_surrogate(small_vae, bi
     pyro.set_rng_seed(SEED)
     loc, scale = small_vae.encoder(x, None)
     z = loc + scale * torch.randn(k, *loc.shape)
-    log_w = (bernoulli_log_density(x, small_vae.decoder(z)) + normal_log_density(z, torch.zeros_like(z), torch.ones_like(z))
+    log_w = (bernoulli_log_density(x.flatten(-3), small_vae.decoder(z).flatten(-3)) + standard_normal_log_density(z)
              - normal_log_density(z, loc.detach(), scale.detach()))
     weights = torch.softmax(log_w.detach(), 0)
     surrogate = -(NUM_DATA / len(x)) * (weights**2 * log_w).sum()
@@ -214,7 +205,7 @@ def test_trace_elbo_equals_hand_derivation_for_the_gaussian_decoder(scale_mode):
     else:
         loc, scale = out, (softplus(vae.pixels.raw_scale) + floor).expand_as(out)
     log_lik = normal_log_density(x.flatten(1), loc.flatten(1), scale.flatten(1))
-    log_prior = normal_log_density(z, torch.zeros_like(z), torch.ones_like(z))
+    log_prior = standard_normal_log_density(z)
     hand = -(NUM_DATA / len(x)) * (log_lik + log_prior - normal_log_density(z, loc_z, scale_z)).sum()
     assert_same_loss_and_gradients(vae, ours, hand)
 

@@ -31,9 +31,9 @@ from pyro_vae.likelihoods import BernoulliPixels, GaussianPixels
 from pyro_vae.vae import VAE, build_vae
 
 from .conftest import compose_config
+from .hand_densities import bernoulli_log_density, normal_log_density, standard_normal_log_density
 
 DTYPE = torch.float64
-LOG_2PI = math.log(2 * math.pi)
 
 # Float-precision tolerance for quantities that are exact in theory. Each log-weight is a sum of
 # O(100) terms whose magnitudes stay below ~1e3 (the Gaussian exponents at s = 0.5); in float64
@@ -353,19 +353,6 @@ GRID_POINTS = {1: 20001, 2: 301}  # on [-10, 10]^d
 # difference from the grid of twice the spacing.
 
 
-def hand_bernoulli_log_prob(x_flat, logits):
-    """sum over pixels of x log sigmoid(l) + (1 - x) log sigmoid(-l)."""
-    return (x_flat * F.logsigmoid(logits) + (1 - x_flat) * F.logsigmoid(-logits)).sum(-1)
-
-
-def hand_std_normal_log_prob(z):
-    return (-0.5 * z**2 - 0.5 * LOG_2PI).sum(-1)
-
-
-def hand_diag_normal_log_prob(z, loc, scale):
-    return (-0.5 * ((z - loc) / scale) ** 2 - torch.log(scale) - 0.5 * LOG_2PI).sum(-1)
-
-
 class BernoulliReference:
     """The project's MLP decoder (tanh, weights scaled up), images drawn from the model, and
     log p(x), posterior means and variances by quadrature, with the network's forward pass
@@ -406,7 +393,7 @@ class BernoulliReference:
         g = torch.linspace(-10.0, 10.0, n, dtype=DTYPE)
         h = (g[1] - g[0]).item()
         z = g[:, None] if self.d == 1 else torch.cartesian_prod(g, g)
-        log_joint = hand_bernoulli_log_prob(self.x_flat[:, None], self.logits(z)[None]) + hand_std_normal_log_prob(z)
+        log_joint = bernoulli_log_density(self.x_flat[:, None], self.logits(z)[None]) + standard_normal_log_density(z)
         log_px = torch.logsumexp(log_joint, 1) + self.d * math.log(h)  # trapezoid; ends ~e^-50
         post = torch.exp(log_joint - log_px[:, None]) * h**self.d
         mean = post @ z
@@ -418,7 +405,7 @@ class BernoulliReference:
         p(z|x)/q(z) > max_ratio, and the relative variance r of the weights truncated to the
         rest (where they are bounded by max_ratio, so all their moments are finite)."""
         log_post = self.log_joint[i] - self.log_px[i]
-        log_q = hand_diag_normal_log_prob(self.grid, loc, scale)
+        log_q = normal_log_density(self.grid, loc, scale)
         inside = log_post - log_q <= math.log(max_ratio)
         eps = 1 - (log_post[inside].exp().sum() * self.cell).item()
         second_moment = (torch.exp(2 * log_post[inside] - log_q[inside]).sum() * self.cell).item()
@@ -427,8 +414,8 @@ class BernoulliReference:
     def log_weights(self, i, loc, scale, draws, generator):
         """Reference IS log-weights for image i under the proposal N(loc, diag scale^2)."""
         z = loc + scale * torch.randn(draws, self.d, generator=generator, dtype=DTYPE)
-        return (hand_bernoulli_log_prob(self.x_flat[i], self.logits(z)) + hand_std_normal_log_prob(z)
-                - hand_diag_normal_log_prob(z, loc, scale))
+        return (bernoulli_log_density(self.x_flat[i], self.logits(z)) + standard_normal_log_density(z)
+                - normal_log_density(z, loc, scale))
 
 
 class TableEncoder(nn.Module):
@@ -541,7 +528,7 @@ def test_bernoulli_likelihood_matches_the_hand_written_log_density(bernoulli_ref
     z = 2 * torch.randn(6, NUM_IMAGES, ref.d, generator=g, dtype=DTYPE)  # (particles, images, d)
     with torch.no_grad():
         project = ref.vae.likelihood(z).log_prob(ref.images)
-    expected = hand_bernoulli_log_prob(ref.x_flat, ref.logits(z))
+    expected = bernoulli_log_density(ref.x_flat, ref.logits(z))
     assert project.shape == expected.shape == (6, NUM_IMAGES)
     # Sums of 16 terms of magnitude < ~100 in float64: rounding < 1e-12.
     assert torch.allclose(project, expected, rtol=0, atol=EXACT_ATOL)
@@ -554,6 +541,6 @@ def test_bernoulli_pixels_are_exact_at_extreme_logits():
     for value in (0.0, 1.0):
         x = torch.full_like(logits, value)
         project = BernoulliPixels()(logits).log_prob(x)
-        expected = hand_bernoulli_log_prob(x.flatten(1), logits.flatten(1))
+        expected = bernoulli_log_density(x.flatten(1), logits.flatten(1))
         assert torch.isfinite(project).all()
         assert torch.allclose(project, expected, rtol=1e-12, atol=1e-12), (value, project, expected)
