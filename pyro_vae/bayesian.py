@@ -11,6 +11,7 @@ import pyro.distributions as dist
 import torch
 from pyro.nn.module import PyroSample, to_pyro_module_
 from torch import nn
+from torch.distributions import kl_divergence
 
 # The smallest prior and initial guide standard deviation accepted: a smaller noise on a weight of
 # ~0.1 is lost to float32 rounding, and a smaller prior's gradient W / scale^2 overflows Adam's
@@ -41,9 +42,10 @@ class MeanFieldWeights(nn.Module):
     needed: the data term's expected pull on log sigma shrinks like sigma^2, the entropy's does not.
     """
 
-    def __init__(self, initial: Dict[str, torch.Tensor], init_scale: float) -> None:
+    def __init__(self, initial: Dict[str, torch.Tensor], init_scale: float, prior_scale: float) -> None:
         super().__init__()
         self.sites = list(initial)
+        self.prior_scale = prior_scale
         keys = [self._key(name) for name in self.sites]
         self.locs = nn.ParameterDict({k: nn.Parameter(v) for k, v in zip(keys, initial.values())})
         log_scale = math.log(init_scale)
@@ -62,6 +64,15 @@ class MeanFieldWeights(nn.Module):
         """The guide's sample statements, one per weight site of the model."""
         for site in self.sites:
             pyro.sample(site, self.distribution(site))
+
+    def kl_to_prior(self) -> torch.Tensor:
+        """KL(q(W) || p(W)) in closed form: the term a Bayesian decoder's ELBO pays once per
+        training set, which every reported bound charges as KL / N per image."""
+        kls = []
+        for site in self.sites:
+            q = self.distribution(site)
+            kls.append(kl_divergence(q, dist.Normal(torch.zeros_like(q.mean), self.prior_scale).to_event(q.event_dim)))
+        return torch.stack(kls).sum()
 
     def draw(self) -> Dict[str, torch.Tensor]:
         """One draw W ~ q(W), by site name, to condition the decoder on outside of inference."""

@@ -4,6 +4,10 @@ All of them come from the same importance weights
     log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x),   z_k ~ q(z|x),  k = 1..K:
 the ELBO is their mean, the log-likelihood estimate logsumexp_k log w_k - log K (Burda et
 al. 2016), which is >= the ELBO in expectation and tightens as K grows.
+
+A Bayesian decoder's ELBO is the bound it was trained on, per image: E_q(W)[ELBO(x | W)] minus
+KL(q(W) || p(W)) / N for the N training images that share the weights, on every split; the
+figure conditional on W is reported beside it as ``elbo_given_weights``.
 """
 import itertools
 import logging
@@ -32,17 +36,21 @@ class Evaluation:
     reconstruction: float
     kl: float
     active_units: int
+    # Bayesian decoder only: E_q(W)[ELBO(x | W)], and KL(q(W) || p(W)) / N with elbo = their difference.
+    elbo_given_weights: Optional[float] = None
+    weight_kl: Optional[float] = None
 
     def as_dict(self, prefix: str) -> Dict[str, float]:
-        return {f"{prefix}_{key}": value for key, value in asdict(self).items()}
+        return {f"{prefix}_{key}": value for key, value in asdict(self).items() if value is not None}
 
 
 @torch.no_grad()
 @pyro.validation_enabled(False)
 def evaluate(vae: VAE, images: torch.Tensor, labels: Optional[torch.Tensor] = None, num_samples: int = 1,
-             chunk_size: int = 2048, weight_draws: int = 1) -> Evaluation:
+             chunk_size: int = 2048, weight_draws: int = 1, num_data: Optional[int] = None) -> Evaluation:
     """Evaluate ``vae`` on float observations ``images`` (with their ``labels``, which a
-    conditional VAE conditions on) with K = ``num_samples`` draws per image.
+    conditional VAE conditions on) with K = ``num_samples`` draws per image; a Bayesian decoder
+    also needs ``num_data``, the size of the training set that shares its weights' KL.
 
     At most ``chunk_size`` (image, sample) pairs are decoded at once, so memory stays bounded
     whatever K: few images with many samples each when K is large. A Bayesian decoder draws its
@@ -50,6 +58,8 @@ def evaluate(vae: VAE, images: torch.Tensor, labels: Optional[torch.Tensor] = No
     into at least ``weight_draws`` chunks, so the likelihood is averaged over weight draws.
     Distribution argument checks are off: they would re-read every decoded pixel.
     """
+    if vae.bayesian and num_data is None:
+        raise ValueError("a Bayesian decoder's ELBO charges KL(q(W) || p(W)) / num_data per image: pass num_data")
     images_per_chunk = max(1, chunk_size // num_samples)
     samples_per_chunk = min(num_samples, chunk_size)
     if vae.bayesian:
@@ -77,18 +87,23 @@ def evaluate(vae: VAE, images: torch.Tensor, labels: Optional[torch.Tensor] = No
         means[start : start + len(x)] = guide.mean
         start += len(x)
     active = int((means.var(0) > ACTIVE_UNIT_THRESHOLD).sum()) if len(means) > 1 else 0
-    n = len(images)
-    return Evaluation(**{key: value / n for key, value in totals.items()}, active_units=active)
+    figures = {key: value / len(images) for key, value in totals.items()}
+    if not vae.bayesian:
+        return Evaluation(**figures, active_units=active)
+    weight_kl = vae.weight_guide.kl_to_prior().item() / num_data
+    figures["elbo_given_weights"], figures["elbo"] = figures["elbo"], figures["elbo"] - weight_kl
+    return Evaluation(**figures, active_units=active, weight_kl=weight_kl)
 
 
-def test_metrics(vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig) -> Dict[str, Any]:
-    """The test figures of ``metrics.json`` for float observations ``images``, estimated with ``cfg.eval``.
+def test_metrics(vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int) -> Dict[str, Any]:
+    """The test figures of ``metrics.json`` for float observations ``images``, estimated with
+    ``cfg.eval``, for a VAE trained on ``num_data`` images.
 
     Shared by training runs and ``task=evaluate`` so that both report the same quantities.
     """
     started = time.perf_counter()
     test = evaluate(vae, images, labels, num_samples=cfg.eval.iwae_k, chunk_size=cfg.eval.chunk_size,
-                    weight_draws=cfg.decoder.eval_weight_draws)
+                    weight_draws=cfg.decoder.eval_weight_draws, num_data=num_data)
     log.info("test ELBO %.2f, test log-likelihood %.2f (K=%d, %.0f s), KL %.2f, active units %d/%d",
              test.elbo, test.log_likelihood, cfg.eval.iwae_k, time.perf_counter() - started,
              test.kl, test.active_units, vae.latent_dim)

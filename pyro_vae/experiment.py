@@ -39,7 +39,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     vae.eval()
     test_images = pixels.fixed(data.test.images, "test")
     metrics = {
-        **test_metrics(vae, test_images, data.test.labels, cfg),
+        **test_metrics(vae, test_images, data.test.labels, cfg, len(data.train)),
         "val_elbo_best": state.best_val_elbo,
         "best_epoch": best["epoch"],
         "epochs_completed": state.epochs_completed,

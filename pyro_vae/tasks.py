@@ -94,7 +94,7 @@ def evaluate_run(cfg: DictConfig, output_dir: Path) -> float:
     positive_int("eval.chunk_size", run.cfg.eval.chunk_size)
     positive_int("decoder.eval_weight_draws", run.cfg.decoder.eval_weight_draws)
     data = run.data()
-    metrics = test_metrics(run.vae, run.test_view(data.test.images), data.test.labels, run.cfg)
+    metrics = test_metrics(run.vae, run.test_view(data.test.images), data.test.labels, run.cfg, len(data.train))
     path = output_dir / "metrics.json"
     write_metrics(path, {**metrics, "run_dir": str(run.path), "dataset": data.name, "device": str(run.device)})
     log.info("%s: test ELBO %.2f, test log-likelihood %.2f (K=%d) -> %s", run.path, metrics["test_elbo"],

@@ -135,11 +135,14 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
         start = time.perf_counter()
         loss_total = run_epoch(step, sampler, epoch, cfg, run_dir).item()
         seconds = time.perf_counter() - start
+        val = evaluate(vae, val_images, data.val.labels, chunk_size=cfg.eval.chunk_size, num_data=num_data)
         row = {
             "epoch": epoch,
-            # Every objective's loss estimates minus the bound of all num_data images.
+            # Every objective's loss estimates minus the bound of all num_data images; for a
+            # Bayesian decoder that includes KL(q(W) || p(W)) / num_data, as val_elbo does.
             "train_elbo": -loss_total / num_data / len(sampler),
-            "val_elbo": evaluate(vae, val_images, data.val.labels, chunk_size=cfg.eval.chunk_size).elbo,
+            "val_elbo": val.elbo,
+            **({"val_elbo_given_weights": val.elbo_given_weights, "weight_kl": val.weight_kl} if vae.bayesian else {}),
             "epoch_seconds": seconds,
             "images_per_second": len(sampler) * cfg.batch_size / seconds,
             "lr": lr,

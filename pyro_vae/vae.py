@@ -119,5 +119,5 @@ def build_vae(cfg: DictConfig, image_shape: Tuple[int, int, int], num_classes: i
     weight_guide = None
     if cfg.decoder.bayesian:
         initial = make_bayesian_(decoder, cfg.decoder.prior_scale)
-        weight_guide = MeanFieldWeights(initial, cfg.decoder.init_scale)
+        weight_guide = MeanFieldWeights(initial, cfg.decoder.init_scale, cfg.decoder.prior_scale)
     return VAE(encoder, decoder, pixels, cfg.latent_dim, context_dim, weight_guide)

@@ -9,7 +9,9 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 import pyro_vae
 from pyro_vae.errors import ConfigError
+from pyro_vae.evaluation import evaluate
 from pyro_vae.experiment import run_experiment
+from pyro_vae.objectives import make_objective
 from pyro_vae.settings import validate
 from pyro_vae.training import kl_weight_at
 from pyro_vae.vae import build_vae
@@ -116,6 +118,39 @@ def test_bayesian_likelihood_averages_over_weight_draws(batch):
     assert not torch.allclose(first, second)  # each call draws W ~ q(W)
 
 
+def test_bayesian_weight_kl_is_the_closed_form_of_normals():
+    """KL(N(m, s^2) || N(0, p^2)) = log(p / s) + (s^2 + m^2) / (2 p^2) - 1/2, summed over weights."""
+    vae = tiny_vae("decoder.bayesian=true", "decoder.prior_scale=0.5", "decoder.init_scale=0.2")
+    guide = vae.weight_guide
+    hand = 0.0
+    for site in guide.sites:
+        m = guide.locs[guide._key(site)].detach().double()
+        s = guide.log_scales[guide._key(site)].detach().double().exp()
+        hand += (torch.log(0.5 / s) + (s**2 + m**2) / (2 * 0.25) - 0.5).sum().item()
+    assert guide.kl_to_prior().item() == pytest.approx(hand, rel=1e-5)
+
+
+def test_bayesian_train_and_val_figures_are_one_bound_on_the_same_images(batch):
+    """The training column (-loss / N of the step's objective, one W and z draw each) and the
+    validation ELBO of evaluate() estimate the same bound on the same images: their means agree
+    within 5 standard errors. Without KL(q(W) || p(W)) / N in either, they differ by hundreds of errors."""
+    x, y = batch
+    num_data = len(x)  # the training set is these six images, and so is the validation set
+    cfg = compose_config(TINY + ["decoder.bayesian=true", "decoder.init_scale=0.05"])
+    vae = build_vae(cfg, (1, 4, 4), 10)
+    objective = make_objective(cfg.elbo)
+    with torch.no_grad():
+        train = torch.stack([-objective.differentiable_loss(vae.model, vae.guide, x, y, num_data=num_data) / num_data for _ in range(2000)])
+    val = evaluate(vae, x, y, num_samples=4000, weight_draws=400, num_data=num_data)
+    standard_error = train.std().item() / math.sqrt(len(train))
+    assert abs(train.mean().item() - val.elbo) < 5 * standard_error
+    assert val.weight_kl == pytest.approx(vae.weight_guide.kl_to_prior().item() / num_data)
+    assert val.elbo == pytest.approx(val.elbo_given_weights - val.weight_kl)
+    assert val.weight_kl > 100 * standard_error  # leaving the weight KL out of one side would be caught
+    with pytest.raises(ValueError, match="pass num_data"):
+        evaluate(vae, x, y)
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["decoder.bayesian=true", "elbo=iwae"], "decoder.bayesian=true draws one set of decoder weights per step"),
     (["kl_weight=0.5", "elbo=iwae"], "elbo=iwae does not separate"),
@@ -179,6 +214,9 @@ def test_conditional_run_writes_class_samples_and_labels_its_figures(tmp_path):
 def test_bayesian_run_writes_the_uncertainty_figure(tmp_path):
     metrics = run(tmp_path, "decoder.bayesian=true")
     assert metrics["likelihood_of"] == "log p(x)" and math.isfinite(metrics["test_log_likelihood"])
+    assert metrics["test_elbo"] == pytest.approx(metrics["test_elbo_given_weights"] - metrics["test_weight_kl"])
+    history = (tmp_path / "history.csv").read_text().splitlines()
+    assert history[0].split(",")[:5] == ["epoch", "train_elbo", "val_elbo", "val_elbo_given_weights", "weight_kl"]
     assert (tmp_path / "figures" / "uncertainty.png").is_file()
     loaded = pyro_vae.load(tmp_path)
     assert loaded.bayesian and torch.isfinite(loaded.likelihood(torch.zeros(2, 2)).mean).all()
