@@ -11,6 +11,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .atomic import write_json
+from .run_directory import RunDirectoryInUse
 from .sweep_summary import STATUS_FILE, write_summary
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class SweepSummary(Callback):
         status = {"status": "completed" if job_return.status == JobStatus.COMPLETED else "failed"}
         try:
             job_return.return_value  # re-raises the job's exception if it failed
+        except RunDirectoryInUse:
+            return  # the directory holds an earlier run, which this job must leave as it was
         except Exception as error:
             status["error"] = f"{type(error).__name__}: {error}"
         write_json(Path(config.hydra.runtime.output_dir) / STATUS_FILE, status)

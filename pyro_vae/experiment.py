@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from . import checkpoints, figures
 from .data import PixelTransform, load_data
 from .evaluation import test_metrics
+from .run_directory import check_output_dir
 from .reporting import write_history, write_metrics
 from .settings import resolve_device, validate
 from .training import fit
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     """Train and evaluate the VAE of ``cfg`` into ``run_dir``; return the best validation ELBO."""
     validate(cfg)
+    check_output_dir(cfg, run_dir)
     device = resolve_device(cfg.device)
     pyro.clear_param_store()
     pyro.set_rng_seed(cfg.seed)

@@ -25,6 +25,7 @@ from .data import DataSplits, PixelTransform, load_data
 from .errors import ConfigError, DataError
 from .evaluation import test_metrics
 from .reporting import write_metrics
+from .run_directory import check_output_dir
 from .settings import positive_int, resolve_device
 from .vae import VAE
 
@@ -65,9 +66,8 @@ def open_run(cfg: DictConfig, output_dir: Path) -> FinishedRun:
     """The run of ``cfg.run_dir``, loaded onto ``cfg.device`` whatever device it was trained on."""
     if cfg.run_dir is None:
         raise ConfigError(f"task={cfg.task}: works on a finished run; pass run_dir=PATH of a run directory with checkpoint.pt")
+    check_output_dir(cfg, output_dir)
     path = Path(cfg.run_dir).expanduser()
-    if path.resolve() == output_dir.resolve():
-        raise ConfigError(f"hydra.run.dir={output_dir}: is the run directory itself; a task writes into a directory of its own")
     device = resolve_device(cfg.device)
     record = checkpoints.read(path / checkpoints.BEST, device)
     vae = checkpoints.vae_from_record(record).to(device).eval()

@@ -76,13 +76,6 @@ def _resume(vae: VAE, step, scheduler, run_dir: Path, device: torch.device) -> T
     return TrainingState(history=list(record["history"]))
 
 
-def _refuse_overwrite(run_dir: Path) -> None:
-    if (run_dir / checkpoints.LAST).exists():
-        raise ConfigError(
-            f"{run_dir} already holds a run ({checkpoints.LAST}); pass resume=true to continue it or choose another hydra.run.dir"
-        )
-
-
 def kl_weight_at(cfg: DictConfig, epoch: int, progress: float) -> float:
     """The KL weight (beta) after ``progress`` (0 to 1) of ``epoch``: linear from 0 over ``kl_warmup_epochs``."""
     if not cfg.kl_warmup_epochs:
@@ -121,11 +114,8 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
     scheduler = make_schedule(cfg.schedule, step.optimizer)
     patience = cfg.early_stopping.patience
 
-    if cfg.resume:
-        state = _resume(vae, step, scheduler, run_dir, device)
-    else:
-        _refuse_overwrite(run_dir)
-        state = TrainingState()
+    # run_directory.check_output_dir has refused a run_dir that this run may not write into.
+    state = _resume(vae, step, scheduler, run_dir, device) if cfg.resume else TrainingState()
 
     for epoch in range(state.epochs_completed + 1, cfg.epochs + 1):
         if patience is not None and state.epochs_without_improvement(cfg.early_stopping.threshold) >= patience:

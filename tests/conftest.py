@@ -1,4 +1,6 @@
 """Shared fixtures: Hydra's compose API over conf/, tiny configurations and tiny VAEs."""
+import subprocess
+import sys
 from pathlib import Path
 from typing import List
 
@@ -54,3 +56,18 @@ def small_vae(tiny_cfg) -> VAE:
 @pytest.fixture
 def binary_batch() -> torch.Tensor:
     return torch.bernoulli(torch.full((6, 1, 4, 4), 0.3))
+
+
+def run_py(*args: str, returncode: int = 0, env=None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python run.py ARGS`` as a user runs it, from the repository root; asserts its exit status."""
+    result = subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=timeout, env=env)
+    assert result.returncode == returncode, result.stdout + result.stderr
+    return result
+
+
+def one_line(result: subprocess.CompletedProcess) -> str:
+    """The single line a refused command prints (stdout and stderr together)."""
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]

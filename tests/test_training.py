@@ -6,6 +6,7 @@ import torch
 from pyro_vae import checkpoints
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.errors import ConfigError, DivergenceError
+from pyro_vae.experiment import run_experiment
 from pyro_vae.training import fit
 from pyro_vae.vae import build_vae
 
@@ -61,14 +62,14 @@ def test_existing_run_is_not_overwritten(tiny_cfg, tmp_path):
     train(tiny_cfg, tmp_path)
     before = (tmp_path / "last.pt").read_bytes()
     with pytest.raises(ConfigError, match="already holds a run .*resume=true"):
-        train(tiny_cfg, tmp_path)
+        run_experiment(tiny_cfg, tmp_path)
     assert (tmp_path / "last.pt").read_bytes() == before
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):
     tiny_cfg.resume = True
-    with pytest.raises(Exception, match=r"last\.pt: no checkpoint here"):
-        train(tiny_cfg, tmp_path)
+    with pytest.raises(ConfigError, match=r"resume=true: .* holds no last\.pt to continue"):
+        run_experiment(tiny_cfg, tmp_path)
 
 
 def test_nan_loss_stops_training_with_advice(tiny_cfg, tmp_path, monkeypatch):

@@ -1,0 +1,85 @@
+"""Who may write into a run directory, decided before anything is written into it.
+
+A new training run needs a directory without a run; ``resume=true`` needs the run's ``last.pt``
+and the settings it was trained with (a few that only steer what comes next may change, and
+are then applied); a task on a finished run writes into a directory of its own. A refused
+command leaves the directory byte-identical, which is why ``run.py`` writes Hydra's record of
+the config only after these checks (``hydra.output_subdir: null``).
+"""
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+from omegaconf import DictConfig, OmegaConf
+
+from . import checkpoints
+from .atomic import write_text
+from .errors import ConfigError
+
+# Settings a resumed run takes from its new command line, all applied from the next epoch on:
+# the epoch budget, early stopping, evaluation, the device and where the data files live.
+CHANGEABLE_ON_RESUME = ("epochs", "early_stopping.", "eval.", "device", "data.root", "data.download")
+# Keys that only choose what run.py does, not what the run is.
+COMMAND_KEYS = ("resume", "task", "run_dir", "sample.", "reconstruct.", "interpolate.")
+
+
+class RunDirectoryInUse(ConfigError):
+    """The directory holds a run this command must not touch."""
+
+
+def check_output_dir(cfg: DictConfig, output_dir: Path) -> None:
+    """Refuse, in one line, a command that would overwrite or misrecord the run in ``output_dir``."""
+    if cfg.task != "train":
+        for name in (checkpoints.BEST, checkpoints.LAST):
+            if (output_dir / name).exists():
+                raise RunDirectoryInUse(
+                    f"hydra.run.dir={output_dir}: holds a run ({name}); task={cfg.task} writes into a directory of its own, choose another hydra.run.dir"
+                )
+        return
+    last = output_dir / checkpoints.LAST
+    if not cfg.resume:
+        if last.exists():
+            raise RunDirectoryInUse(
+                f"{output_dir} already holds a run ({checkpoints.LAST}); pass resume=true to continue it or choose another hydra.run.dir"
+            )
+        return
+    if not last.is_file():
+        raise ConfigError(f"resume=true: {output_dir} holds no {checkpoints.LAST} to continue; drop resume=true to start a new run there")
+    changed = settings_changed(checkpoints.read(last)["config"], OmegaConf.to_container(cfg, resolve=True))
+    if changed:
+        listed = ", ".join(f"{key}={new} (the run has {old})" for key, old, new in changed)
+        raise RunDirectoryInUse(
+            f"resume=true: {listed}: a resumed run keeps the settings it was trained with, except "
+            f"{', '.join(key + '*' if key.endswith('.') else key for key in CHANGEABLE_ON_RESUME)}; drop these overrides or start a new run"
+        )
+
+
+def settings_changed(stored: Dict[str, Any], current: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
+    """(key, stored value, current value) for every setting both configs hold that differs and
+    may not change on resume; keys added to the project since the run began take their defaults."""
+    old, new = _flatten(stored), _flatten(current)
+    return [(key, old[key], new[key]) for key in new
+            if key in old and old[key] != new[key] and not _changeable(key)]
+
+
+def _changeable(key: str) -> bool:
+    return any(key == prefix or (prefix.endswith(".") and key.startswith(prefix))
+               for prefix in CHANGEABLE_ON_RESUME + COMMAND_KEYS)
+
+
+def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def write_config_record(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> None:
+    """Hydra's record of the job (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``),
+    written once the command has been accepted; each file is replaced whole or not at all."""
+    record_dir = output_dir / ".hydra"
+    write_text(record_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text(record_dir / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
+    write_text(record_dir / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))

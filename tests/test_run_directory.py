@@ -1,0 +1,60 @@
+"""A run directory is written only by commands allowed to: refused ones leave it byte-identical,
+and a resumed run either applies a changed setting or refuses it (its record never says otherwise)."""
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pyro_vae.run_directory import settings_changed
+
+from .conftest import TINY, one_line, run_py
+
+TINY_RUN = [o for o in TINY if not o.startswith("epochs=")] + ["epochs=1"]
+
+
+def checksums(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("protected") / "run"
+    run_py(*TINY_RUN, f"hydra.run.dir={out}")
+    return out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["latent_dim=7"], "already holds a run (last.pt); pass resume=true"),
+    (["resume=true", "lr=0.01"], "resume=true: lr=0.01 (the run has 0.001): a resumed run keeps the settings"),
+    (["resume=true", "latent_dim=7", "epochs=3"], "latent_dim=7 (the run has 4)"),
+    (["task=evaluate", "run_dir=RUN"], "holds a run (checkpoint.pt); task=evaluate writes into a directory of its own"),
+])
+def test_a_refused_command_leaves_the_run_directory_byte_identical(finished_run, args, message):
+    before = checksums(finished_run)
+    assert {".hydra/config.yaml", "run.log", "last.pt", "checkpoint.pt", "metrics.json"} <= set(before)
+    args = [arg.replace("RUN", str(finished_run)) for arg in args]
+    assert message in one_line(run_py(*TINY_RUN, *args, f"hydra.run.dir={finished_run}", returncode=2))
+    assert checksums(finished_run) == before
+
+
+def test_a_resumed_run_applies_the_settings_it_may_change_and_records_them(finished_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    log_before = (run_dir / "run.log").read_text()
+    run_py(*[o for o in TINY_RUN if o != "epochs=1"], "epochs=2", "resume=true", "eval.iwae_k=4", f"hydra.run.dir={run_dir}")
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 1 + 2
+    record = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    stored = torch.load(run_dir / "last.pt", weights_only=True)["config"]
+    assert record["epochs"] == stored["epochs"] == 2 and record["eval"]["iwae_k"] == stored["eval"]["iwae_k"] == 4
+    assert (run_dir / "run.log").read_text().startswith(log_before)  # appended to, not replaced
+
+
+def test_settings_changed_compares_nested_settings_and_ignores_those_that_may_change():
+    stored = {"lr": 0.001, "epochs": 5, "net": {"hidden_dims": [64]}, "eval": {"iwae_k": 8}, "resume": False}
+    current = {"lr": 0.001, "epochs": 9, "net": {"hidden_dims": [32]}, "eval": {"iwae_k": 5000}, "resume": True,
+               "new_key": 1}
+    assert settings_changed(stored, current) == [("net.hidden_dims", [64], [32])]
