@@ -159,9 +159,11 @@ def latent_space(vae: VAE, images: torch.Tensor, labels: torch.Tensor, class_nam
     fig = Figure(figsize=(6, 5))
     ax = fig.subplots()
     points = points.numpy()
-    scatter = ax.scatter(points[:, 0], points[:, -1], c=labels.cpu().numpy(), cmap="tab10", s=3, alpha=0.7)
+    labels = labels.cpu()
+    # Fixed colour limits and one legend entry per class present: a small test set may lack some.
+    scatter = ax.scatter(points[:, 0], points[:, -1], c=labels.numpy(), cmap="tab10", vmin=0, vmax=9, s=3, alpha=0.7)
     handles, _ = scatter.legend_elements()
-    ax.legend(handles, class_names, fontsize=7, markerscale=0.8, loc="best")
+    ax.legend(handles, [class_names[i] for i in labels.unique().tolist()], fontsize=7, markerscale=0.8, loc="best")
     ax.set_xlabel(f"{axis} 1")
     ax.set_ylabel(f"{axis} 2")
     ax.set_title("test images: posterior means E[z|x]", fontsize=9)

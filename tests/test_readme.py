@@ -1,0 +1,192 @@
+"""Every ``python run.py`` command of the README, and its Python snippet, run as written but shrunk.
+
+Shrunk means: the data cut to a few hundred images, one epoch (two for a resumed run), K = 4
+at most two Optuna trials and two joblib workers, with outputs under a temporary folder; everything else is the
+README's own command line. The commands run in-process through ``run.py``'s Hydra entry point
+(``sys.argv`` set as the shell would), so that the CIFAR-10 commands can read a small archive
+in the official format whose checksums are patched in. The SLURM command cannot run without a
+cluster: its composed launcher configuration is checked instead.
+"""
+import json
+import re
+import runpy
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from pyro_vae.data.mnist import SHIPPED_ROOT
+
+from .conftest import ROOT
+from .test_cifar10 import write_archive
+
+README = (ROOT / "README.md").read_text()
+SHRINK = {"data.train_size": "192", "data.val_size": "64", "data.test_size": "32", "batch_size": "32",
+          "epochs": "1", "eval.iwae_k": "4", "hydra.launcher.n_jobs": "2"}
+
+
+def readme_commands():
+    """Each ``python run.py`` command of the README, from code blocks and inline code, comments dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("#")[0].strip()
+            if "run.py" in line:
+                commands.append(line[line.index("run.py"):])
+    for inline in re.findall(r"`(python run\.py[^`]*)`", README):
+        commands.append(" ".join(inline.split())[len("python "):])
+    return list(dict.fromkeys(commands))
+
+
+COMMANDS = readme_commands()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A working folder holding ``outputs/``, a data folder with MNIST and a small CIFAR-10
+    archive, and the image files the README's reconstruct command names."""
+    folder = tmp_path_factory.mktemp("readme")
+    data = folder / "data"
+    data.mkdir()
+    for gz in SHIPPED_ROOT.glob("*.gz"):
+        (data / gz.name).symlink_to(gz)
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / name)
+    return folder
+
+
+def shrunk(command: str, workspace: Path, index: int):
+    """The argument list of ``command`` with the shrinking overrides in place of its own values."""
+    args = shlex.split(command)[1:]
+    shrink = dict(SHRINK)
+    if "resume=true" in args:
+        shrink["epochs"] = "2"
+    if any(arg.startswith("hparams_search=") for arg in args):
+        shrink["hydra.sweeper.n_trials"] = "2"
+    if "hydra/launcher=joblib" not in args:
+        shrink.pop("hydra.launcher.n_jobs")
+    # A task's run_dir=outputs/my_run is the shared finished run; each command writes its own outputs/.
+    args = [arg.replace("=outputs/", f"={workspace}/outputs/" if arg.startswith("run_dir=") else f"={workspace}/{index}/outputs/")
+            for arg in args if arg.split("=")[0].lstrip("+~") not in shrink]
+    args += [f"{key}={value}" for key, value in shrink.items()]
+    if "likelihood=gaussian" in command and "dataset=mnist" not in command or "bernoulli,gaussian" in command:
+        args.append(f"data.root={workspace / 'data'}")  # CIFAR-10: the small archive (MNIST is there too)
+    if "-m" in args or "hydra.sweeper.n_trials" in shrink:  # hparams_search configs are multiruns
+        args.append(f"hydra.sweep.dir={workspace}/multirun/{index}")
+    elif not any(arg.startswith("hydra.run.dir=") for arg in args):
+        args.append(f"hydra.run.dir={workspace}/runs/{index}")
+    return args
+
+
+def run_command(args, workspace, monkeypatch):
+    monkeypatch.chdir(workspace)
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "run.py"), *args])
+    runpy.run_path(str(ROOT / "run.py"), run_name="__main__")  # as `python run.py ARGS` runs it
+
+
+@pytest.fixture(scope="module")
+def my_run(workspace):
+    """``outputs/my_run``: the README's main command, shrunk; the task commands work on it."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        args = shrunk("run.py", workspace, 0)
+        run_command([a for a in args if not a.startswith("hydra.run.dir")] + [f"hydra.run.dir={workspace}/outputs/my_run"],
+                    workspace, monkeypatch)
+    return workspace / "outputs" / "my_run"
+
+
+def test_the_readme_has_its_commands():
+    assert len(COMMANDS) >= 20 and "run.py" in COMMANDS and "run.py task=evaluate run_dir=outputs/my_run eval.iwae_k=5000" in COMMANDS
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_readme_command_runs(command, workspace, my_run, monkeypatch, capsys):
+    index = COMMANDS.index(command) + 1
+    args = shrunk(command, workspace, index)
+    write_archive(workspace / "data", monkeypatch, per_batch=64)
+    if "+cluster=slurm" in args:  # no cluster here: the launcher it would submit to
+        single = [a for a in args if a != "-m" and not a.startswith("hydra.sweep.dir") and "," not in a]
+        run_command(single + ["--cfg", "hydra"], workspace, monkeypatch)
+        assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in capsys.readouterr().out
+        return
+    if "resume=true" in args:  # the run it resumes, as its first command would have left it
+        run_command([a for a in args if a != "resume=true" and not a.startswith("epochs=")] + ["epochs=1"], workspace, monkeypatch)
+    run_command(args, workspace, monkeypatch)
+    if "--cfg" in args:
+        assert "latent_dim:" in capsys.readouterr().out
+        return
+    task = next((arg.split("=", 1)[1] for arg in args if arg.startswith("task=")), "train")
+    figure = {"sample": "samples.png", "reconstruct": "reconstructions.png", "interpolate": "interpolation.png"}.get(task)
+    if figure:
+        assert (_run_dirs(args)[0] / figure).is_file()
+        return
+    metrics = [json.loads((run_dir / "metrics.json").read_text()) for run_dir in _run_dirs(args)]
+    assert metrics and all(np.isfinite(m["test_elbo"]) for m in metrics), command
+    if "resume=true" in args:
+        assert metrics[0]["epochs_completed"] == 2
+
+
+def _run_dirs(args):
+    """The run directory of the command, or the job directories of its sweep."""
+    for arg in args:
+        if arg.startswith("hydra.sweep.dir="):
+            return sorted(path.parent for path in Path(arg.split("=", 1)[1]).glob("*/.hydra"))
+    return [next(Path(arg.split("=", 1)[1]) for arg in args if arg.startswith("hydra.run.dir="))]
+
+
+def test_readme_python_snippet_runs(my_run):
+    (snippet,) = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    path = re.search(r'pyro_vae\.load\("([^"]+)"\)', snippet).group(1)
+    namespace = {}
+    exec(snippet.replace(path, str(my_run)), namespace)
+    assert namespace["p"].batch_shape == (8,) and namespace["q"].event_shape == (20,)
+
+
+def settings_rows():
+    """(overrides, key, documented default) for every row of the README's setting tables; a row
+    that names a choice (`net=conv`, `elbo=iwae`) is read with it, the Gaussian section's with
+    likelihood=gaussian."""
+    rows = []
+    for match in re.finditer(r"\| setting \| default \| meaning \|\n\| --- .*\n((?:\|.*\n)+)", README):
+        section = ["likelihood=gaussian"] if "## The Gaussian decoder" in README[:match.start()] else []
+        for line in match.group(1).splitlines():
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            names = re.findall(r"`([^`]+)`", cells[0])
+            keys = [name for name in names if "=" not in name]
+            overrides = section + [name for name in names if "=" in name]
+            defaults = [d.strip().strip("`") for d in re.split(r",\s*(?![^\[]*\])", cells[1])]
+            rows += [(overrides, key, default) for key, default in zip(keys, defaults[-len(keys):])]
+    return rows
+
+
+GROUP_NODES = {"dataset": "data"}  # config groups whose options fill a node of another name
+
+
+@pytest.mark.parametrize("overrides, key, default", settings_rows())
+def test_readme_settings_tables_give_the_real_defaults(overrides, key, default):
+    from omegaconf import DictConfig, OmegaConf
+
+    from .conftest import compose_config
+
+    value = OmegaConf.select(compose_config(overrides), GROUP_NODES.get(key, key), default="MISSING")
+    assert value != "MISSING", f"README documents {key}, which the config does not have"
+    if isinstance(value, DictConfig):  # a config group: its chosen option
+        value = value.name
+    documented = yaml.safe_load(default)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        assert float(documented) == pytest.approx(value), key
+    else:
+        assert documented == (OmegaConf.to_container(value) if not isinstance(value, (str, bool, type(None))) else value), key
+
+
+def test_readme_output_contract_names_every_metric_and_column(my_run):
+    contract = dict(re.findall(r"^\| `(metrics\.json|history\.csv)` \| (.*) \|$", README, flags=re.M))
+    variant_only = {"test_bits_per_dim", "test_elbo_given_weights", "test_weight_kl"}  # Gaussian, Bayesian decoders
+    documented = set(re.findall(r"`([a-z_]+)`", contract["metrics.json"])) - variant_only
+    assert documented == set(json.loads((my_run / "metrics.json").read_text()))
+    columns = re.findall(r"`([a-z_]+(?:, [a-z_]+)+)`", contract["history.csv"])[0]
+    assert columns.split(", ") == (my_run / "history.csv").read_text().splitlines()[0].split(",")
