@@ -23,9 +23,21 @@ def config(overrides: Sequence[str] = ()) -> DictConfig:
         return compose(config_name="config", overrides=["device=cpu", *overrides])
 
 
+def cpu_model() -> str:
+    """The CPU's model name and its widest vector extensions (epochs differ 4x between AVX2 and AVX-512)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    vector = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if flag in flags]
+    return f"{model} ({', '.join(vector) or 'no AVX2'})"
+
+
 def machine() -> Dict[str, Any]:
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__,

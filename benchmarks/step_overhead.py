@@ -1,16 +1,20 @@
 """Milliseconds per training step: the project's step against a hand-written PyTorch step.
 
-Both train the same encoder and decoder (the default MLP) with the same optimizer (fused Adam)
-on the same minibatches of dynamically binarized MNIST; the hand-written step computes the same
-single-sample ELBO, -(log p(x|z) + log p(z) - log q(z|x)) * N / B, with no Pyro in the loop.
-For context it also times Pyro's textbook loop, ``SVI.step`` with ``pyro.optim.Adam``, and the
-Bayesian decoder (``decoder.bayesian=true``) with each objective it can train with; ``vs_trace``
-is each row's time over that of ``elbo=trace`` with the same decoder, in the same run.
+Both train the same encoder and decoder with the same optimizer (fused Adam) on the same
+minibatches of dynamically binarized MNIST; the hand-written step computes the same bound with
+no Pyro in the loop: the single-sample ELBO -(log p(x|z) + log p(z) - log q(z|x)) * N / B, or
+for ``elbo=iwae`` with K particles -(N / B) sum_i [logsumexp_k log w_ik - log K].
+Networks: the default MLP (512, 256; latent 20) and Burda et al.'s (tanh 200, 200; latent 50).
+Batch 20 is Burda et al.'s protocol, where the per-step cost dominates. For context it also
+times Pyro's textbook loop (``SVI.step`` with ``pyro.optim.Adam``), the other objectives and
+the Bayesian decoder (default network); ``vs_trace`` is each row's time over that of
+``elbo=trace`` with the same network and decoder, in the same run.
 Prints a table and writes benchmarks/results/step_overhead.json.
 
-    python benchmarks/step_overhead.py [--steps 300] [--batch-sizes 128 1024]
+    python benchmarks/step_overhead.py [--steps 100] [--batch-sizes 20 128] [--nets default burda] [--particles 5 50]
 """
 import argparse
+import math
 import warnings
 from functools import partial
 
@@ -23,8 +27,12 @@ from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.steps import make_step
 from pyro_vae.vae import build_vae
 
-OBJECTIVES = ("trace", "trace_pyro", "meanfield", "iwae", "jit")
+OBJECTIVES = ("trace", "trace_pyro", "meanfield", "jit")
 BAYESIAN_OBJECTIVES = ("trace", "meanfield", "jit")
+NETS = {
+    "default": [],
+    "burda": ["net.hidden_dims=[200,200]", "net.activation=tanh", "latent_dim=50", "optimizer.eps=1e-4"],
+}
 
 
 def fresh_vae(cfg, image_shape):
@@ -33,8 +41,9 @@ def fresh_vae(cfg, image_shape):
     return build_vae(cfg, image_shape, 10)
 
 
-def hand_written_step(cfg, image_shape, num_data):
-    """The reference: the same modules, ELBO and optimizer, written directly in PyTorch."""
+def hand_written_step(cfg, image_shape, num_data, particles=None):
+    """The reference: the same modules, bound and optimizer, written directly in PyTorch;
+    ``particles``: the IWAE bound with that many samples per image instead of the ELBO."""
     vae = fresh_vae(cfg, image_shape)
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr, betas=tuple(cfg.optimizer.betas), eps=cfg.optimizer.eps, fused=True)
 
@@ -42,9 +51,10 @@ def hand_written_step(cfg, image_shape, num_data):
         x, _ = batch
         optimizer.zero_grad(set_to_none=True)
         q = vae.guide_dist(x)
-        z = q.rsample()
-        elbo = vae.likelihood(z).log_prob(x) + vae.prior(len(x), x).log_prob(z) - q.log_prob(z)
-        loss = -elbo.sum() * (num_data / len(x))
+        z = q.rsample((particles,)) if particles else q.rsample()
+        log_w = vae.likelihood(z).log_prob(x) + vae.prior(len(x), x).log_prob(z) - q.log_prob(z)
+        bound = torch.logsumexp(log_w, 0) - math.log(particles) if particles else log_w
+        loss = -bound.sum() * (num_data / len(x))
         loss.backward()
         optimizer.step()
         return loss.detach()
@@ -71,9 +81,11 @@ def textbook_svi_step(cfg, image_shape, num_data):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100, help="steps per round at batch 128 (fewer for larger batches)")
+    parser.add_argument("--steps", type=int, default=100, help="steps per round at batch 128 (more for smaller batches)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1024])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[20, 128])
+    parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    parser.add_argument("--particles", type=int, nargs="+", default=[5, 50], help="K of the IWAE rows")
     add_results_argument(parser)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.trace's deprecation, for elbo=jit
@@ -82,29 +94,37 @@ def main() -> None:
     num_data, shape = len(data.train), data.image_shape
     pixels = PixelTransform("dynamic", seed=0, continuous=False)
     rows = []
-    for batch_size in args.batch_sizes:
-        cfg = config([f"batch_size={batch_size}"])
-        steps = max(20, args.steps * 128 // batch_size)
-        indices = [torch.randint(num_data, (batch_size,)) for _ in range(steps)]
-        batches = [(pixels.training_batch(data.train.images[i]), data.train.labels[i]) for i in indices]
-        candidates = {"hand-written": partial(hand_written_step, cfg, shape, num_data),
-                      "pyro SVI.step + pyro.optim": partial(textbook_svi_step, cfg, shape, num_data)}
-        for objective in OBJECTIVES:
-            objective_cfg = config([f"batch_size={batch_size}", f"elbo={objective}"])
-            candidates[f"elbo={objective}"] = partial(project_step, objective_cfg, shape, num_data)
-        for objective in BAYESIAN_OBJECTIVES:
-            objective_cfg = config([f"batch_size={batch_size}", f"elbo={objective}", "decoder.bayesian=true"])
-            candidates[f"bayesian elbo={objective}"] = partial(project_step, objective_cfg, shape, num_data)
-        timings = ms_per_call(candidates, batches, rounds=args.rounds)
-        reference = timings.pop("hand-written")
-        for name, ms in timings.items():
-            trace_ms = timings["bayesian elbo=trace" if name.startswith("bayesian") else "elbo=trace"]
-            rows.append({"step": name, "batch": batch_size, "ms": ms, "hand_ms": reference, "ratio": ms / reference,
-                         "vs_trace": ms / trace_ms})
-    print(table(rows, ["step", "batch", "ms", "hand_ms", "ratio", "vs_trace"]))
-    print("ratio = ms per step / ms of the hand-written PyTorch step (a deterministic decoder), same run (iwae uses 5 particles)")
-    print("vs_trace = ms per step / ms of elbo=trace with the same decoder, same run")
-    print(f"wrote {save_results(args.results, 'step_overhead', {'rows': rows})}")
+    for net in args.nets:
+        for batch_size in args.batch_sizes:
+            base = [f"batch_size={batch_size}", *NETS[net]]
+            cfg = config(base)
+            steps = max(20, args.steps * 128 // batch_size)
+            indices = [torch.randint(num_data, (batch_size,)) for _ in range(steps)]
+            batches = [(pixels.training_batch(data.train.images[i]), data.train.labels[i]) for i in indices]
+            candidates = {"hand-written": partial(hand_written_step, cfg, shape, num_data),
+                          "pyro SVI.step + pyro.optim": partial(textbook_svi_step, cfg, shape, num_data)}
+            for objective in OBJECTIVES:
+                candidates[f"elbo={objective}"] = partial(project_step, config(base + [f"elbo={objective}"]), shape, num_data)
+            for k in args.particles:
+                candidates[f"hand-written iwae k={k}"] = partial(hand_written_step, cfg, shape, num_data, particles=k)
+                iwae = base + ["elbo=iwae", f"elbo.num_particles={k}"]
+                candidates[f"elbo=iwae k={k}"] = partial(project_step, config(iwae), shape, num_data)
+                candidates[f"elbo=iwae dreg k={k}"] = partial(project_step, config(iwae + ["elbo.gradient=dreg"]), shape, num_data)
+            if net == "default":
+                for objective in BAYESIAN_OBJECTIVES:
+                    bayesian = config(base + [f"elbo={objective}", "decoder.bayesian=true"])
+                    candidates[f"bayesian elbo={objective}"] = partial(project_step, bayesian, shape, num_data)
+            timings = ms_per_call(candidates, batches, rounds=args.rounds)
+            for name, ms in timings.items():
+                reference = "hand-written" + (f" iwae k={name.rsplit('k=', 1)[1]}" if "iwae" in name else "")
+                trace = "bayesian elbo=trace" if name.startswith("bayesian") else "elbo=trace"
+                rows.append({"net": net, "step": name, "batch": batch_size, "ms": ms, "reference": reference,
+                             "reference_ms": timings[reference], "ratio": ms / timings[reference], "vs_trace": ms / timings[trace]})
+    print(table(rows, ["net", "step", "batch", "ms", "reference_ms", "ratio", "vs_trace"]))
+    print("ratio = ms per step / ms of the hand-written PyTorch step computing the same bound (an ELBO with a"
+          " deterministic decoder, or IWAE with the same K), same network and batch, same run")
+    print("vs_trace = ms per step / ms of elbo=trace with the same network and decoder, same run")
+    print(f"wrote {save_results(args.results, 'step_overhead', {'rows': rows, 'torch_threads': torch.get_num_threads()})}")
 
 
 if __name__ == "__main__":

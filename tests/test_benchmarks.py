@@ -9,7 +9,7 @@ from .conftest import ROOT
 
 SCRIPTS = {
     "dreg_variance": ["--ks", "3", "--repeats", "4", "--batch", "2"],
-    "step_overhead": ["--steps", "10", "--rounds", "1", "--batch-sizes", "32"],
+    "step_overhead": ["--steps", "10", "--rounds", "1", "--batch-sizes", "32", "--nets", "burda", "--particles", "2"],
     "epoch_throughput": ["--images", "512", "--rounds", "1"],
     "loglik": ["--k", "20", "--subset", "8", "--skip-full"],
 }

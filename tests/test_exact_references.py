@@ -328,7 +328,7 @@ def test_bits_per_dim_equals_the_closed_form(linear_ref):
     vae = ref.vae()
     cfg = OmegaConf.create({"eval": {"iwae_k": 10, "chunk_size": 2048}, "decoder": {"eval_weight_draws": 1},
                             "likelihood": {"name": "gaussian"}})
-    metrics = project_test_metrics(vae, ref.images, None, cfg)
+    metrics = project_test_metrics(vae, ref.images, None, cfg, num_data=len(ref.images))
     mean_log_px = ref.log_px.mean().item()
     # Discrete 8-bit data from a density on [0, 1]: -log P <= -log p(x) + D log 256 nats, in bits per dim.
     expected = (-mean_log_px + D * math.log(256)) / (D * math.log(2))

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from PIL import Image
 
 from pyro_vae.data.mnist import SHIPPED_ROOT
@@ -86,7 +88,11 @@ def shrunk(command: str, workspace: Path, index: int):
 def run_command(args, workspace, monkeypatch):
     monkeypatch.chdir(workspace)
     monkeypatch.setattr(sys, "argv", [str(ROOT / "run.py"), *args])
-    runpy.run_path(str(ROOT / "run.py"), run_name="__main__")  # as `python run.py ARGS` runs it
+    try:
+        runpy.run_path(str(ROOT / "run.py"), run_name="__main__")  # as `python run.py ARGS` runs it
+    finally:  # a process ends with its run; here Hydra's global state must not leak into later tests
+        HydraConfig.instance().cfg = None
+        GlobalHydra.instance().clear()
 
 
 @pytest.fixture(scope="module")
