@@ -11,7 +11,7 @@ the Bayesian decoder (default network); ``vs_trace`` is each row's time over tha
 ``elbo=trace`` with the same network and decoder, in the same run.
 Prints a table and writes benchmarks/results/step_overhead.json.
 
-    python benchmarks/step_overhead.py [--steps 100] [--batch-sizes 20 128] [--nets default burda] [--particles 5 50]
+    python benchmarks/step_overhead.py [--steps 100] [--batch-sizes 20 128] [--nets default burda] [--particles 5 50] [--threads N]
 """
 import argparse
 import math
@@ -86,8 +86,11 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[20, 128])
     parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     parser.add_argument("--particles", type=int, nargs="+", default=[5, 50], help="K of the IWAE rows")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice, one per core)")
     add_results_argument(parser)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.trace's deprecation, for elbo=jit
 
     data = load_data(config().data, torch.device("cpu"))

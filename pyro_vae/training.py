@@ -105,6 +105,12 @@ def run_epoch(step: Callable, sampler: MinibatchSampler, epoch: int, cfg: DictCo
 def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run_dir: Path) -> TrainingState:
     """Train ``vae`` for up to ``cfg.epochs`` epochs, writing ``checkpoint.pt`` and ``last.pt`` each epoch."""
     device = data.train.images.device
+    if device.type == "cpu":
+        # Adam's moments of weights whose gradient has become exactly zero (those of dead ReLU
+        # units) decay geometrically into subnormal floats, on which x86 CPUs are many times
+        # slower: epochs of the default network at batch 20 went 2.1 s, 2.8 s, 4.2 s without
+        # this and stay at 2.1 s with it, with the same figures (subnormals are below 1.2e-38).
+        torch.set_flush_denormal(True)
     num_data = len(data.train)
     if cfg.batch_size > num_data:
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {num_data} training images; lower it or raise data.train_size")
