@@ -13,7 +13,7 @@ from .data import PixelTransform, load_data
 from .evaluation import test_metrics
 from .run_directory import check_output_dir
 from .reporting import write_history, write_metrics
-from .settings import resolve_device, validate
+from .settings import apply_threads, resolve_device, validate
 from .training import fit
 from .vae import build_vae
 
@@ -25,6 +25,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     validate(cfg)
     check_output_dir(cfg, run_dir)
     device = resolve_device(cfg.device)
+    apply_threads(cfg.threads)
     pyro.clear_param_store()
     pyro.set_rng_seed(cfg.seed)
 

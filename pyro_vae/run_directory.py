@@ -16,8 +16,8 @@ from .atomic import write_text
 from .errors import ConfigError
 
 # Settings a resumed run takes from its new command line, all applied from the next epoch on:
-# the epoch budget, early stopping, evaluation, the device and where the data files live.
-CHANGEABLE_ON_RESUME = ("epochs", "early_stopping.", "eval.", "device", "data.root", "data.download")
+# the epoch budget, early stopping, evaluation, the device and threads, and where the data files live.
+CHANGEABLE_ON_RESUME = ("epochs", "early_stopping.", "eval.", "device", "threads", "data.root", "data.download")
 # Keys that only choose what run.py does, not what the run is.
 COMMAND_KEYS = ("resume", "task", "run_dir", "sample.", "reconstruct.", "interpolate.")
 

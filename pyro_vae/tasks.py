@@ -26,7 +26,7 @@ from .errors import ConfigError, DataError
 from .evaluation import test_metrics
 from .reporting import write_metrics
 from .run_directory import check_output_dir
-from .settings import positive_int, resolve_device
+from .settings import apply_threads, positive_int, resolve_device
 from .vae import VAE
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ def open_run(cfg: DictConfig, output_dir: Path) -> FinishedRun:
     check_output_dir(cfg, output_dir)
     path = Path(cfg.run_dir).expanduser()
     device = resolve_device(cfg.device)
+    apply_threads(cfg.threads)
     record = checkpoints.read(path / checkpoints.BEST, device)
     vae = checkpoints.vae_from_record(record).to(device).eval()
     run_cfg = OmegaConf.create(record["config"])

@@ -8,7 +8,7 @@ import torch
 from pyro_vae.errors import ConfigError
 from pyro_vae.objectives import make_objective
 from pyro_vae.optimizers import make_optimizer
-from pyro_vae.settings import resolve_device, validate
+from pyro_vae.settings import apply_threads, resolve_device, validate
 
 from .conftest import CONF, ROOT, compose_config
 
@@ -47,6 +47,7 @@ def test_every_config_group_option_composes_and_builds(group, option):
     ("net.activation=swish", "net.activation=swish: choose one of relu, tanh, softplus, elu"),
     ("net.min_scale=0", "net.min_scale=0: must be > 0"),
     ("seed=1.5", "seed=1.5: must be an integer"),
+    ("threads=0", "threads=0: must be a positive integer"),
 ])
 def test_invalid_settings_are_refused_with_the_setting_named(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -75,3 +76,14 @@ def test_run_py_reports_a_bad_setting_in_one_line(tmp_path):
     output = (result.stdout + result.stderr).strip().splitlines()
     assert len(output) == 1 and "latent_dim=0: must be a positive integer" in output[0]
     assert "Traceback" not in result.stderr
+
+
+def test_threads_setting_sets_torchs_cpu_threads():
+    before = torch.get_num_threads()
+    try:
+        apply_threads(1)
+        assert torch.get_num_threads() == 1
+        apply_threads(None)  # null keeps what torch has
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
