@@ -1,6 +1,4 @@
 """Config composition through Hydra's compose API, and clear refusals of bad settings."""
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -10,7 +8,7 @@ from pyro_vae.objectives import make_objective
 from pyro_vae.optimizers import make_optimizer
 from pyro_vae.settings import apply_threads, resolve_device, validate
 
-from .conftest import CONF, ROOT, compose_config
+from .conftest import CONF, compose_config, one_line, run_py
 
 # The groups chosen with `group=option`; experiment/ and cluster/ are appended with `+` (tests/test_sweeps.py).
 SELECTABLE = ("dataset", "likelihood", "net", "optimizer", "elbo", "schedule")
@@ -68,13 +66,8 @@ def test_invalid_objective_optimizer_and_device_are_refused():
 
 
 def test_run_py_reports_a_bad_setting_in_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "run.py", "latent_dim=0", f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 2
-    output = (result.stdout + result.stderr).strip().splitlines()
-    assert len(output) == 1 and "latent_dim=0: must be a positive integer" in output[0]
+    result = run_py("latent_dim=0", f"hydra.run.dir={tmp_path}", returncode=2, timeout=120)
+    assert "latent_dim=0: must be a positive integer" in one_line(result)
     assert "Traceback" not in result.stderr
 
 

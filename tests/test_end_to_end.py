@@ -1,31 +1,23 @@
 """run.py as a user runs it, on a tiny configuration: every file of the output contract."""
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import pyro_vae
 
-from .conftest import ROOT, TINY
+from .conftest import TINY, one_line, run_py
 
 FIGURES = {"encoding", "decoding", "reconstructions", "samples", "elbo_curve", "latent_space"}
 METRICS = {"test_elbo", "test_log_likelihood", "iwae_k", "val_elbo_best", "epochs_completed", "train_seconds",
            "images_per_second", "test_kl", "test_reconstruction", "test_active_units"}
 
 
-def run(*args, cwd=ROOT):
-    result = subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    run(*TINY, "latent_dim=2", f"hydra.run.dir={out}")
+    run_py(*TINY, "latent_dim=2", f"hydra.run.dir={out}")
     return out
 
 
@@ -55,14 +47,14 @@ def test_load_returns_the_trained_vae(run_dir):
 
 
 def test_multirun_puts_each_job_in_its_own_directory(tmp_path):
-    run("-m", *TINY, "epochs=1", "latent_dim=2,3", f"hydra.sweep.dir={tmp_path}")
+    run_py("-m", *TINY, "epochs=1", "latent_dim=2,3", f"hydra.sweep.dir={tmp_path}")
     for job, latent in (("0", 2), ("1", 3)):
         metrics = json.loads((tmp_path / job / "metrics.json").read_text())
         assert metrics["latent_dim"] == latent
 
 
 def test_gaussian_variant_on_mnist_grey_levels_reports_bits_per_dim(tmp_path):
-    run(*TINY, "likelihood=gaussian", "dataset=mnist", "net=mlp", "likelihood.scale=per_pixel", f"hydra.run.dir={tmp_path}")
+    run_py(*TINY, "likelihood=gaussian", "dataset=mnist", "net=mlp", "likelihood.scale=per_pixel", f"hydra.run.dir={tmp_path}")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["likelihood"] == "gaussian" and metrics["dataset"] == "mnist"
     assert 0 < metrics["test_bits_per_dim"] <= metrics["test_bits_per_dim_elbo"] < 12
@@ -93,18 +85,12 @@ def test_gaussian_cifar10_run_on_an_archive_in_the_official_format(tmp_path, mon
 
 
 def test_gaussian_variant_without_cifar10_says_where_to_put_it(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "run.py", "likelihood=gaussian", f"data.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 2
-    lines = (result.stdout + result.stderr).strip().splitlines()
-    assert len(lines) == 1 and "cifar-10-python.tar.gz: not found; download https://" in lines[0]
-    assert "data.download=true" in lines[0]
+    line = one_line(run_py("likelihood=gaussian", f"data.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", returncode=2))
+    assert "cifar-10-python.tar.gz: not found; download https://" in line and "data.download=true" in line
 
 
 def test_multirun_over_both_likelihoods(tmp_path):
-    run("-m", *TINY, "epochs=1", "dataset=mnist", "net=mlp", "likelihood=bernoulli,gaussian", f"hydra.sweep.dir={tmp_path}")
+    run_py("-m", *TINY, "epochs=1", "dataset=mnist", "net=mlp", "likelihood=bernoulli,gaussian", f"hydra.sweep.dir={tmp_path}")
     likelihoods = [json.loads((tmp_path / job / "metrics.json").read_text())["likelihood"] for job in ("0", "1")]
     assert likelihoods == ["bernoulli", "gaussian"]
 

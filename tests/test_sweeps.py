@@ -1,8 +1,6 @@
 """Multiruns through Hydra's launchers and sweepers, the sweep summary, and the experiment configs."""
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,19 +12,13 @@ from pyro_vae.optimizers import make_optimizer
 from pyro_vae.settings import validate
 from pyro_vae.sweep_summary import collect_jobs, write_summary
 
-from .conftest import CONF, ROOT, TINY, compose_config
+from .conftest import CONF, TINY, compose_config, run_py
 
 TINY_SWEEP = [o for o in TINY if not o.startswith("latent_dim")] + ["epochs=1"]
 
 
 def multirun(sweep_dir, *overrides, check=True):
-    result = subprocess.run(
-        [sys.executable, "run.py", "-m", *TINY_SWEEP, *overrides, f"hydra.sweep.dir={sweep_dir}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    return run_py("-m", *TINY_SWEEP, *overrides, f"hydra.sweep.dir={sweep_dir}", returncode=0 if check else None, timeout=600)
 
 
 def summary_rows(sweep_dir):
