@@ -28,20 +28,20 @@ class RunDirectoryInUse(ConfigError):
 
 def check_output_dir(cfg: DictConfig, output_dir: Path) -> None:
     """Refuse, in one line, a command that would overwrite or misrecord the run in ``output_dir``."""
+    held = next((name for name in (checkpoints.LAST, checkpoints.BEST) if (output_dir / name).exists()), None)
     if cfg.task != "train":
-        for name in (checkpoints.BEST, checkpoints.LAST):
-            if (output_dir / name).exists():
-                raise RunDirectoryInUse(
-                    f"hydra.run.dir={output_dir}: holds a run ({name}); task={cfg.task} writes into a directory of its own, choose another hydra.run.dir"
-                )
-        return
-    last = output_dir / checkpoints.LAST
-    if not cfg.resume:
-        if last.exists():
+        if held:
             raise RunDirectoryInUse(
-                f"{output_dir} already holds a run ({checkpoints.LAST}); pass resume=true to continue it or choose another hydra.run.dir"
+                f"hydra.run.dir={output_dir}: holds a run ({held}); task={cfg.task} writes into a directory of its own, choose another hydra.run.dir"
             )
         return
+    if not cfg.resume:
+        if held:
+            raise RunDirectoryInUse(
+                f"{output_dir} already holds a run ({held}); pass resume=true to continue it or choose another hydra.run.dir"
+            )
+        return
+    last = output_dir / checkpoints.LAST
     if not last.is_file():
         raise ConfigError(f"resume=true: {output_dir} holds no {checkpoints.LAST} to continue; drop resume=true to start a new run there")
     changed = settings_changed(checkpoints.read(last)["config"], OmegaConf.to_container(cfg, resolve=True))

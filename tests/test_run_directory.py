@@ -1,15 +1,16 @@
 """A run directory is written only by commands allowed to: refused ones leave it byte-identical,
 and a resumed run either applies a changed setting or refuses it (its record never says otherwise)."""
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from pyro_vae.run_directory import settings_changed
+from pyro_vae.run_directory import RunDirectoryInUse, check_output_dir, settings_changed
 
-from .conftest import TINY, one_line, run_py
+from .conftest import TINY, compose_config, one_line, run_py
 
 TINY_RUN = [o for o in TINY if not o.startswith("epochs=")] + ["epochs=1"]
 
@@ -29,7 +30,7 @@ def finished_run(tmp_path_factory) -> Path:
     (["latent_dim=7"], "already holds a run (last.pt); pass resume=true"),
     (["resume=true", "lr=0.01"], "resume=true: lr=0.01 (the run has 0.001): a resumed run keeps the settings"),
     (["resume=true", "latent_dim=7", "epochs=3"], "latent_dim=7 (the run has 4)"),
-    (["task=evaluate", "run_dir=RUN"], "holds a run (checkpoint.pt); task=evaluate writes into a directory of its own"),
+    (["task=evaluate", "run_dir=RUN"], "holds a run (last.pt); task=evaluate writes into a directory of its own"),
 ])
 def test_a_refused_command_leaves_the_run_directory_byte_identical(finished_run, args, message):
     before = checksums(finished_run)
@@ -40,8 +41,6 @@ def test_a_refused_command_leaves_the_run_directory_byte_identical(finished_run,
 
 
 def test_a_resumed_run_applies_the_settings_it_may_change_and_records_them(finished_run, tmp_path):
-    import shutil
-
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)
     log_before = (run_dir / "run.log").read_text()
@@ -58,3 +57,9 @@ def test_settings_changed_compares_nested_settings_and_ignores_those_that_may_ch
     current = {"lr": 0.001, "epochs": 9, "net": {"hidden_dims": [32]}, "eval": {"iwae_k": 5000}, "resume": True,
                "new_key": 1}
     assert settings_changed(stored, current) == [("net.hidden_dims", [64], [32])]
+
+
+def test_a_directory_holding_only_a_best_checkpoint_is_protected_too(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"weights")
+    with pytest.raises(RunDirectoryInUse, match=r"already holds a run \(checkpoint\.pt\)"):
+        check_output_dir(compose_config(TINY_RUN), tmp_path)
