@@ -2,6 +2,7 @@
 
 Built with matplotlib's object API (no pyplot state, no display needed) and written atomically.
 """
+import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -82,12 +83,14 @@ def reconstructions(vae: VAE, splits: Dict[str, Tuple[torch.Tensor, torch.Tensor
 
 
 @torch.no_grad()
-def samples(vae: VAE, path: Path, like: torch.Tensor, num_classes: int, rows: int = 8) -> None:
-    """Figure 10: decodings of draws z ~ N(0, I) from the prior (a conditional VAE cycles through the classes)."""
-    z = vae.prior(rows * rows, like).sample()
-    y = torch.arange(rows * rows, device=like.device) % num_classes
-    fig = Figure(figsize=(6, 6))
-    show(fig.subplots(), _decode(vae, z, y), rows, "decoded draws from the prior p(z) = N(0, I)")
+def samples(vae: VAE, path: Path, like: torch.Tensor, n: int = 64) -> None:
+    """Figure 10: decodings of ``n`` draws z ~ N(0, I) from the prior in a near-square grid
+    (a conditional VAE cycles through the classes)."""
+    z = vae.prior(n, like).sample()
+    y = torch.arange(n, device=like.device) % vae.num_classes if vae.conditional else None
+    per_row = math.ceil(math.sqrt(n))
+    fig = Figure(figsize=(per_row * 0.75, math.ceil(n / per_row) * 0.75 + 0.4))
+    show(fig.subplots(), _decode(vae, z, y), per_row, "decoded draws from the prior p(z) = N(0, I)")
     save(fig, path)
 
 
@@ -192,7 +195,7 @@ def write_all(vae: VAE, train: Tuple[torch.Tensor, torch.Tensor], test: Tuple[to
     encoding(vae, test_images[0], test_labels[0], paths["encoding"])
     decoding(vae, test_images[0], test_labels[0], paths["decoding"])
     reconstructions(vae, {"train": train, "test": test}, paths["reconstructions"])
-    samples(vae, paths["samples"], test_images, len(class_names))
+    samples(vae, paths["samples"], test_images)
     elbo_curve(history, paths["elbo_curve"])
     latent_space(vae, test_images, test_labels, class_names, paths["latent_space"])
     if vae.latent_dim == 2 and not vae.conditional:

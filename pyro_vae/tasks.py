@@ -6,8 +6,8 @@ the checkpoint, and writes only into its own Hydra output directory: the run dir
 never modified. ``task=train`` (the default) is :func:`pyro_vae.experiment.run_experiment`.
 """
 import logging
-import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -49,7 +49,9 @@ class FinishedRun:
     image_shape: Tuple[int, int, int]
     device: torch.device
 
+    @cached_property
     def data(self) -> DataSplits:
+        """The run's data set, loaded on first use (most tasks need only its test split)."""
         return load_data(self.cfg.data, self.device)
 
     def test_view(self, images: torch.Tensor) -> torch.Tensor:
@@ -94,7 +96,7 @@ def evaluate_run(cfg: DictConfig, output_dir: Path) -> float:
     positive_int("eval.iwae_k", run.cfg.eval.iwae_k)
     positive_int("eval.chunk_size", run.cfg.eval.chunk_size)
     positive_int("decoder.eval_weight_draws", run.cfg.decoder.eval_weight_draws)
-    data = run.data()
+    data = run.data
     metrics = test_metrics(run.vae, run.test_view(data.test.images), data.test.labels, run.cfg, len(data.train))
     path = output_dir / "metrics.json"
     write_metrics(path, {**metrics, "run_dir": str(run.path), "dataset": data.name, "device": str(run.device)})
@@ -112,21 +114,10 @@ def sample_run(cfg: DictConfig, output_dir: Path) -> None:
         if not run.vae.conditional:
             raise ConfigError(f"sample.per_class=true: {run.path} holds an unconditional VAE; "
                               "drop sample.per_class or pass the run_dir of a model=cvae run")
-        figures.class_samples(run.vae, path, run.blank(), list(run.data().class_names), per_class=cfg.sample.n)
+        figures.class_samples(run.vae, path, run.blank(), list(run.data.class_names), per_class=cfg.sample.n)
     else:
-        _prior_samples(run.vae, cfg.sample.n, run.blank(), path)
+        figures.samples(run.vae, path, run.blank(), cfg.sample.n)
     log.info("%s: %d samples%s -> %s", run.path, cfg.sample.n, " per class" if cfg.sample.per_class else "", path)
-
-
-@torch.no_grad()
-def _prior_samples(vae: VAE, n: int, like: torch.Tensor, path: Path) -> None:
-    """``n`` decodings of z ~ N(0, I) in a near-square grid (a conditional VAE cycles through the classes)."""
-    z = vae.prior(n, like).sample()
-    labels = torch.arange(n, device=like.device) % vae.num_classes if vae.conditional else None
-    per_row = math.ceil(math.sqrt(n))
-    fig = Figure(figsize=(per_row * 0.9, math.ceil(n / per_row) * 0.9 + 0.4))
-    figures.show(fig.subplots(), vae.likelihood(z, labels).mean, per_row, "decoded draws from the prior p(z) = N(0, I)")
-    figures.save(fig, path)
 
 
 def reconstruct_run(cfg: DictConfig, output_dir: Path) -> None:
@@ -138,7 +129,7 @@ def reconstruct_run(cfg: DictConfig, output_dir: Path) -> None:
         if settings.labels is not None:
             raise ConfigError("reconstruct.labels: goes with reconstruct.images=[...]; test images bring their own labels")
         positive_int("reconstruct.n", settings.n)
-        test = run.data().test
+        test = run.data.test
         source, images, labels = "test", run.test_view(test.images)[:settings.n], test.labels[:settings.n]
     else:
         files = [Path(name).expanduser() for name in _listed("reconstruct.images", settings.images)]
@@ -196,7 +187,7 @@ def interpolate_run(cfg: DictConfig, output_dir: Path) -> None:
     if isinstance(settings.steps, bool) or not isinstance(settings.steps, int) or settings.steps < 2:
         raise ConfigError(f"interpolate.steps={settings.steps}: must be an integer >= 2 (both ends count)")
     run = open_run(cfg, output_dir)
-    test = run.data().test
+    test = run.data.test
     ends = [_test_index(f"interpolate.{key}", settings[key], len(test)) for key in ("start", "end")]
     path = output_dir / "interpolation.png"
     title = f"test images {ends[0]} and {ends[1]} (ends), decoded along the line between their posterior means"

@@ -184,7 +184,7 @@ def test_interpolate_puts_the_two_inputs_at_the_ends(vae_run, tmp_path, tiles):
     in_process("interpolate", vae_run, tmp_path, "interpolate.start=2", "interpolate.end=5", "interpolate.steps=5")
     [(images, per_row)] = tiles
     run = tasks.open_run(compose_config(["task=interpolate", f"run_dir={vae_run}", "device=cpu"]), tmp_path)
-    inputs = run.test_view(run.data().test.images)
+    inputs = run.test_view(run.data.test.images)
     assert per_row == 7 and len(images) == 7
     assert torch.equal(images[0], inputs[2]) and torch.equal(images[-1], inputs[5])
 
