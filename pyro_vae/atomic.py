@@ -1,7 +1,9 @@
 """Write files so that a crash never leaves a half-written output behind.
 
 Every output of a run goes through :func:`atomic_path`: the content is written to a
-temporary file in the same folder and renamed over the target only once complete.
+temporary file in the same folder, flushed to the disk (fsync), and renamed over the target
+only once complete; the folder is then fsynced too, so that after a power cut the name points
+at the whole new file or at the whole old one.
 """
 import json
 import os
@@ -26,9 +28,20 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; give the usual permissions
+        _fsync(tmp, os.O_RDONLY)
         os.replace(tmp, target)
+        if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself durable
+            _fsync(target.parent, os.O_RDONLY | os.O_DIRECTORY)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
