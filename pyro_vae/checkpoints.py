@@ -2,6 +2,7 @@
 
 Both hold only tensors and plain containers, so they load with ``torch.load(weights_only=True)``.
 """
+import pickle
 from pathlib import Path
 from typing import Any, Dict, Union
 
@@ -36,6 +37,11 @@ def read(path: Path, map_location: Union[str, torch.device] = "cpu") -> Dict[str
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged or foreign file
+        if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
+            raise DataError(
+                f"{path}: holds pickled Python objects besides tensors, which could run code; pyro-vae loads only "
+                "the checkpoints it writes (tensors and plain containers), so it refuses this file"
+            ) from exc
         raise DataError(f"{path}: not a readable pyro-vae checkpoint ({exc.__class__.__name__}); the file is damaged") from exc
 
 

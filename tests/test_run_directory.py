@@ -1,5 +1,6 @@
 """A run directory is written only by commands allowed to: refused ones leave it byte-identical,
-and a resumed run either applies a changed setting or refuses it (its record never says otherwise)."""
+a resumed run either applies a changed setting or refuses it (its record never says otherwise),
+and a damaged or code-holding checkpoint is refused in one line."""
 import hashlib
 import shutil
 from pathlib import Path
@@ -8,6 +9,8 @@ import pytest
 import torch
 import yaml
 
+import pyro_vae
+from pyro_vae.errors import DataError
 from pyro_vae.run_directory import RunDirectoryInUse, check_output_dir, settings_changed
 
 from .conftest import TINY, compose_config, one_line, run_py
@@ -63,3 +66,36 @@ def test_a_directory_holding_only_a_best_checkpoint_is_protected_too(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"weights")
     with pytest.raises(RunDirectoryInUse, match=r"already holds a run \(checkpoint\.pt\)"):
         check_output_dir(compose_config(TINY_RUN), tmp_path)
+
+
+class CodeOnLoad:
+    """Pickles as a call to print: a checkpoint holding it would run code when unpickled."""
+
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "code"])
+def test_a_damaged_or_code_holding_last_pt_is_refused_on_resume_in_one_line(finished_run, tmp_path, damage):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    last = run_dir / "last.pt"
+    if damage == "truncated":
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    else:
+        torch.save({"config": {}, "payload": CodeOnLoad()}, last)
+    before = checksums(run_dir)
+    line = one_line(run_py(*TINY_RUN, "resume=true", "epochs=2", f"hydra.run.dir={run_dir}", returncode=2))
+    assert ("the file is damaged" if damage == "truncated" else "holds pickled Python objects besides tensors") in line
+    assert "code ran" not in line
+    assert checksums(run_dir) == before  # checkpoint.pt, the best weights, untouched
+
+
+def test_code_holding_checkpoints_are_refused_by_load_and_by_tasks(finished_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    torch.save({"config": {}, "payload": CodeOnLoad()}, run_dir / "checkpoint.pt")
+    with pytest.raises(DataError, match="holds pickled Python objects besides tensors"):
+        pyro_vae.load(run_dir)
+    line = one_line(run_py("task=evaluate", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path / 'evaluate'}", returncode=2))
+    assert "holds pickled Python objects besides tensors" in line
