@@ -14,16 +14,25 @@ from typing import Any, Iterator, Union
 
 import torch
 
+from .errors import OutputError
+
 PathLike = Union[str, os.PathLike]
 
 
 @contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    A failure of the file system (a full disk, a read-only folder) becomes a one-line
+    :class:`OutputError`; the temporary file is removed and the old file left as it was.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _output_error(target, exc) from exc
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -32,8 +41,17 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         os.replace(tmp, target)
         if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself durable
             _fsync(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise _output_error(target, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _output_error(target: Path, exc: OSError) -> OutputError:
+    return OutputError(
+        f"{target}: could not be written ({exc.strerror or exc}); the previous version, if any, is intact; "
+        "free disk space or choose another hydra.run.dir, then resume=true"
+    )
 
 
 def _fsync(path: Path, flags: int) -> None:

@@ -1,6 +1,8 @@
-"""Hydra callbacks registered in ``conf/config.yaml``: sweep summaries and CPU sharing between parallel jobs."""
+"""Hydra callbacks registered in ``conf/config.yaml``: output folders checked before Hydra writes
+to them, sweep summaries, and CPU sharing between parallel jobs."""
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,27 @@ class ShareCores(Callback):
             return
         torch.set_num_threads(threads)
         log.info("%s: %d torch thread(s) for this job", target.rsplit(".", 1)[-1], threads)
+
+
+class CheckOutputFolder(Callback):
+    """Refuses, in one line and before Hydra creates it, a run or sweep folder that cannot be
+    created or written (Hydra itself would stop with a traceback from ``mkdir``)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _require_writable_folder("hydra.run.dir", config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _require_writable_folder("hydra.sweep.dir", config.hydra.sweep.dir)
+
+
+def _require_writable_folder(key: str, folder: str) -> None:
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path, os.W_OK | os.X_OK)
+        reason = "not writable"
+    except OSError as exc:
+        writable, reason = False, exc.strerror or type(exc).__name__
+    if not writable:
+        log.error("%s=%s: cannot be created or written (%s); choose a folder you can write to", key, folder, reason)
+        sys.exit(2)

@@ -15,3 +15,7 @@ class DataError(PyroVAEError):
 
 class DivergenceError(PyroVAEError, FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class OutputError(PyroVAEError, OSError):
+    """An output could not be written (a full disk, a folder gone read-only); the old file is intact."""

@@ -99,3 +99,12 @@ def test_code_holding_checkpoints_are_refused_by_load_and_by_tasks(finished_run,
         pyro_vae.load(run_dir)
     line = one_line(run_py("task=evaluate", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path / 'evaluate'}", returncode=2))
     assert "holds pickled Python objects besides tensors" in line
+
+
+@pytest.mark.parametrize("args, key", [
+    (["hydra.run.dir=/proc/pyro_vae_run"], "hydra.run.dir=/proc/pyro_vae_run"),
+    (["-m", "hydra.sweep.dir=/proc/pyro_vae_sweep", "latent_dim=2,3"], "hydra.sweep.dir=/proc/pyro_vae_sweep"),
+])
+def test_an_impossible_output_folder_is_one_line_before_hydra_writes(args, key):
+    result = run_py(*args, returncode=2, timeout=120)
+    assert f"{key}: cannot be created or written" in one_line(result) and "Traceback" not in result.stderr
