@@ -10,6 +10,8 @@ from pyro_vae.experiment import run_experiment
 from pyro_vae.training import fit
 from pyro_vae.vae import build_vae
 
+from .conftest import TINY, compose_config
+
 
 def train(cfg, run_dir):
     pyro.clear_param_store()
@@ -33,8 +35,6 @@ def test_short_training_raises_the_validation_elbo(tiny_cfg, tmp_path):
 
 @pytest.mark.parametrize("objective", ["elbo=meanfield", "elbo=iwae", "elbo=jit", "optimizer=clipped_adam", "optimizer=rmsprop"])
 def test_every_objective_and_optimizer_learns(objective, tmp_path):
-    from .conftest import TINY, compose_config
-
     cfg = compose_config(TINY + [objective, "epochs=3", "data.train_size=1024"])
     _, state = train(cfg, tmp_path)
     assert state.history[-1]["val_elbo"] > state.history[0]["val_elbo"]
@@ -46,15 +46,29 @@ def test_cpu_runs_are_repeatable(tiny_cfg, tmp_path):
     assert [r["val_elbo"] for r in first.history] == [r["val_elbo"] for r in second.history]
 
 
-def test_resume_continues_exactly_where_the_run_stopped(tiny_cfg, tmp_path):
-    straight, _ = train(tiny_cfg, tmp_path / "straight")
-    tiny_cfg.epochs = 1
-    train(tiny_cfg, tmp_path / "resumed")
-    tiny_cfg.epochs, tiny_cfg.resume = 2, True
-    resumed, state = train(tiny_cfg, tmp_path / "resumed")
-    assert state.epochs_completed == 2
+@pytest.mark.parametrize("overrides", [
+    [],
+    ["schedule=plateau", "schedule.patience=1", "schedule.threshold=1000"],  # halves the rate at every epoch
+    ["schedule=burda"],
+    ["kl_warmup_epochs=3"],
+    ["early_stopping.patience=5"],
+    ["elbo=iwae", "elbo.num_particles=3"],
+    ["model=cvae"],
+    ["data.binarize=static"],
+])
+def test_resume_continues_exactly_where_the_run_stopped(overrides, tmp_path):
+    """Three epochs straight, or one and then two more after a resume: bit-identical weights and history."""
+    cfg = compose_config(TINY + ["epochs=3", *overrides])
+    straight, straight_state = train(cfg, tmp_path / "straight")
+    cfg.epochs = 1
+    train(cfg, tmp_path / "resumed")
+    cfg.epochs, cfg.resume = 3, True
+    resumed, state = train(cfg, tmp_path / "resumed")
+    assert state.epochs_completed == 3
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+    columns = ("train_elbo", "val_elbo", "lr", "kl_weight")
+    assert [[row[c] for c in columns] for row in state.history] == [[row[c] for c in columns] for row in straight_state.history]
 
 
 def test_existing_run_is_not_overwritten(tiny_cfg, tmp_path):
