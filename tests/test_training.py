@@ -3,10 +3,15 @@ import pyro
 import pytest
 import torch
 
+import pyro_vae.training as training
 from pyro_vae import checkpoints
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.errors import ConfigError, DivergenceError
+from pyro_vae.evaluation import Evaluation
 from pyro_vae.experiment import run_experiment
+from pyro_vae.objectives import DeviceTrace_ELBO
+from pyro_vae.schedules import burda_factor, epochs_without_improvement, make_schedule, step_schedule
+from pyro_vae.settings import validate
 from pyro_vae.training import fit
 from pyro_vae.vae import build_vae
 
@@ -87,8 +92,6 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):
 
 
 def test_nan_loss_stops_training_with_advice(tiny_cfg, tmp_path, monkeypatch):
-    from pyro_vae.objectives import DeviceTrace_ELBO
-
     original = DeviceTrace_ELBO.differentiable_loss
     monkeypatch.setattr(DeviceTrace_ELBO, "differentiable_loss", lambda self, *a, **k: original(self, *a, **k) * float("nan"))
     with pytest.raises(DivergenceError, match=r"training loss became nan at epoch 1, steps 0-7; lower lr"):
@@ -97,8 +100,6 @@ def test_nan_loss_stops_training_with_advice(tiny_cfg, tmp_path, monkeypatch):
 
 
 def test_burda_schedule_stages():
-    from pyro_vae.schedules import burda_factor
-
     # stage i lasts 3^i epochs at 10^(-i/7): epochs 0 | 1-3 | 4-12 | 13-39 | ... | 1093-3279
     for epoch, stage in [(0, 0), (1, 1), (3, 1), (4, 2), (12, 2), (13, 3), (1092, 6), (1093, 7), (5000, 7)]:
         assert burda_factor(epoch) == pytest.approx(10 ** (-stage / 7))
@@ -106,9 +107,6 @@ def test_burda_schedule_stages():
 
 def test_plateau_schedule_and_early_stopping_follow_the_validation_elbo(tiny_cfg, tmp_path, monkeypatch):
     """The validation ELBOs are scripted so that the epochs where the schedule acts are known."""
-    import pyro_vae.training as training
-    from pyro_vae.evaluation import Evaluation
-
     scripted = iter([-100.0, -90.0, -95.0, -96.0, -97.0, -98.0])
     monkeypatch.setattr(training, "evaluate", lambda *a, **k: Evaluation(next(scripted), 0.0, 0.0, 0.0, 0))
     tiny_cfg.epochs = 6
@@ -124,9 +122,6 @@ def test_plateau_schedule_and_early_stopping_follow_the_validation_elbo(tiny_cfg
 def test_early_stopping_counts_gains_below_the_threshold_as_no_improvement(tiny_cfg, tmp_path, monkeypatch):
     """Gains of 0.05, 0.03 and 0.01 nats do not beat the best by the 0.1 threshold: three epochs
     without improvement after epoch 1, so patience 3 stops after epoch 4, before the big gain."""
-    import pyro_vae.training as training
-    from pyro_vae.evaluation import Evaluation
-
     scripted = iter([-100.0, -99.95, -99.92, -99.91, -99.0])
     monkeypatch.setattr(training, "evaluate", lambda *a, **k: Evaluation(next(scripted), 0.0, 0.0, 0.0, 0))
     tiny_cfg.epochs = 5
@@ -137,9 +132,7 @@ def test_early_stopping_counts_gains_below_the_threshold_as_no_improvement(tiny_
 
 def plateau_rates(val_elbos, patience, threshold=0.1):
     """The learning rate after each epoch of ``schedule=plateau`` fed ``val_elbos``, from lr 1."""
-    from pyro_vae.schedules import make_schedule, step_schedule
 
-    from .conftest import compose_config
 
     cfg = compose_config(["schedule=plateau", f"schedule.patience={patience}", f"schedule.threshold={threshold}"])
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
@@ -155,7 +148,6 @@ def plateau_rates(val_elbos, patience, threshold=0.1):
 def test_plateau_halves_a_slowly_declining_elbo_after_exactly_patience_epochs(patience):
     """-100.000, -100.005, ...: each epoch a little worse. PyTorch's default relative threshold
     counted these as improvements for a negative ELBO, and the rate never changed."""
-    from pyro_vae.schedules import epochs_without_improvement
 
     declining = [-100.0 - 0.005 * epoch for epoch in range(6)]
     rates = plateau_rates(declining, patience)
@@ -175,8 +167,6 @@ def test_plateau_patience_one_halves_after_the_first_bad_epoch():
     (0.05, [1.0, 1.0, 0.5, 0.5, 0.25]),  # by less: still an epoch without improvement
 ])
 def test_plateau_counts_only_improvements_larger_than_the_threshold(gain, rates):
-    from pyro_vae.schedules import epochs_without_improvement
-
     val_elbos = [-100.0, -100.01, -100.0 + gain, -100.2, -100.3]
     assert plateau_rates(val_elbos, patience=2) == rates
     assert epochs_without_improvement(val_elbos, 0.1) == (2 if gain > 0.1 else 4)
@@ -196,9 +186,7 @@ def test_plateau_threshold_zero_counts_any_gain():
     (["early_stopping.threshold=-1"], r"early_stopping.threshold=-1: must be a number of nats >= 0"),
 ])
 def test_bad_schedule_and_early_stopping_settings_are_refused_in_one_line(overrides, message):
-    from pyro_vae.settings import validate
 
-    from .conftest import compose_config
 
     with pytest.raises(ConfigError, match=message) as refused:
         validate(compose_config(overrides))
