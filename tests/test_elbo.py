@@ -12,6 +12,7 @@ must agree to float precision; where one side is an expectation, within 5 Monte 
 import math
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
@@ -220,8 +221,6 @@ def test_device_trace_elbo_equals_pyro_trace_elbo_with_particles(small_vae, bina
 
 
 def test_objectives_refuse_a_guide_without_reparameterization(binary_batch):
-    import pyro.distributions as dist
-
     def model(x):
         pyro.sample("k", dist.Bernoulli(0.5))
 

@@ -1,4 +1,5 @@
 """run.py as a user runs it, on a tiny configuration: every file of the output contract."""
+import os
 import csv
 import json
 
@@ -6,8 +7,10 @@ import pytest
 import torch
 
 import pyro_vae
+from pyro_vae.experiment import run_experiment
 
-from .conftest import TINY, one_line, run_py
+from .conftest import TINY, compose_config, one_line, run_py
+from .test_cifar10 import write_archive
 
 FIGURES = {"encoding", "decoding", "reconstructions", "samples", "elbo_curve", "latent_space"}
 METRICS = {"test_elbo", "test_log_likelihood", "iwae_k", "val_elbo_best", "epochs_completed", "train_seconds",
@@ -63,11 +66,6 @@ def test_gaussian_variant_on_mnist_grey_levels_reports_bits_per_dim(tmp_path):
 
 def test_gaussian_cifar10_run_on_an_archive_in_the_official_format(tmp_path, monkeypatch):
     """The whole pipeline in-process (so that the archive's checksums can be patched in)."""
-    from pyro_vae.experiment import run_experiment
-
-    from .conftest import compose_config
-    from .test_cifar10 import write_archive
-
     (tmp_path / "data").mkdir()
     write_archive(tmp_path / "data", monkeypatch, per_batch=24)
     cfg = compose_config([
@@ -96,8 +94,6 @@ def test_multirun_over_both_likelihoods(tmp_path):
 
 
 def test_outputs_have_the_usual_file_permissions(run_dir):
-    import os
-
     mask = os.umask(0)
     os.umask(mask)
     for name in ("metrics.json", "checkpoint.pt", "figures/samples.png"):

@@ -4,7 +4,7 @@ import math
 import pyro
 import torch
 
-from pyro_vae.evaluation import evaluate
+from pyro_vae.evaluation import bits_per_dim, evaluate
 
 
 def test_k1_estimate_is_the_elbo_and_the_terms_add_up(small_vae, binary_batch):
@@ -50,8 +50,6 @@ def test_active_units_count_posterior_means_that_vary_across_images(small_vae):
 
 
 def test_bits_per_dim_conversion():
-    from pyro_vae.evaluation import bits_per_dim
-
     # A uniform density on [0, 1]^D has log p = 0: exactly 8 bits per dimension.
     assert bits_per_dim(0.0, 3072) == 8.0
     # Each extra nat of log-likelihood per dimension saves 1/ln 2 bits.

@@ -19,11 +19,12 @@ import pytest
 import yaml
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from pyro_vae.data.mnist import SHIPPED_ROOT
 
-from .conftest import ROOT
+from .conftest import ROOT, compose_config
 from .test_cifar10 import write_archive
 
 README = (ROOT / "README.md").read_text()
@@ -174,10 +175,6 @@ GROUP_NODES = {"dataset": "data"}  # config groups whose options fill a node of 
 
 @pytest.mark.parametrize("overrides, key, default", settings_rows())
 def test_readme_settings_tables_give_the_real_defaults(overrides, key, default):
-    from omegaconf import DictConfig, OmegaConf
-
-    from .conftest import compose_config
-
     value = OmegaConf.select(compose_config(overrides), GROUP_NODES.get(key, key), default="MISSING")
     assert value != "MISSING", f"README documents {key}, which the config does not have"
     if isinstance(value, DictConfig):  # a config group: its chosen option
