@@ -4,6 +4,7 @@ One table gives each name's torch class and arguments; the fast path builds a si
 optimizer over all parameters (one fused or foreach kernel per step), and ``elbo=trace_pyro``
 wraps the same class and arguments in Pyro's ``PyroOptim``, which keeps one per parameter.
 """
+import math
 from typing import Any, Dict, Iterable, Tuple, Type
 
 import torch
@@ -22,8 +23,8 @@ def optimizer_arguments(optimizer: DictConfig, lr: float, num_data: int) -> Tupl
     Each loss estimates the bound of all ``num_data`` training images, so ClippedAdam's
     per-image ``clip_norm`` is scaled by it: the clamp then means the same whatever the data.
     """
-    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and lr > 0):
-        raise ConfigError(f"lr={lr}: must be a positive number, e.g. lr=1e-3")
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
+        raise ConfigError(f"lr={lr}: must be a positive finite number, e.g. lr=1e-3")
     name = optimizer.name
     if name == "adam":
         return torch.optim.Adam, dict(lr=lr, betas=tuple(optimizer.betas), eps=optimizer.eps)

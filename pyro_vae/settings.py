@@ -6,7 +6,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from .bayesian import MIN_SCALE
 from .errors import ConfigError
+from .likelihoods import build_likelihood
 from .networks import ACTIVATIONS, NETWORKS
+from .objectives import make_objective
+from .optimizers import optimizer_arguments
 
 MODELS = ("vae", "cvae")
 
@@ -37,6 +40,11 @@ def validate(cfg: DictConfig) -> None:
     _check_variants(cfg)
     _check_decoder(cfg)
     _check_stopping(cfg)
+    # The objective, the optimizer and the likelihood check their own settings when built; build
+    # them once here (cheap, no data), so that a bad value stops the run before any work.
+    make_objective(cfg.elbo)
+    optimizer_arguments(cfg.optimizer, cfg.lr, 1)
+    build_likelihood(cfg.likelihood, (1, 28, 28))
 
 
 def _check_variants(cfg: DictConfig) -> None:

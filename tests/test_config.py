@@ -56,7 +56,7 @@ def test_invalid_objective_optimizer_and_device_are_refused():
     cfg = compose_config(["elbo.num_particles=0"])
     with pytest.raises(ConfigError, match="elbo.num_particles=0: must be a positive integer"):
         make_objective(cfg.elbo)
-    with pytest.raises(ConfigError, match="lr=-0.1: must be a positive number"):
+    with pytest.raises(ConfigError, match="lr=-0.1: must be a positive finite number"):
         make_optimizer(cfg.optimizer, -0.1, [torch.nn.Parameter(torch.zeros(3))], 1)
     with pytest.raises(ConfigError, match="device=tpu: choose auto, cpu or cuda"):
         resolve_device("tpu")
