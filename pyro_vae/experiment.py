@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from . import checkpoints, figures
 from .data import PixelTransform, load_data
+from .errors import ConfigError
 from .evaluation import test_metrics
 from .run_directory import check_output_dir
 from .reporting import write_history, write_metrics
@@ -30,6 +31,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     pyro.set_rng_seed(cfg.seed)
 
     data = load_data(cfg.data, device)
+    if cfg.batch_size > len(data.train):  # known once the data is: still before anything is written
+        raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {len(data.train)} training images; lower it or raise data.train_size")
     vae = build_vae(cfg, data.image_shape, data.num_classes).to(device)
     pixels = PixelTransform(cfg.data.binarize, cfg.seed, continuous=vae.pixels.continuous)
     log.info("%s: %d train / %d val / %d test images of shape %s on %s",

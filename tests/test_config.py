@@ -80,3 +80,8 @@ def test_threads_setting_sets_torchs_cpu_threads():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_batch_larger_than_the_training_set_is_one_line(tmp_path):
+    line = one_line(run_py("data.train_size=100", "batch_size=128", f"hydra.run.dir={tmp_path}", returncode=2, timeout=120))
+    assert "batch_size=128 exceeds the 100 training images; lower it or raise data.train_size" in line
