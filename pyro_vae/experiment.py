@@ -12,6 +12,7 @@ from . import checkpoints, figures
 from .data import PixelTransform, load_data
 from .errors import ConfigError
 from .evaluation import test_metrics
+from .objectives import training_bound_name
 from .run_directory import check_output_dir
 from .reporting import write_history, write_metrics
 from .settings import apply_threads, resolve_device, validate
@@ -58,6 +59,6 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     write_metrics(run_dir / "metrics.json", metrics)
     train_figure_images = pixels.fixed(data.train.images[:16], "figures")
     figures.write_all(vae, (train_figure_images, data.train.labels[:16]), (test_images, data.test.labels),
-                      list(data.class_names), state.history, run_dir / "figures")
+                      list(data.class_names), state.history, run_dir / "figures", training_bound_name(cfg))
     log.info("wrote %s", run_dir)
     return state.best_val_elbo

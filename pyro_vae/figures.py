@@ -127,23 +127,24 @@ def uncertainty(vae: VAE, images: torch.Tensor, labels: torch.Tensor, path: Path
     save(fig, path)
 
 
-def elbo_curve(history: Sequence[Dict[str, float]], path: Path) -> None:
-    """Train and validation ELBO per epoch; long runs on a log epoch axis, the first epochs' low values off the scale."""
+def elbo_curve(history: Sequence[Dict[str, float]], path: Path, train_bound: str = "ELBO") -> None:
+    """Train and validation figures per epoch, each named by its bound (``train_bound``: the
+    training objective's); long runs on a log epoch axis, the first epochs' low values off the scale."""
     epochs = [row["epoch"] for row in history]
     train, val = [row["train_elbo"] for row in history], [row["val_elbo"] for row in history]
     long_run = len(history) > 50
     style = {} if long_run else {"marker": "o", "ms": 3}
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    ax.plot(epochs, train, label="train (minibatch estimate)", **style)
-    ax.plot(epochs, val, label="validation", **style)
+    ax.plot(epochs, train, label=f"train {train_bound} (minibatch estimate)", **style)
+    ax.plot(epochs, val, label="validation ELBO", **style)
     if long_run:
         ax.set_xscale("log")
         settled = train[len(train) // 20:] + val[len(val) // 20:]
         low, high = min(settled), max(settled)
         ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("ELBO (nats per image)")
+    ax.set_ylabel("bound on log p(x) (nats per image)")
     ax.grid(alpha=0.3)
     ax.legend()
     save(fig, path)
@@ -186,8 +187,10 @@ def manifold(vae: VAE, path: Path, like: torch.Tensor, steps: int = MANIFOLD_STE
 
 
 def write_all(vae: VAE, train: Tuple[torch.Tensor, torch.Tensor], test: Tuple[torch.Tensor, torch.Tensor],
-              class_names: List[str], history: Sequence[Dict[str, float]], out_dir: Path) -> List[Path]:
-    """Every figure of the output contract into ``out_dir`` from (images, labels) of each split; returns their paths."""
+              class_names: List[str], history: Sequence[Dict[str, float]], out_dir: Path,
+              train_bound: str = "ELBO") -> List[Path]:
+    """Every figure of the output contract into ``out_dir`` from (images, labels) of each split
+    (``train_bound`` names the training objective in the learning curve); returns their paths."""
     vae.eval()
     (test_images, test_labels) = test
     paths = {name: out_dir / f"{name}.png" for name in
@@ -196,7 +199,7 @@ def write_all(vae: VAE, train: Tuple[torch.Tensor, torch.Tensor], test: Tuple[to
     decoding(vae, test_images[0], test_labels[0], paths["decoding"])
     reconstructions(vae, {"train": train, "test": test}, paths["reconstructions"])
     samples(vae, paths["samples"], test_images)
-    elbo_curve(history, paths["elbo_curve"])
+    elbo_curve(history, paths["elbo_curve"], train_bound)
     latent_space(vae, test_images, test_labels, class_names, paths["latent_space"])
     if vae.latent_dim == 2 and not vae.conditional:
         paths["manifold"] = out_dir / "manifold.png"

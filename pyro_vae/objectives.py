@@ -161,3 +161,13 @@ def make_objective(elbo: DictConfig) -> ELBO:
             raise ConfigError(f"elbo.gradient={elbo.gradient}: choose one of {', '.join(GRADIENTS)}")
         return IWAE_ELBO(particles, elbo.gradient)
     raise ConfigError(f"elbo={elbo.name}: unknown objective; choose one of {', '.join(NAMES)}")
+
+
+def training_bound_name(cfg: DictConfig) -> str:
+    """What the training column (``train_elbo``) estimates, for labels: the ELBO, the IWAE bound,
+    or the beta-weighted objective."""
+    if cfg.elbo.name == "iwae":
+        return f"IWAE bound (k = {cfg.elbo.num_particles})"
+    if cfg.kl_weight != 1 or cfg.kl_warmup_epochs > 0:
+        return "KL-weighted objective"
+    return "ELBO"
