@@ -73,3 +73,9 @@ def one_line(result: subprocess.CompletedProcess) -> str:
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert len(lines) == 1, lines
     return lines[0]
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with its bytes and modification time: equal snapshots mean
+    nothing there was written, rewritten or appended to."""
+    return {p.relative_to(folder): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}

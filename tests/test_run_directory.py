@@ -1,7 +1,6 @@
 """A run directory is written only by commands allowed to: refused ones leave it byte-identical,
 a resumed run either applies a changed setting or refuses it (its record never says otherwise),
 and a damaged or code-holding checkpoint is refused in one line."""
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -13,13 +12,9 @@ import pyro_vae
 from pyro_vae.errors import DataError
 from pyro_vae.run_directory import RunDirectoryInUse, check_output_dir, settings_changed
 
-from .conftest import TINY, compose_config, one_line, run_py
+from .conftest import TINY, compose_config, one_line, run_py, snapshot
 
 TINY_RUN = [o for o in TINY if not o.startswith("epochs=")] + ["epochs=1"]
-
-
-def checksums(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +31,11 @@ def finished_run(tmp_path_factory) -> Path:
     (["task=evaluate", "run_dir=RUN"], "holds a run (last.pt); task=evaluate writes into a directory of its own"),
 ])
 def test_a_refused_command_leaves_the_run_directory_byte_identical(finished_run, args, message):
-    before = checksums(finished_run)
-    assert {".hydra/config.yaml", "run.log", "last.pt", "checkpoint.pt", "metrics.json"} <= set(before)
+    before = snapshot(finished_run)
+    assert {Path(".hydra/config.yaml"), Path("run.log"), Path("last.pt"), Path("checkpoint.pt"), Path("metrics.json")} <= set(before)
     args = [arg.replace("RUN", str(finished_run)) for arg in args]
     assert message in one_line(run_py(*TINY_RUN, *args, f"hydra.run.dir={finished_run}", returncode=2))
-    assert checksums(finished_run) == before
+    assert snapshot(finished_run) == before
 
 
 def test_a_resumed_run_applies_the_settings_it_may_change_and_records_them(finished_run, tmp_path):
@@ -84,11 +79,11 @@ def test_a_damaged_or_code_holding_last_pt_is_refused_on_resume_in_one_line(fini
         last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
     else:
         torch.save({"config": {}, "payload": CodeOnLoad()}, last)
-    before = checksums(run_dir)
+    before = snapshot(run_dir)
     line = one_line(run_py(*TINY_RUN, "resume=true", "epochs=2", f"hydra.run.dir={run_dir}", returncode=2))
     assert ("the file is damaged" if damage == "truncated" else "holds pickled Python objects besides tensors") in line
     assert "code ran" not in line
-    assert checksums(run_dir) == before  # checkpoint.pt, the best weights, untouched
+    assert snapshot(run_dir) == before  # checkpoint.pt, the best weights, untouched
 
 
 def test_code_holding_checkpoints_are_refused_by_load_and_by_tasks(finished_run, tmp_path):

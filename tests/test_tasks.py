@@ -14,7 +14,7 @@ from pyro_vae import figures, tasks
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.experiment import run_experiment
 
-from .conftest import TINY, compose_config, one_line, run_py
+from .conftest import TINY, compose_config, one_line, run_py, snapshot
 
 
 def train(out: Path, *overrides: str, device: str = "cpu") -> Path:
@@ -40,10 +40,6 @@ def run_task(out: Path, *args: str, returncode: int = 0, env=None) -> subprocess
 def in_process(task: str, run_dir: Path, out: Path, *overrides: str):
     cfg = compose_config([f"task={task}", f"run_dir={run_dir}", "device=cpu", *overrides])
     return tasks.TASKS[task](cfg, out)
-
-
-def snapshot(folder: Path) -> dict:
-    return {p.relative_to(folder): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
 
 
 def write_png(path: Path, height: int, width: int) -> Path:
