@@ -4,7 +4,9 @@ One table gives each name's torch class and arguments; the fast path builds a si
 optimizer over all parameters (one fused or foreach kernel per step), and ``elbo=trace_pyro``
 wraps the same class and arguments in Pyro's ``PyroOptim``, which keeps one per parameter.
 """
+import logging
 import math
+from functools import lru_cache
 from typing import Any, Dict, Iterable, Tuple, Type
 
 import torch
@@ -15,6 +17,8 @@ from pyro.optim.clipped_adam import ClippedAdam
 from .errors import ConfigError
 
 NAMES = ("adam", "clipped_adam", "rmsprop", "adagrad")
+
+log = logging.getLogger(__name__)
 
 
 def optimizer_arguments(optimizer: DictConfig, lr: float, num_data: int) -> Tuple[Type[torch.optim.Optimizer], Dict[str, Any]]:
@@ -41,11 +45,27 @@ def make_optimizer(optimizer: DictConfig, lr: float, params: Iterable[torch.nn.P
     """One torch optimizer over ``params``, with the multi-tensor implementation where torch has one
     (Adam: fused unless ``optimizer.fused=false``, which gives the arithmetic of Pyro's per-parameter Adam)."""
     optimizer_class, arguments = optimizer_arguments(optimizer, lr, num_data)
-    if optimizer_class is torch.optim.Adam:
-        arguments["fused"] = bool(optimizer.fused)
-    elif optimizer_class is not ClippedAdam:
+    params = list(params)
+    if optimizer_class is torch.optim.Adam and optimizer.fused:
+        if fused_adam_runs_on(params[0].device.type):
+            return torch.optim.Adam(params, fused=True, **arguments)
+    if optimizer_class is not ClippedAdam:
         arguments["foreach"] = True
-    return optimizer_class(list(params), **arguments)
+    return optimizer_class(params, **arguments)
+
+
+@lru_cache(maxsize=None)
+def fused_adam_runs_on(device_type: str) -> bool:
+    """Whether this torch builds a fused Adam for parameters on ``device_type`` (the CPU got one in
+    torch 2.4): asked once per device, so an older torch falls back with a single warning."""
+    probe = torch.zeros(1, device=device_type, requires_grad=True)
+    try:
+        torch.optim.Adam([probe], fused=True)
+    except RuntimeError:
+        log.warning("optimizer.fused=true: this torch (%s) has no fused Adam on %s; using its foreach Adam",
+                    torch.__version__, device_type)
+        return False
+    return True
 
 
 def make_pyro_optimizer(optimizer: DictConfig, lr: float, num_data: int) -> PyroOptim:

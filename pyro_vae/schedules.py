@@ -8,7 +8,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
 
 from .errors import ConfigError
 
-NAMES = ("constant", "plateau", "burda")
+NAMES = ("constant", "plateau", "burda", "cosine")
 
 
 def burda_factor(epoch: int, stages: int = 8) -> float:
@@ -18,6 +18,13 @@ def burda_factor(epoch: int, stages: int = 8) -> float:
         stage += 1
         end += 3**stage
     return 10 ** (-stage / 7)
+
+
+def cosine_factor(epoch: int, epochs: int, final_factor: float) -> float:
+    """Half a cosine from 1 at epoch 0 to ``final_factor`` at ``epochs``: a fixed training budget
+    spends its last epochs at a small rate, which a constant rate never reaches."""
+    progress = min(epoch / epochs, 1.0)
+    return final_factor + (1 - final_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def make_schedule(schedule: DictConfig, optimizer: torch.optim.Optimizer) -> Optional[LRScheduler]:
@@ -31,6 +38,8 @@ def make_schedule(schedule: DictConfig, optimizer: torch.optim.Optimizer) -> Opt
                                  threshold=schedule.threshold, threshold_mode="abs", min_lr=schedule.min_lr)
     if schedule.name == "burda":
         return LambdaLR(optimizer, lambda epoch: burda_factor(epoch, schedule.stages))
+    if schedule.name == "cosine":
+        return LambdaLR(optimizer, lambda epoch: cosine_factor(epoch, schedule.epochs, schedule.final_factor))
     raise ConfigError(f"schedule={schedule.name}: unknown schedule; choose one of {', '.join(NAMES)}")
 
 

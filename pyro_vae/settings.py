@@ -10,6 +10,7 @@ from .likelihoods import build_likelihood
 from .networks import ACTIVATIONS, NETWORKS
 from .objectives import make_objective
 from .optimizers import optimizer_arguments
+from .tensorboard_logger import LOGGERS, require_tensorboard
 
 MODELS = ("vae", "cvae")
 
@@ -40,6 +41,7 @@ def validate(cfg: DictConfig) -> None:
     _check_variants(cfg)
     _check_decoder(cfg)
     _check_stopping(cfg)
+    _check_logger(cfg.logger)
     # The objective, the optimizer and the likelihood check their own settings when built; build
     # them once here (cheap, no data), so that a bad value stops the run before any work.
     make_objective(cfg.elbo)
@@ -60,6 +62,9 @@ def _check_variants(cfg: DictConfig) -> None:
         raise ConfigError("kl_weight/kl_warmup_epochs reweight the KL term, which elbo=iwae does not separate; use elbo=trace")
     if cfg.kl_warmup_epochs > 0 and cfg.elbo.name == "jit":
         raise ConfigError("kl_warmup_epochs changes the KL weight every step, which elbo=jit would recompile for; use elbo=trace")
+    if cfg.elbo.name == "jit" and OmegaConf.select(cfg, "likelihood.scale") == "optimal":
+        raise ConfigError("likelihood.scale=optimal updates its running sigma at every step, which elbo=jit's compiled graph "
+                          "skips; use elbo=trace")
     if cfg.decoder.bayesian and cfg.elbo.num_particles > 1:
         raise ConfigError(
             f"decoder.bayesian=true draws one set of decoder weights per step; set elbo.num_particles=1 (now {cfg.elbo.num_particles})"
@@ -91,7 +96,7 @@ def _check_decoder(cfg: DictConfig) -> None:
 
 
 def _check_stopping(cfg: DictConfig) -> None:
-    """The plateau schedule and early stopping: patience in epochs, threshold in nats."""
+    """The plateau and cosine schedules and early stopping: patience in epochs, threshold in nats."""
     if cfg.schedule.name == "plateau":
         schedule = cfg.schedule
         if not (_number(schedule.factor) and 0 < schedule.factor < 1):
@@ -100,6 +105,10 @@ def _check_stopping(cfg: DictConfig) -> None:
         _check_threshold("schedule.threshold", schedule.threshold)
         if not (_number(schedule.min_lr) and schedule.min_lr >= 0):
             raise ConfigError(f"schedule.min_lr={schedule.min_lr}: must be a number >= 0")
+    if cfg.schedule.name == "cosine":
+        if not (_number(cfg.schedule.final_factor) and 0 <= cfg.schedule.final_factor < 1):
+            raise ConfigError(f"schedule.final_factor={cfg.schedule.final_factor}: must be a number in [0, 1), the fraction of lr left after the last epoch")
+        positive_int("schedule.epochs", cfg.schedule.epochs)
     patience = cfg.early_stopping.patience
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
         raise ConfigError(f"early_stopping.patience={patience}: must be a positive integer, or null to never stop early")
@@ -109,6 +118,15 @@ def _check_stopping(cfg: DictConfig) -> None:
 def _check_threshold(name: str, value) -> None:
     if not (_number(value) and value >= 0):
         raise ConfigError(f"{name}={value}: must be a number of nats >= 0 by which an epoch must beat the best")
+
+
+def _check_logger(logger: DictConfig) -> None:
+    """What watches the run; a missing tensorboard package is refused here, before any work."""
+    if logger.name not in LOGGERS:
+        raise ConfigError(f"logger={logger.name}: choose one of {', '.join(LOGGERS)}")
+    if logger.name == "tensorboard":
+        positive_int("logger.image_every", logger.image_every)
+        require_tensorboard()
 
 
 def resolve_device(name: str) -> torch.device:

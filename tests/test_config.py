@@ -5,6 +5,7 @@ import torch
 
 from pyro_vae.errors import ConfigError
 from pyro_vae.objectives import make_objective
+from pyro_vae import optimizers
 from pyro_vae.optimizers import make_optimizer
 from pyro_vae.settings import apply_threads, resolve_device, validate
 
@@ -50,6 +51,27 @@ def test_every_config_group_option_composes_and_builds(group, option):
 def test_invalid_settings_are_refused_with_the_setting_named(override, message):
     with pytest.raises(ConfigError, match=message):
         validate(compose_config([override]))
+
+
+def test_adam_falls_back_to_foreach_with_one_warning_where_torch_has_no_fused_cpu_adam(monkeypatch, caplog):
+    """torch before 2.4 refuses fused=True for CPU tensors with a RuntimeError; imitated here."""
+    real_adam = torch.optim.Adam
+
+    def adam_without_fused_cpu(params, fused=None, **arguments):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices: ['cuda']")
+        return real_adam(params, fused=fused, **arguments)
+
+    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused_cpu)
+    optimizers.fused_adam_runs_on.cache_clear()
+    cfg = compose_config()
+    try:
+        built = [make_optimizer(cfg.optimizer, cfg.lr, [torch.nn.Parameter(torch.zeros(3))], 1) for _ in range(3)]
+    finally:
+        optimizers.fused_adam_runs_on.cache_clear()
+    assert all(o.defaults["foreach"] and not o.defaults["fused"] for o in built)
+    warnings = [r.getMessage() for r in caplog.records if "fused" in r.getMessage()]
+    assert len(warnings) == 1 and "has no fused Adam on cpu; using its foreach Adam" in warnings[0]
 
 
 def test_invalid_objective_optimizer_and_device_are_refused():

@@ -26,7 +26,7 @@ VALUES = {
     "optimizer": ["rmsprop", "adagrad", "clipped_adam", "sgd"],
     "elbo": ["meanfield", "iwae", "jit", "trace_pyro", "bogus"],
     "elbo.num_particles": ["2", "0", "abc"],
-    "schedule": ["plateau", "burda", "bogus"],
+    "schedule": ["plateau", "burda", "cosine", "bogus"],
     "kl_weight": ["0", "0.5", "-1", "abc"],
     "kl_warmup_epochs": ["2", "-1", "1.5"],
     "model": ["cvae", "gan"],

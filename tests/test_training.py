@@ -23,7 +23,7 @@ def train(cfg, run_dir):
     pyro.set_rng_seed(cfg.seed)
     data = load_data(cfg.data, torch.device("cpu"))
     vae = build_vae(cfg, data.image_shape, data.num_classes)
-    pixels = PixelTransform(cfg.data.binarize, cfg.seed, continuous=vae.pixels.continuous)
+    pixels = PixelTransform(cfg.data.binarize, cfg.seed, cfg.likelihood.name)
     return vae, fit(vae, data, pixels, cfg, run_dir)
 
 
@@ -55,6 +55,7 @@ def test_cpu_runs_are_repeatable(tiny_cfg, tmp_path):
     [],
     ["schedule=plateau", "schedule.patience=1", "schedule.threshold=1000"],  # halves the rate at every epoch
     ["schedule=burda"],
+    ["schedule=cosine", "schedule.final_factor=0.1", "schedule.epochs=3"],
     ["kl_warmup_epochs=3"],
     ["early_stopping.patience=5"],
     ["elbo=iwae", "elbo.num_particles=3"],
@@ -103,6 +104,20 @@ def test_burda_schedule_stages():
     # stage i lasts 3^i epochs at 10^(-i/7): epochs 0 | 1-3 | 4-12 | 13-39 | ... | 1093-3279
     for epoch, stage in [(0, 0), (1, 1), (3, 1), (4, 2), (12, 2), (13, 3), (1092, 6), (1093, 7), (5000, 7)]:
         assert burda_factor(epoch) == pytest.approx(10 ** (-stage / 7))
+
+
+def test_cosine_schedule_rates_over_a_four_epoch_run():
+    """lr 1 falling to 0.2 along half a cosine: the rates of epochs 1-4 are cos^2 steps written out by hand."""
+    cfg = compose_config(["schedule=cosine", "schedule.final_factor=0.2", "epochs=4"])
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    scheduler = make_schedule(cfg.schedule, optimizer)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(4):
+        step_schedule(scheduler, val_elbo=0.0)
+        rates.append(optimizer.param_groups[0]["lr"])
+    # 0.2 + 0.8 * cos^2(pi * e / 8) for e = 0..4: cos^2(pi/8) = (2 + sqrt 2) / 4, cos^2(pi/4) = 1/2
+    by_hand = [1.0, 0.2 + 0.8 * (2 + 2**0.5) / 4, 0.6, 0.2 + 0.8 * (2 - 2**0.5) / 4, 0.2]
+    assert rates == pytest.approx(by_hand)
 
 
 def test_plateau_schedule_and_early_stopping_follow_the_validation_elbo(tiny_cfg, tmp_path, monkeypatch):
@@ -180,6 +195,7 @@ def test_plateau_threshold_zero_counts_any_gain():
     (["schedule=plateau", "schedule.threshold=-0.1"], r"schedule.threshold=-0.1: must be a number of nats >= 0"),
     (["schedule=plateau", "schedule.threshold=abc"], r"schedule.threshold=abc: must be a number"),
     (["schedule=plateau", "schedule.patience=0"], r"schedule.patience=0: must be a positive integer"),
+    (["schedule=cosine", "schedule.final_factor=1"], r"schedule.final_factor=1: must be a number in \[0, 1\)"),
     (["schedule=plateau", "schedule.factor=1"], r"schedule.factor=1: must be a number in \(0, 1\)"),
     (["schedule=plateau", "schedule.factor=0"], r"schedule.factor=0: must be a number in \(0, 1\)"),
     (["early_stopping.patience=0"], r"early_stopping.patience=0: must be a positive integer, or null"),

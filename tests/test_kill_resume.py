@@ -1,0 +1,97 @@
+"""A run killed with SIGKILL in the middle of an epoch, then resumed with ``resume=true``, ends with
+weights, optimizer state and history bit-identical to a run that was never interrupted (CPU).
+
+The kill is real: a wrapper around ``run.py`` sends the process SIGKILL to itself after the
+third training step of epoch 2, so nothing gets to clean up, flush or save; epoch 1's ``last.pt``
+is all that survives, as after a power cut or the OOM killer.
+"""
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pyro_vae import checkpoints
+
+from .conftest import ROOT, TINY
+
+KILL_AFTER_STEPS_OF_EPOCH_2 = """
+import os, runpy, signal, sys
+import pyro_vae.training as training
+
+run_epoch = training.run_epoch
+
+def run_epoch_killed_in_epoch_2(step, sampler, epoch, cfg, run_dir):
+    steps = []
+
+    def step_then_kill(x, y, kl_weight):
+        steps.append(1)
+        if epoch == 2 and len(steps) == 4:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return step(x, y, kl_weight)
+
+    return run_epoch(step_then_kill, sampler, epoch, cfg, run_dir)
+
+training.run_epoch = run_epoch_killed_in_epoch_2
+sys.argv = ["run.py", *sys.argv[1:]]
+runpy.run_path("run.py", run_name="__main__")
+"""
+
+VARIANTS = {
+    "constant": [],
+    "plateau": ["schedule=plateau", "schedule.patience=1", "schedule.threshold=1000"],
+    "burda": ["schedule=burda"],
+    "cosine": ["schedule=cosine", "schedule.final_factor=0.1"],
+    "kl_warmup": ["kl_warmup_epochs=3"],
+    "early_stopping": ["early_stopping.patience=2", "early_stopping.threshold=1000"],
+    "iwae": ["elbo=iwae", "elbo.num_particles=3"],
+    "cvae": ["model=cvae"],
+}
+
+
+def python_run(args, script=None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "run.py"] if script is None else [sys.executable, "-c", script]
+    return subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(variant, tmp_path):
+    args = [*TINY, "epochs=3", "eval.iwae_k=2", "threads=1", *VARIANTS[variant]]
+    straight = python_run([*args, f"hydra.run.dir={tmp_path / 'straight'}"])
+    assert straight.returncode == 0, straight.stderr
+
+    killed_dir = tmp_path / "killed"
+    killed = python_run([*args, f"hydra.run.dir={killed_dir}"], script=KILL_AFTER_STEPS_OF_EPOCH_2)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(checkpoints.read(killed_dir / checkpoints.LAST)["history"]) == 1
+    assert not (killed_dir / "metrics.json").exists()
+
+    resumed = python_run([*args, f"hydra.run.dir={killed_dir}", "resume=true"])
+    assert resumed.returncode == 0, resumed.stderr
+
+    expected = checkpoints.read(tmp_path / "straight" / checkpoints.LAST)
+    got = checkpoints.read(killed_dir / checkpoints.LAST)
+    assert got["history"] and [row["epoch"] for row in got["history"]] == [row["epoch"] for row in expected["history"]]
+    for name, tensor in expected["state_dict"].items():
+        assert torch.equal(tensor, got["state_dict"][name]), name
+    assert_same_tree(expected["optimizer"], got["optimizer"])
+    columns = ("train_elbo", "val_elbo", "lr", "kl_weight")
+    assert [[row[c] for c in columns] for row in got["history"]] == [[row[c] for c in columns] for row in expected["history"]]
+
+
+def assert_same_tree(expected, got, path="optimizer"):
+    """Equal nested dicts and lists of tensors and plain values (the optimizer's state)."""
+    if isinstance(expected, torch.Tensor):
+        assert torch.equal(expected, got), path
+    elif isinstance(expected, dict):
+        assert expected.keys() == got.keys(), path
+        for key in expected:
+            assert_same_tree(expected[key], got[key], f"{path}.{key}")
+    elif isinstance(expected, (list, tuple)):
+        assert len(expected) == len(got), path
+        for index, (a, b) in enumerate(zip(expected, got)):
+            assert_same_tree(a, b, f"{path}[{index}]")
+    else:
+        assert expected == got, path
