@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from pyro_vae.errors import ConfigError, PyroVAEError
 from pyro_vae.experiment import run_experiment
+from pyro_vae.job_process import run_in_child_process, runs_in_a_worker_pool
 from pyro_vae.run_directory import RunDirectoryInUse, check_output_dir, write_config_record
 from pyro_vae.settings import validate
 from pyro_vae.tasks import TASKS as FINISHED_RUN_TASKS
@@ -45,6 +46,8 @@ def main(cfg: DictConfig) -> Optional[float]:
         sys.exit(2)
     write_config_record(cfg, hydra_cfg, output_dir)
     try:
+        if multirun and runs_in_a_worker_pool(hydra_cfg.launcher):
+            return run_in_child_process(TASKS[cfg.task], cfg, output_dir)  # a killed job fails alone
         return TASKS[cfg.task](cfg, output_dir)
     except PyroVAEError as exc:
         if multirun:

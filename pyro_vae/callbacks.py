@@ -1,5 +1,6 @@
 """Hydra callbacks registered in ``conf/config.yaml``: output folders checked before Hydra writes
 to them, sweep summaries, and CPU sharing between parallel jobs."""
+import atexit
 import logging
 import os
 import sys
@@ -13,8 +14,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .atomic import write_json
+from .job_process import runs_in_a_worker_pool
 from .run_directory import RunDirectoryInUse
-from .sweep_summary import STATUS_FILE, write_summary
+from .sweep_summary import STATUS_FILE, running_status, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +26,25 @@ def _is_multirun(config: DictConfig) -> bool:
 
 
 class SweepSummary(Callback):
-    """Records each job's outcome and rewrites the sweep summary after every job and at the end.
-
-    Writing after each job keeps the summary complete even when the sweeper stops the multirun
-    on a failed job (Hydra's basic sweeper raises before ``on_multirun_end``).
-    """
+    """Each job records its own status in its own directory; the launching process alone writes
+    the sweep summary, at the end, so no two jobs ever write one file. It writes it as it exits
+    too, for a launcher or sweeper that stops the multirun on a failed or killed job (Hydra then
+    never calls ``on_multirun_end``)."""
 
     def __init__(self, metric: str = "test_log_likelihood") -> None:
         self.metric = metric
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        atexit.register(write_summary, Path(config.hydra.sweep.dir), self.metric)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Marks the job running, with the process that runs it: a job whose process has died
+        without a status is then listed as failed. A directory that holds an earlier run, which
+        this job will refuse to touch, keeps the status it has."""
+        output_dir = Path(config.hydra.runtime.output_dir)
+        if not _is_multirun(config) or ((output_dir / "last.pt").exists() and not config.get("resume")):
+            return
+        write_json(output_dir / STATUS_FILE, running_status())
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if not _is_multirun(config):
@@ -44,7 +57,6 @@ class SweepSummary(Callback):
         except Exception as error:
             status["error"] = f"{type(error).__name__}: {error}"
         write_json(Path(config.hydra.runtime.output_dir) / STATUS_FILE, status)
-        write_summary(Path(config.hydra.sweep.dir), self.metric)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -66,7 +78,7 @@ class ShareCores(Callback):
         launcher = config.hydra.launcher
         target = str(launcher.get("_target_", ""))
         cores = os.cpu_count() or 1
-        if target.endswith("JoblibLauncher"):
+        if runs_in_a_worker_pool(launcher):
             parallel = launcher.n_jobs if launcher.n_jobs > 0 else cores
             threads = max(1, cores // parallel)
         elif target.endswith("LocalLauncher") and launcher.get("cpus_per_task"):

@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import math
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -39,6 +41,32 @@ class JobRecord:
         return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def running_status() -> Dict[str, object]:
+    """The status of a job that has started in this process."""
+    return {"status": "running", "pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _status(status_file: Path) -> Dict[str, object]:
+    """The job's recorded status; 'running' in a process of this machine that no longer exists
+    means the job was killed before it could record its end."""
+    if not status_file.is_file():
+        return {"status": "running"}
+    status = json.loads(status_file.read_text())
+    if status["status"] == "running" and status.get("host") == socket.gethostname() and not _alive(status["pid"]):
+        return {"status": "failed", "error": f"its process {status['pid']} ended without finishing (killed)"}
+    return status
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's process
+        pass
+    return True
+
+
 def _job_order(path: Path):
     return (0, int(path.name), "") if path.name.isdigit() else (1, 0, path.name)
 
@@ -48,7 +76,7 @@ def collect_jobs(sweep_dir: Path) -> List[JobRecord]:
     jobs = []
     for job_dir in sorted((p.parents[1] for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=_job_order):
         status_file, metrics_file = job_dir / STATUS_FILE, job_dir / "metrics.json"
-        status = json.loads(status_file.read_text()) if status_file.is_file() else {"status": "running"}
+        status = _status(status_file)
         overrides = {}
         for override in yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []:
             key, _, value = override.partition("=")

@@ -1,16 +1,20 @@
 """Multiruns through Hydra's launchers and sweepers, the sweep summary, and the experiment configs."""
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
+from pyro_vae import checkpoints
 from pyro_vae.objectives import make_objective
 from pyro_vae.optimizers import make_optimizer
 from pyro_vae.settings import validate
-from pyro_vae.sweep_summary import collect_jobs, write_summary
+from pyro_vae.sweep_summary import collect_jobs, running_status, write_summary
 
 from .conftest import CONF, TINY, compose_config, run_py
 
@@ -42,6 +46,25 @@ def test_joblib_launcher_runs_jobs_in_parallel_sharing_the_cores(tmp_path):
     assert_rows_match_jobs(tmp_path, "latent_dim", [2, 3])
     for job in ("0", "1"):
         assert "JoblibLauncher: 1 torch thread(s) for this job" in (tmp_path / job / "run.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_killed_joblib_job_fails_alone_and_no_two_jobs_write_one_file(tmp_path):
+    """Job 1's process is SIGKILLed after its first epoch; jobs 0 and 2 finish, the summary lists
+    job 1 as killed, and every file is the sweep's own or inside exactly one job's directory."""
+    result = multirun(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "latent_dim=2,3,4", "epochs=3",
+                      "+hydra.callbacks.kill._target_=tests.job_killer.KillJobProcess", "+hydra.callbacks.kill.latent_dim=3",
+                      check=False)
+    assert result.returncode != 0  # Hydra reports the failed job once all have run
+    rows = summary_rows(tmp_path)
+    assert [(r["latent_dim"], r["status"]) for r in rows] == [("2", "completed"), ("3", "failed"), ("4", "completed")]
+    assert rows[1]["error"].startswith("JobKilled: the job's process was killed by SIGKILL")
+    assert len(checkpoints.read(tmp_path / "1" / checkpoints.LAST)["history"]) >= 1
+    for job in ("0", "2"):
+        assert json.loads((tmp_path / job / "metrics.json").read_text())["epochs_completed"] == 3
+    sweep_files = {p.name for p in tmp_path.iterdir() if p.is_file()}
+    assert sweep_files == {"multirun.yaml", "sweep_summary.csv", "sweep_summary.md", "sweep_summary.png"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1", "2"]
 
 
 def test_submitit_local_launcher(tmp_path):
@@ -85,11 +108,24 @@ def test_summary_of_two_swept_settings(tmp_path):
     assert (tmp_path / "sweep_summary.png").is_file()
 
 
+def test_a_running_job_whose_process_is_gone_is_listed_as_failed(tmp_path):
+    """job_status.json says running, in a process of this machine: alive, it stays running; gone, failed."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for job, pid in enumerate([os.getpid(), int(finished.stdout)]):
+        (tmp_path / str(job) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"latent_dim={job + 2}"]))
+        (tmp_path / str(job) / "job_status.json").write_text(json.dumps({**running_status(), "pid": pid}))
+    jobs = collect_jobs(tmp_path)
+    assert [job.status for job in jobs] == ["running", "failed"]
+    assert jobs[1].error == f"its process {finished.stdout.strip()} ended without finishing (killed)"
+
+
 EXPERIMENTS = {
     "paper": dict(latent_dim=10, hidden=[256], optimizer="rmsprop", lr=1e-3, batch_size=100, epochs=20, elbo="trace"),
     "kingma_welling": dict(latent_dim=20, hidden=[500], optimizer="adagrad", batch_size=100, elbo="trace"),
     "burda_vae": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, elbo="trace", particles=1),
     "burda_iwae": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, elbo="iwae", particles=50),
+    "fast_nll": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, elbo="trace", particles=1),
 }
 
 
