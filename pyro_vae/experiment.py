@@ -16,6 +16,7 @@ from .objectives import training_bound_name
 from .run_directory import check_output_dir
 from .reporting import write_history, write_metrics
 from .settings import apply_threads, resolve_device, validate
+from .tensorboard_logger import make_logger
 from .training import fit
 from .vae import build_vae
 
@@ -39,7 +40,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     log.info("%s: %d train / %d val / %d test images of shape %s on %s",
              data.name, len(data.train), len(data.val), len(data.test), data.image_shape, device)
 
-    state = fit(vae, data, pixels, cfg, run_dir)
+    logger = make_logger(cfg, run_dir)
+    state = fit(vae, data, pixels, cfg, run_dir, logger)
 
     best = checkpoints.read(run_dir / checkpoints.BEST, device)
     vae.load_state_dict(best["state_dict"])
@@ -57,6 +59,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     }
     write_history(run_dir / "history.csv", state.history)
     write_metrics(run_dir / "metrics.json", metrics)
+    logger.finish(metrics)
     train_figure_images = pixels.fixed(data.train.images[:16], "figures")
     figures.write_all(vae, (train_figure_images, data.train.labels[:16]), (test_images, data.test.labels),
                       list(data.class_names), state.history, run_dir / "figures", training_bound_name(cfg))

@@ -38,6 +38,18 @@ def _decode(vae: VAE, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torc
     return vae.likelihood(z, y).mean
 
 
+def reconstruct(vae: VAE, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Decoded posterior means of ``x``: the bottom row of Figure 9 (and of TensorBoard's view)."""
+    return _decode(vae, vae.guide_dist(x, y).mean, y)
+
+
+def prior_draws(vae: VAE, n: int, like: torch.Tensor) -> torch.Tensor:
+    """``n`` draws z ~ N(0, I) decoded (a conditional VAE cycles through the classes): Figure 10."""
+    z = vae.prior(n, like).sample()
+    y = torch.arange(n, device=like.device) % vae.num_classes if vae.conditional else None
+    return _decode(vae, z, y)
+
+
 @torch.no_grad()
 def encoding(vae: VAE, image: torch.Tensor, label: torch.Tensor, path: Path) -> None:
     """Figure 7: one image and its encoding, the mean and spread of q(z|x) per latent dimension."""
@@ -77,8 +89,7 @@ def reconstructions(vae: VAE, splits: Dict[str, Tuple[torch.Tensor, torch.Tensor
     axes = fig.subplots(len(splits), 1, squeeze=False)[:, 0]
     for ax, (name, (images, labels)) in zip(axes, splits.items()):
         x, y = images[:count], labels[:count]
-        recon = _decode(vae, vae.guide_dist(x, y).mean, y)
-        show(ax, torch.cat([x, recon]), count, f"{name}: inputs (top) and reconstructions (bottom)")
+        show(ax, torch.cat([x, reconstruct(vae, x, y)]), count, f"{name}: inputs (top) and reconstructions (bottom)")
     save(fig, path)
 
 
@@ -86,11 +97,9 @@ def reconstructions(vae: VAE, splits: Dict[str, Tuple[torch.Tensor, torch.Tensor
 def samples(vae: VAE, path: Path, like: torch.Tensor, n: int = 64) -> None:
     """Figure 10: decodings of ``n`` draws z ~ N(0, I) from the prior in a near-square grid
     (a conditional VAE cycles through the classes)."""
-    z = vae.prior(n, like).sample()
-    y = torch.arange(n, device=like.device) % vae.num_classes if vae.conditional else None
     per_row = math.ceil(math.sqrt(n))
     fig = Figure(figsize=(per_row * 0.75, math.ceil(n / per_row) * 0.75 + 0.4))
-    show(fig.subplots(), _decode(vae, z, y), per_row, "decoded draws from the prior p(z) = N(0, I)")
+    show(fig.subplots(), prior_draws(vae, n, like), per_row, "decoded draws from the prior p(z) = N(0, I)")
     save(fig, path)
 
 

@@ -16,8 +16,8 @@ from .atomic import write_text
 from .errors import ConfigError
 
 # Settings a resumed run takes from its new command line, all applied from the next epoch on:
-# the epoch budget, early stopping, evaluation, the device and threads, and where the data files live.
-CHANGEABLE_ON_RESUME = ("epochs", "early_stopping.", "eval.", "device", "threads", "data.root", "data.download")
+# the epoch budget, early stopping, evaluation, what watches the run, the device and threads, and where the data files live.
+CHANGEABLE_ON_RESUME = ("epochs", "early_stopping.", "eval.", "logger.", "device", "threads", "data.root", "data.download")
 # Keys that only choose what run.py does, not what the run is.
 COMMAND_KEYS = ("resume", "task", "run_dir", "sample.", "reconstruct.", "interpolate.")
 
@@ -56,21 +56,23 @@ def check_output_dir(cfg: DictConfig, output_dir: Path) -> None:
 def settings_changed(stored: Dict[str, Any], current: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
     """(key, stored value, current value) for every setting both configs hold that differs and
     may not change on resume; keys added to the project since the run began take their defaults."""
-    old, new = _flatten(stored), _flatten(current)
+    old, new = flatten(stored), flatten(current)
     return [(key, old[key], new[key]) for key in new
-            if key in old and old[key] != new[key] and not _changeable(key)]
+            if key in old and old[key] != new[key] and not changeable_on_resume(key)]
 
 
-def _changeable(key: str) -> bool:
+def changeable_on_resume(key: str) -> bool:
+    """Whether the setting ``key`` (dotted) may differ from the run's own when it resumes."""
     return any(key == prefix or (prefix.endswith(".") and key.startswith(prefix))
                for prefix in CHANGEABLE_ON_RESUME + COMMAND_KEYS)
 
 
-def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """A nested config as {"net.hidden_dims": value, ...}."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

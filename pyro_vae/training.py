@@ -24,6 +24,7 @@ from .errors import ConfigError, DivergenceError
 from .evaluation import evaluate
 from .schedules import epochs_without_improvement, make_schedule, step_schedule
 from .steps import make_step
+from .tensorboard_logger import NO_LOGGER, RunLogger
 from .vae import VAE
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,10 @@ def run_epoch(step: Callable, sampler: MinibatchSampler, epoch: int, cfg: DictCo
     return total
 
 
-def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run_dir: Path) -> TrainingState:
-    """Train ``vae`` for up to ``cfg.epochs`` epochs, writing ``checkpoint.pt`` and ``last.pt`` each epoch."""
+def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run_dir: Path,
+        logger: RunLogger = NO_LOGGER) -> TrainingState:
+    """Train ``vae`` for up to ``cfg.epochs`` epochs, writing ``checkpoint.pt`` and ``last.pt`` each epoch
+    and showing each saved epoch to ``logger``."""
     device = data.train.images.device
     if device.type == "cpu":
         # Adam's moments of weights whose gradient has become exactly zero (those of dead ReLU
@@ -151,6 +154,7 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
             epoch, cfg.epochs, row["train_elbo"], row["val_elbo"], "  best" if improved else "", seconds,
             row["images_per_second"], lr,
         )
+        logger.epoch(vae, row, val, val_images, data.val.labels)
     return state
 
 

@@ -2,18 +2,17 @@
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import pyro
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from pyro_vae.config import CONF, compose_config
 from pyro_vae.vae import VAE, build_vae
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 
 # A configuration small enough for CI: a few hundred MNIST images, one narrow hidden layer.
 TINY = [
@@ -27,11 +26,6 @@ TINY = [
     "eval.iwae_k=8",
     "device=cpu",
 ]
-
-
-def compose_config(overrides: List[str] = ()) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 @pytest.fixture
