@@ -120,12 +120,20 @@ def test_a_running_job_whose_process_is_gone_is_listed_as_failed(tmp_path):
     assert jobs[1].error == f"its process {finished.stdout.strip()} ended without finishing (killed)"
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment" / "fast_nll_screen").glob("*.yaml")))
+def test_fast_nll_screening_candidates_compose_with_the_cosine_over_their_own_epochs(name):
+    cfg = compose_config([f"+experiment=fast_nll_screen/{name}"])
+    validate(cfg)
+    assert cfg.schedule.name == "cosine" and cfg.schedule.epochs == cfg.epochs < 580
+    assert cfg.net.activation in ("tanh", "elu") and cfg.latent_dim == 50
+
+
 EXPERIMENTS = {
     "paper": dict(latent_dim=10, hidden=[256], optimizer="rmsprop", lr=1e-3, batch_size=100, epochs=20, elbo="trace"),
     "kingma_welling": dict(latent_dim=20, hidden=[500], optimizer="adagrad", batch_size=100, elbo="trace"),
     "burda_vae": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, elbo="trace", particles=1),
     "burda_iwae": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, elbo="iwae", particles=50),
-    "fast_nll": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, elbo="trace", particles=1),
+    "fast_nll": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, elbo="trace", particles=1, epochs=580),
 }
 
 
