@@ -41,7 +41,7 @@ def main() -> None:
 
     cfg = config([f"data.test_size={args.batch}"])
     data = load_data(cfg.data, torch.device("cpu"))
-    x = PixelTransform("dynamic", seed=0, continuous=False).fixed(data.test.images, "test")
+    x = PixelTransform("dynamic", seed=0, likelihood="bernoulli").fixed(data.test.images, "test")
     pyro.set_rng_seed(0)
     vae = build_vae(cfg, data.image_shape, data.num_classes)
     rows = []

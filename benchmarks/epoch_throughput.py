@@ -40,7 +40,7 @@ def fresh_vae(cfg):
 
 def project_epoch(cfg, run_dir: Path) -> float:
     data = load_data(cfg.data, torch.device(cfg.device))
-    pixels = PixelTransform("dynamic", seed=0, continuous=False)
+    pixels = PixelTransform("dynamic", seed=0, likelihood="bernoulli")
     sampler = MinibatchSampler(pixels.training_source(data.train.images), data.train.labels, cfg.batch_size,
                                pixels.training_batch)
     vae = fresh_vae(cfg)

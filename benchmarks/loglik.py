@@ -38,7 +38,7 @@ def measure(experiment: str, run_dir: Optional[str], k: int, images: Optional[in
     pyro.set_rng_seed(0)
     data = load_data(cfg.data, torch.device("cpu"))
     vae = load(run_dir) if run_dir else build_vae(cfg, data.image_shape, data.num_classes)
-    test = PixelTransform(cfg.data.binarize, cfg.seed, continuous=vae.pixels.continuous).fixed(data.test.images, "test")
+    test = PixelTransform(cfg.data.binarize, cfg.seed, cfg.likelihood.name).fixed(data.test.images, "test")
     test = test[:images] if images else test
     before = _peak_rss_mib()
     start = time.perf_counter()

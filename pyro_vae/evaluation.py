@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig
 from torch.distributions import kl_divergence
 
+from .likelihoods import observes
 from .vae import VAE
 
 log = logging.getLogger(__name__)
@@ -115,20 +116,24 @@ def test_metrics(vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: Dict
         "likelihood_of": "log p(x|y)" if vae.conditional else "log p(x)",
         "latent_dim": vae.latent_dim,
     }
-    if vae.pixels.continuous:
+    observation = observes(cfg.likelihood.name)
+    if observation != "binary":
         num_dims = math.prod(images.shape[1:])
-        metrics["test_bits_per_dim"] = bits_per_dim(test.log_likelihood, num_dims)
-        metrics["test_bits_per_dim_elbo"] = bits_per_dim(test.elbo, num_dims)
+        dequantized = observation == "dequantized"
+        metrics["test_bits_per_dim"] = bits_per_dim(test.log_likelihood, num_dims, dequantized)
+        metrics["test_bits_per_dim_elbo"] = bits_per_dim(test.elbo, num_dims, dequantized)
     return metrics
 
 
-def bits_per_dim(log_likelihood: float, num_dims: int) -> float:
-    """Bits per dimension of the discrete 8-bit data, from a density on dequantized pixels in [0, 1].
+def bits_per_dim(log_likelihood: float, num_dims: int, dequantized: bool = True) -> float:
+    """Bits per dimension of the discrete 8-bit data, -log2 P(x_discrete) / D, from ``log_likelihood`` in nats.
 
-    Scaling grey levels by 1/256 multiplies the density by 256 per dimension, so
-    -log P(x_discrete) <= -log p(x) + D log 256 nats, converted to bits and divided by D.
+    ``dequantized``: a log density of pixels dequantized into [0, 1]. Scaling grey levels by
+    1/256 multiplies the density by 256 per dimension, so -log P(x_discrete) <= -log p(x) + D log 256.
+    Otherwise ``log_likelihood`` is already the log-probability of the discrete image.
     """
-    return (-log_likelihood + num_dims * math.log(256)) / (num_dims * math.log(2))
+    nats = -log_likelihood + (num_dims * math.log(256) if dequantized else 0.0)
+    return nats / (num_dims * math.log(2))
 
 
 def _chunk_sizes(total: int, chunk: int):

@@ -36,7 +36,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     if cfg.batch_size > len(data.train):  # known once the data is: still before anything is written
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {len(data.train)} training images; lower it or raise data.train_size")
     vae = build_vae(cfg, data.image_shape, data.num_classes).to(device)
-    pixels = PixelTransform(cfg.data.binarize, cfg.seed, continuous=vae.pixels.continuous)
+    pixels = PixelTransform(cfg.data.binarize, cfg.seed, cfg.likelihood.name)
     log.info("%s: %d train / %d val / %d test images of shape %s on %s",
              data.name, len(data.train), len(data.val), len(data.test), data.image_shape, device)
 

@@ -56,7 +56,7 @@ class FinishedRun:
 
     def test_view(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``images`` binarized or dequantized exactly as the run's test split was, from the run's seed."""
-        pixels = PixelTransform(self.cfg.data.binarize, self.cfg.seed, continuous=self.vae.pixels.continuous)
+        pixels = PixelTransform(self.cfg.data.binarize, self.cfg.seed, self.cfg.likelihood.name)
         return pixels.fixed(images, "test")
 
     def blank(self) -> torch.Tensor:

@@ -92,8 +92,8 @@ class VAE(nn.Module):
         # Decoded outside the plate, so that a Bayesian decoder's weights are drawn, and their
         # prior counted, once per step rather than once per image.
         out = self.decoder(self._decoder_input(z, y))
-        with plate, scale:
-            pyro.sample("x", self.pixels(out), obs=x)
+        with plate, scale:  # the likelihood sees x too: a calibrated sigma is fitted to it in training
+            pyro.sample("x", self.pixels(out, x), obs=x)
 
     def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, num_data: Optional[int] = None,
               kl_weight: float = 1.0) -> None:

@@ -35,7 +35,7 @@ def test_training_steps_never_wait_on_the_host():
     data = load_data(cfg.data, torch.device("cuda"))
     assert data.train.images.is_cuda
     vae = build_vae(cfg, data.image_shape, data.num_classes).cuda()
-    pixels = PixelTransform(cfg.data.binarize, cfg.seed, continuous=False)
+    pixels = PixelTransform(cfg.data.binarize, cfg.seed, cfg.likelihood.name)
     sampler = MinibatchSampler(pixels.training_source(data.train.images), data.train.labels, cfg.batch_size,
                                pixels.training_batch)
     step = make_step(vae, cfg, len(data.train))

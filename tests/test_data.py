@@ -123,33 +123,34 @@ def test_split_sizes_out_of_range_are_refused(tiny_cfg):
 
 def test_binarization_modes():
     images = torch.tensor([[0, 64, 128, 255]] * 4000, dtype=torch.uint8)
-    dynamic = PixelTransform("dynamic", seed=0, continuous=False)
+    dynamic = PixelTransform("dynamic", seed=0, likelihood="bernoulli")
     first, second = dynamic.training_batch(images), dynamic.training_batch(images)
     assert set(first.unique().tolist()) <= {0.0, 1.0} and not torch.equal(first, second)
     assert torch.allclose(first.mean(0), images[0].float() / 255, atol=0.03)
     assert torch.equal(dynamic.fixed(images, "test"), dynamic.fixed(images, "test"))
     assert not torch.equal(dynamic.fixed(images, "test"), dynamic.fixed(images, "val"))
-    static = PixelTransform("static", seed=0, continuous=False)
+    static = PixelTransform("static", seed=0, likelihood="bernoulli")
     source = static.training_source(images)
     assert torch.equal(static.training_batch(source), source) and set(source.unique().tolist()) <= {0.0, 1.0}
 
 
 def test_dequantization_spreads_each_grey_level_over_its_bin():
     images = torch.tensor([[0, 64, 255]] * 4000, dtype=torch.uint8)
-    view = PixelTransform("none", seed=0, continuous=True).training_batch(images)
+    view = PixelTransform("none", seed=0, likelihood="gaussian").training_batch(images)
     low, high = images.float() / 256, (images.float() + 1) / 256
     assert torch.all((view >= low) & (view < high))
     assert torch.allclose(view.mean(0), (images[0].float() + 0.5) / 256, atol=2e-3)
 
 
-@pytest.mark.parametrize("binarize, continuous, message", [
-    ("otsu", False, "data.binarize=otsu: choose one of dynamic, static, none"),
-    ("none", False, "data.binarize=none: a Bernoulli likelihood needs binary pixels"),
-    ("dynamic", True, "data.binarize=dynamic: a Gaussian likelihood models grey levels; set data.binarize=none"),
+@pytest.mark.parametrize("binarize, likelihood, message", [
+    ("otsu", "bernoulli", "data.binarize=otsu: choose one of dynamic, static, none"),
+    ("none", "bernoulli", "data.binarize=none: likelihood=bernoulli needs binary pixels"),
+    ("dynamic", "gaussian", "data.binarize=dynamic: likelihood=gaussian models grey levels; set data.binarize=none"),
+    ("static", "discretized_logistic", "data.binarize=static: likelihood=discretized_logistic models grey levels; set data.binarize=none"),
 ])
-def test_pixel_modes_that_make_no_sense_are_refused(binarize, continuous, message):
+def test_pixel_modes_that_make_no_sense_are_refused(binarize, likelihood, message):
     with pytest.raises(ConfigError, match=message):
-        PixelTransform(binarize, seed=0, continuous=continuous)
+        PixelTransform(binarize, seed=0, likelihood=likelihood)
 
 
 def test_minibatch_sampler_covers_a_permutation_in_full_batches():

@@ -1,0 +1,302 @@
+"""The pixel likelihoods of grey-level images: the discretized logistic against its hand-written
+mass, the calibrated ("optimal") Gaussian sigma against its closed form, both ELBOs against the
+hand derivation on the same draws, bits per dimension of a density and of a mass, and both modes
+end to end on a CIFAR-10 archive in the official format."""
+import json
+import math
+
+import pyro
+import pytest
+import torch
+from omegaconf import OmegaConf
+from pyro.infer import Trace_ELBO
+from torch import nn
+from torch.nn.functional import softplus
+
+from pyro_vae.data import PixelTransform
+from pyro_vae.errors import ConfigError
+from pyro_vae.evaluation import test_metrics as project_test_metrics
+from pyro_vae.experiment import run_experiment
+from pyro_vae.likelihoods import (INITIAL_SCALE, RUNNING_MOMENTUM, DiscretizedLogistic, DiscretizedLogisticPixels,
+                                  GaussianPixels, GreyLevels)
+from pyro_vae.settings import validate
+from pyro_vae.vae import VAE, build_vae
+
+from .conftest import TINY, compose_config
+from .hand_densities import (discretized_logistic_log_mass, normal_log_density, standard_normal_log_density)
+from .test_cifar10 import write_archive
+from .test_elbo import NUM_DATA, SEED, assert_same_loss_and_gradients
+
+LEVELS = torch.arange(256) / 255.0  # every grey level as the likelihood sees it
+SHAPE = (3, 4, 4)
+
+
+# --------------------------------------------------------------------------------------------
+# The discretized logistic
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 2e-5), (torch.float64, 1e-12)])
+def test_the_masses_of_all_256_levels_sum_to_one_for_every_parameter(dtype, tol):
+    loc, scale = torch.meshgrid(torch.linspace(-1, 2, 13, dtype=dtype),
+                                torch.tensor([1e-3, 3e-3, 1e-2, 0.1, 1.0, 10.0, 1e3], dtype=dtype), indexing="ij")
+    levels = torch.arange(256, dtype=dtype) / 255  # in the dtype's own precision, so that the bins tile [0, 1] exactly
+    masses = DiscretizedLogistic(loc, scale).log_prob(levels.reshape(256, 1, 1)).exp()
+    assert torch.allclose(masses.sum(0), torch.ones_like(loc), rtol=0, atol=tol)
+    assert torch.all(masses >= 0)
+
+
+def test_the_log_mass_matches_the_hand_written_sigmoid_differences():
+    g = torch.Generator().manual_seed(0)
+    loc = torch.rand(64, 256, generator=g) * 1.4 - 0.2
+    scale = torch.exp(torch.empty(64, 1).uniform_(math.log(0.01), math.log(3.0), generator=g)).expand(64, 256)
+    x = LEVELS.expand(64, 256).double()
+    hand = discretized_logistic_log_mass(x.unsqueeze(-1), loc.unsqueeze(-1), scale.unsqueeze(-1))
+    assert hand.min() < -100  # deep into the tails
+    ours64 = DiscretizedLogistic(loc.double(), scale.double()).log_prob(x)
+    ours32 = DiscretizedLogistic(loc, scale).log_prob(x.float())
+    assert torch.allclose(ours64, hand, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(ours32.double(), hand, rtol=2e-5, atol=2e-5)
+
+
+def test_far_tails_are_exact_and_differentiable_in_float32():
+    x = torch.tensor([1 / 255, 3 / 255, 100 / 255, 0.0, 1.0, 254 / 255])
+    loc = torch.tensor([0.6, 0.9, 0.95, 0.5, 0.2, -0.3], requires_grad=True)
+    scale = torch.tensor([0.02, 0.01, 0.005, 1e-3, 2e-3, 0.01], requires_grad=True)
+    hand = discretized_logistic_log_mass(x.unsqueeze(-1), loc.detach().unsqueeze(-1), scale.detach().unsqueeze(-1))
+    assert hand.max() < -30  # far in the tails indeed, on both sides and in both edge bins
+    ours = DiscretizedLogistic(loc, scale).log_prob(x)
+    assert torch.allclose(ours.double(), hand, rtol=1e-5)
+    assert all(torch.isfinite(g).all() for g in torch.autograd.grad(ours.sum(), [loc, scale]))
+
+
+def test_samples_follow_the_masses_and_the_mean_is_their_expectation():
+    loc, scale = torch.tensor([0.02, 0.5, 0.97]), torch.tensor([0.01, 0.05, 0.03])
+    p = DiscretizedLogistic(loc, scale)
+    masses = p.log_prob(LEVELS.reshape(256, 1)).exp()  # (level, parameter)
+    draws = 200_000
+    counts = torch.stack([(p.sample((draws,))[:, i, None] == LEVELS).sum(0) for i in range(3)], dim=1).double()
+    expected = draws * masses.double()
+    # Each level's count within 5 binomial standard errors (+1 for levels of tiny mass).
+    assert torch.all((counts - expected).abs() <= 5 * (expected * (1 - masses.double())).sqrt() + 1)
+    assert torch.allclose(p.mean, (masses * LEVELS.reshape(256, 1)).sum(0), atol=1e-5)
+
+
+def test_the_support_is_the_grey_levels_not_dequantized_values():
+    p = DiscretizedLogistic(torch.zeros(256), torch.ones(256), validate_args=True)
+    assert GreyLevels().check(LEVELS).all()
+    assert torch.isfinite(p.log_prob(LEVELS)).all()
+    with pytest.raises(ValueError, match="support"):
+        p.log_prob((torch.arange(256) + 0.5) / 256)
+
+
+# --------------------------------------------------------------------------------------------
+# The pixels each likelihood sees, and its settings
+# --------------------------------------------------------------------------------------------
+
+def test_the_discretized_likelihood_sees_the_raw_grey_levels_and_the_gaussian_dequantized_ones():
+    images = torch.randint(0, 256, (50, *SHAPE), dtype=torch.uint8)
+    grey = PixelTransform("none", seed=0, likelihood="discretized_logistic")
+    for view in (grey.training_batch(grey.training_source(images)), grey.fixed(images, "test")):
+        assert torch.equal(view * 255, images.float())  # k / 255 exactly: no noise
+    dequantized = PixelTransform("none", seed=0, likelihood="gaussian").fixed(images, "test")
+    assert GreyLevels().check(dequantized).float().mean() < 0.01  # 0.2% land within 1e-3 of a level by chance
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["likelihood=discretized_logistic", "likelihood.scale=optimal"],
+     "likelihood.scale=optimal: choose one of learned, per_pixel, predicted, fixed for likelihood=discretized_logistic"),
+    (["likelihood=gaussian", "likelihood.scale=calibrated"],
+     "likelihood.scale=calibrated: choose one of learned, per_pixel, predicted, fixed, optimal for likelihood=gaussian"),
+    (["likelihood=discretized_logistic", "likelihood.min_scale=0"], "likelihood.min_scale=0: must be a number > 0"),
+    (["likelihood=gaussian", "likelihood.fixed_scale=abc"], "likelihood.fixed_scale=abc: must be a number > 0"),
+    (["likelihood=gaussian", "likelihood.scale=optimal", "elbo=jit"], "likelihood.scale=optimal updates its running sigma"),
+])
+def test_bad_likelihood_settings_are_refused_in_one_line(overrides, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        validate(compose_config(overrides))
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "discretized_logistic"])
+@pytest.mark.parametrize("mode", ["learned", "per_pixel"])
+def test_learned_scales_start_at_the_documented_value(likelihood, mode):
+    cfg = compose_config(TINY + [f"likelihood={likelihood}", "net=mlp", f"likelihood.scale={mode}"])
+    vae = build_vae(cfg, SHAPE, 10)
+    _, scale = vae.pixels.loc_and_scale(torch.zeros(2, *SHAPE))
+    assert torch.allclose(scale, torch.tensor(cfg.likelihood.min_scale + INITIAL_SCALE))
+
+
+# --------------------------------------------------------------------------------------------
+# The ELBO against its hand derivation, on the same draws
+# --------------------------------------------------------------------------------------------
+
+def hand_elbo_loss(vae, x, log_likelihood):
+    """-(N/B) sum_i [log p(x_i|z_i) + log p(z_i) - log q(z_i|x_i)], z = mu + sigma eps drawn as
+    Pyro draws it; ``log_likelihood(out)`` gives log p(x|z) per image from the decoder output."""
+    loc_z, scale_z = vae.encoder(x, None)
+    z = loc_z + scale_z * torch.randn(loc_z.shape)
+    log_lik = log_likelihood(vae.decoder(z))
+    return -(NUM_DATA / len(x)) * (log_lik + standard_normal_log_density(z) - normal_log_density(z, loc_z, scale_z)).sum()
+
+
+def grey_level_batch():
+    levels = torch.randint(0, 256, (5, *SHAPE), generator=torch.Generator().manual_seed(1))
+    levels[0, 0, 0, :2] = torch.tensor([0, 255])  # both open edge bins
+    return levels / 255.0
+
+
+@pytest.mark.parametrize("mode", ["predicted", "learned", "per_pixel", "fixed"])
+def test_trace_elbo_equals_hand_derivation_for_the_discretized_logistic(mode):
+    cfg = compose_config(TINY + ["likelihood=discretized_logistic", "net=mlp", f"likelihood.scale={mode}"])
+    vae = build_vae(cfg, SHAPE, 10)
+    assert isinstance(vae.pixels, DiscretizedLogisticPixels)
+    with torch.no_grad():  # move learned scales away from their initial value
+        for p in vae.pixels.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    x, floor = grey_level_batch(), cfg.likelihood.min_scale
+
+    def log_likelihood(out):
+        if mode == "predicted":
+            loc, scale = out[:, :3], softplus(out[:, 3:]) + floor
+        elif mode == "fixed":
+            loc, scale = out, torch.full_like(out, cfg.likelihood.fixed_scale)
+        else:
+            loc, scale = out, (softplus(vae.pixels.raw_scale) + floor).expand_as(out)
+        return discretized_logistic_log_mass(x.flatten(1), loc.flatten(1), scale.flatten(1)).float()
+
+    pyro.set_rng_seed(SEED)
+    ours = Trace_ELBO().differentiable_loss(vae.model, vae.guide, x, num_data=NUM_DATA)
+    pyro.set_rng_seed(SEED)
+    assert_same_loss_and_gradients(vae, ours, hand_elbo_loss(vae, x, log_likelihood))
+
+
+def optimal_vae():
+    cfg = compose_config(TINY + ["likelihood=gaussian", "net=mlp", "likelihood.scale=optimal"])
+    return build_vae(cfg, SHAPE, 10), cfg.likelihood.min_scale
+
+
+def test_trace_elbo_with_the_calibrated_sigma_equals_hand_derivation():
+    """In training, sigma = sqrt(mean over the batch's pixels of (x - mean(z))^2), a constant for the gradient."""
+    vae, floor = optimal_vae()
+    x = torch.rand(5, *SHAPE)
+
+    def log_likelihood(out):
+        sigma = ((x - out) ** 2).mean().sqrt().detach().clamp(min=floor)
+        return normal_log_density(x.flatten(1), out.flatten(1), sigma.expand(5, 48))
+
+    pyro.set_rng_seed(SEED)
+    ours = Trace_ELBO().differentiable_loss(vae.model, vae.guide, x, num_data=NUM_DATA)
+    pyro.set_rng_seed(SEED)
+    assert_same_loss_and_gradients(vae, ours, hand_elbo_loss(vae, x, log_likelihood))
+
+
+def test_the_calibrated_sigma_maximizes_the_batch_likelihood():
+    """sigma* is the maximum: d/d sigma of the hand-written log-likelihood vanishes there, and it
+    is higher than 1% to either side."""
+    pixels = GaussianPixels(SHAPE, "optimal", 0.1, 1e-3)
+    g = torch.Generator().manual_seed(2)
+    x, out = torch.rand(8, *SHAPE, generator=g), torch.rand(8, *SHAPE, generator=g)
+    sigma = pixels(out, x).base_dist.scale[0, 0, 0, 0].item()
+    s = torch.tensor(sigma, dtype=torch.float64, requires_grad=True)
+    log_lik = normal_log_density(x.flatten().double(), out.flatten().double(), s)
+    (slope,) = torch.autograd.grad(log_lik, s)
+    assert abs(slope.item()) < 1e-6 * abs(log_lik.item()) / sigma
+    for other in (0.99 * sigma, 1.01 * sigma):
+        assert normal_log_density(x.flatten().double(), out.flatten().double(), torch.tensor(other, dtype=torch.float64)) < log_lik
+
+
+def test_held_out_figures_use_the_running_sigma_whatever_the_images():
+    """Each training batch's squared error enters the running variance with weight max(1/n, momentum)
+    at step n (the mean of the first batches, then a moving average); evaluation (model.eval(), or
+    no observation) uses its square root, not the images scored, and leaves it alone."""
+    vae, _ = optimal_vae()
+    assert vae.likelihood(torch.zeros(1, vae.latent_dim)).base_dist.scale[0, 0, 0, 0] == pytest.approx(INITIAL_SCALE)
+    g = torch.Generator().manual_seed(4)
+    expected = None
+    for step in range(1, 16):
+        x = torch.rand(6, *SHAPE, generator=g) ** step  # batches of different errors
+        trace = pyro.poutine.trace(vae.model).get_trace(x)
+        variance = ((x - vae.decoder(trace.nodes["z"]["value"])) ** 2).mean().item()
+        expected = variance if expected is None else expected + max(1 / step, RUNNING_MOMENTUM) * (variance - expected)
+    assert vae.pixels.running_variance.item() == pytest.approx(expected, rel=1e-5)
+    assert {"pixels.running_variance", "pixels.calibration_steps"} <= set(vae.state_dict())  # saved with the weights
+    vae.eval()
+    for images in (x, x[:1], 1 - x):
+        site = pyro.poutine.trace(vae.model).get_trace(images).nodes["x"]
+        assert torch.allclose(site["fn"].base_dist.scale, torch.tensor(expected).sqrt())
+    assert vae.pixels.running_variance.item() == pytest.approx(expected, rel=1e-5)
+    vae.train()
+    assert torch.allclose(vae.likelihood(torch.zeros(2, vae.latent_dim)).base_dist.scale, torch.tensor(expected).sqrt())
+
+
+# --------------------------------------------------------------------------------------------
+# Bits per dimension: a density of dequantized pixels, and a mass of grey levels
+# --------------------------------------------------------------------------------------------
+
+class PriorEncoder(nn.Module):
+    """q(z|x) = p(z): log p(z) - log q(z|x) = 0 for every draw."""
+
+    def forward(self, x, context=None):
+        loc = x.new_zeros(len(x), 2)
+        return loc, torch.ones_like(loc)
+
+
+class ConstantDecoder(nn.Module):
+    """The same decoder output whatever z: log p(x|z) = log p(x)."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def forward(self, z):
+        return self.out.expand(*z.shape[:-1], *self.out.shape)
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "discretized_logistic"])
+def test_bits_per_dim_of_an_exactly_known_log_likelihood(likelihood):
+    """With q = p(z) and a decoder that ignores z, every importance weight is log p(x), written by
+    hand: a Gaussian density of dequantized pixels bounds -log2 P(x) by -log2 p(x) + D * 8 bits;
+    a discretized mass is -log2 P(x) itself."""
+    g = torch.Generator().manual_seed(3)
+    loc, scale = torch.rand(*SHAPE, generator=g), 0.05 + 0.3 * torch.rand(*SHAPE, generator=g)
+    images = torch.randint(0, 256, (7, *SHAPE), generator=g, dtype=torch.uint8)
+    cls = GaussianPixels if likelihood == "gaussian" else DiscretizedLogisticPixels
+    pixels = cls(SHAPE, "predicted", 0.1, 1e-3)
+    raw = torch.log(torch.expm1(scale - 1e-3))  # softplus(raw) + 1e-3 = scale
+    vae = VAE(PriorEncoder(), ConstantDecoder(torch.cat([loc, raw])), pixels, latent_dim=2).eval()
+    x = PixelTransform("none", 0, likelihood).fixed(images, "test")
+    if likelihood == "gaussian":
+        log_px = normal_log_density(x.flatten(1).double(), loc.flatten().double(), scale.flatten().double())
+        expected_bits = (-log_px.mean().item() + 48 * math.log(256)) / (48 * math.log(2))
+    else:
+        log_px = discretized_logistic_log_mass(x.flatten(1), loc.flatten(), scale.flatten())
+        expected_bits = -log_px.mean().item() / (48 * math.log(2))
+    cfg = OmegaConf.create({"eval": {"iwae_k": 5, "chunk_size": 2048}, "decoder": {"eval_weight_draws": 1},
+                            "likelihood": {"name": likelihood}})
+    metrics = project_test_metrics(vae, x, None, cfg, num_data=7)
+    assert metrics["test_log_likelihood"] == pytest.approx(log_px.mean().item(), rel=1e-5)
+    assert metrics["test_bits_per_dim"] == pytest.approx(expected_bits, rel=1e-5)
+    assert metrics["test_bits_per_dim_elbo"] == pytest.approx(expected_bits, rel=1e-5)
+    assert metrics["likelihood"] == likelihood and metrics["likelihood_of"] == "log p(x)"
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10 end to end
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("likelihood, scale", [("gaussian", "optimal"), ("discretized_logistic", "predicted")])
+def test_both_grey_level_likelihoods_run_on_a_cifar10_archive(tmp_path, monkeypatch, likelihood, scale):
+    (tmp_path / "data").mkdir()
+    write_archive(tmp_path / "data", monkeypatch, per_batch=24)
+    cfg = compose_config([
+        f"likelihood={likelihood}", f"likelihood.scale={scale}", f"data.root={tmp_path / 'data'}", "data.val_size=24",
+        "batch_size=32", "epochs=2", "latent_dim=3", "net.channels=[8,16]", "eval.iwae_k=4", "device=cpu", "threads=1",
+    ])
+    assert cfg.data.name == "cifar10" and cfg.net.name == "conv" and cfg.data.binarize == "none"
+    run_experiment(cfg, tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    offset = 8 if likelihood == "gaussian" else 0  # the dequantization's log 256 per dimension, in bits
+    expected = -metrics["test_log_likelihood"] / (3072 * math.log(2)) + offset
+    assert metrics["test_bits_per_dim"] == pytest.approx(expected, rel=1e-9)
+    assert 0 < metrics["test_bits_per_dim"] <= metrics["test_bits_per_dim_elbo"] < 16
+    assert (tmp_path / "run" / "figures" / "samples.png").is_file()
