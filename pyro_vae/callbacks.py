@@ -35,7 +35,11 @@ class SweepSummary(Callback):
         self.metric = metric
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        atexit.register(write_summary, Path(config.hydra.sweep.dir), self.metric)
+        atexit.register(self._summary_at_exit, Path(config.hydra.sweep.dir))
+
+    def _summary_at_exit(self, sweep_dir: Path) -> None:
+        if sweep_dir.is_dir():
+            write_summary(sweep_dir, self.metric)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Marks the job running, with the process that runs it: a job whose process has died
@@ -60,6 +64,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        atexit.unregister(self._summary_at_exit)
         jobs = write_summary(sweep_dir, self.metric)
         failed = sum(job.status != "completed" for job in jobs)
         log.info("sweep summary of %d jobs (%d not completed): %s", len(jobs), failed, sweep_dir / "sweep_summary.md")
