@@ -3,7 +3,7 @@ against: they share no code with the project (no torch.distributions, no pyro_va
 import math
 
 import torch
-from torch.nn.functional import logsigmoid
+from torch.nn.functional import logsigmoid, softplus
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -39,3 +39,16 @@ def discretized_logistic_log_mass(x: torch.Tensor, loc: torch.Tensor, scale: tor
     cdf_upper = torch.where(x > 1 - half_bin, 1.0, torch.sigmoid((x + half_bin - loc) / scale))
     cdf_lower = torch.where(x < half_bin, 0.0, torch.sigmoid((x - half_bin - loc) / scale))
     return torch.log(cdf_upper - cdf_lower).sum(-1)
+
+
+def loc_and_scale_by_hand(out: torch.Tensor, mode: str, raw_scale, likelihood) -> tuple:
+    """The decoder's output split into location and scale as each ``likelihood.scale`` mode defines
+    them: ``predicted`` from its second half of channels, ``fixed`` the constant, else the learned
+    ``raw_scale``; every learned scale is softplus plus ``likelihood.min_scale``."""
+    floor = likelihood.min_scale
+    if mode == "predicted":
+        half = out.shape[1] // 2
+        return out[:, :half], softplus(out[:, half:]) + floor
+    if mode == "fixed":
+        return out, torch.full_like(out, likelihood.fixed_scale)
+    return out, (softplus(raw_scale) + floor).expand_as(out)

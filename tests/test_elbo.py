@@ -16,13 +16,12 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
-from torch.nn.functional import softplus
 
 from pyro_vae.objectives import CorrectedJitTrace_ELBO, DeviceTrace_ELBO, IWAE_ELBO
 from pyro_vae.vae import build_vae
 
 from .conftest import TINY, compose_config
-from .hand_densities import bernoulli_log_density, normal_log_density, standard_normal_log_density
+from .hand_densities import bernoulli_log_density, loc_and_scale_by_hand, normal_log_density, standard_normal_log_density
 
 SEED = 123
 NUM_DATA = 60  # != the batch of 6: the data scale N/B = 10 must enter where the bound puts it
@@ -198,13 +197,7 @@ def test_trace_elbo_equals_hand_derivation_for_the_gaussian_decoder(scale_mode):
     loc_z, scale_z = vae.encoder(x, None)
     z = loc_z + scale_z * torch.randn(loc_z.shape)
     out = vae.decoder(z)
-    floor = cfg.likelihood.min_scale
-    if scale_mode == "predicted":
-        loc, scale = out[:, :3], softplus(out[:, 3:]) + floor
-    elif scale_mode == "fixed":
-        loc, scale = out, torch.full_like(out, cfg.likelihood.fixed_scale)
-    else:
-        loc, scale = out, (softplus(vae.pixels.raw_scale) + floor).expand_as(out)
+    loc, scale = loc_and_scale_by_hand(out, scale_mode, getattr(vae.pixels, "raw_scale", None), cfg.likelihood)
     log_lik = normal_log_density(x.flatten(1), loc.flatten(1), scale.flatten(1))
     log_prior = standard_normal_log_density(z)
     hand = -(NUM_DATA / len(x)) * (log_lik + log_prior - normal_log_density(z, loc_z, scale_z)).sum()

@@ -11,7 +11,6 @@ import torch
 from omegaconf import OmegaConf
 from pyro.infer import Trace_ELBO
 from torch import nn
-from torch.nn.functional import softplus
 
 from pyro_vae.data import PixelTransform
 from pyro_vae.errors import ConfigError
@@ -23,7 +22,7 @@ from pyro_vae.settings import validate
 from pyro_vae.vae import VAE, build_vae
 
 from .conftest import TINY, compose_config
-from .hand_densities import (discretized_logistic_log_mass, normal_log_density, standard_normal_log_density)
+from .hand_densities import discretized_logistic_log_mass, loc_and_scale_by_hand, normal_log_density, standard_normal_log_density
 from .test_cifar10 import write_archive
 from .test_elbo import NUM_DATA, SEED, assert_same_loss_and_gradients
 
@@ -153,15 +152,10 @@ def test_trace_elbo_equals_hand_derivation_for_the_discretized_logistic(mode):
     with torch.no_grad():  # move learned scales away from their initial value
         for p in vae.pixels.parameters():
             p.add_(torch.randn_like(p) * 0.5)
-    x, floor = grey_level_batch(), cfg.likelihood.min_scale
+    x = grey_level_batch()
 
     def log_likelihood(out):
-        if mode == "predicted":
-            loc, scale = out[:, :3], softplus(out[:, 3:]) + floor
-        elif mode == "fixed":
-            loc, scale = out, torch.full_like(out, cfg.likelihood.fixed_scale)
-        else:
-            loc, scale = out, (softplus(vae.pixels.raw_scale) + floor).expand_as(out)
+        loc, scale = loc_and_scale_by_hand(out, mode, getattr(vae.pixels, "raw_scale", None), cfg.likelihood)
         return discretized_logistic_log_mass(x.flatten(1), loc.flatten(1), scale.flatten(1)).float()
 
     pyro.set_rng_seed(SEED)
