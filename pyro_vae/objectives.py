@@ -43,7 +43,7 @@ class DeviceTrace_ELBO(Trace_ELBO):
 class CorrectedJitTrace_ELBO(JitTrace_ELBO):
     """JitTrace_ELBO whose gradient is the ELBO's gradient, once.
 
-    Pyro 1.9's ``JitTrace_ELBO.differentiable_loss`` returns ``loss + (surrogate - surrogate.detach())``
+    Pyro's (1.8.4 to 1.9) ``JitTrace_ELBO.differentiable_loss`` returns ``loss + (surrogate - surrogate.detach())``
     where the compiled ``loss`` is itself differentiable, so every gradient comes out doubled
     (``tests/test_elbo.py`` compares it with the hand derivation). Detaching ``loss`` fixes it.
     """
