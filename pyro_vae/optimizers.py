@@ -46,10 +46,11 @@ def make_optimizer(optimizer: DictConfig, lr: float, params: Iterable[torch.nn.P
     (Adam: fused unless ``optimizer.fused=false``, which gives the arithmetic of Pyro's per-parameter Adam)."""
     optimizer_class, arguments = optimizer_arguments(optimizer, lr, num_data)
     params = list(params)
-    if optimizer_class is torch.optim.Adam and optimizer.fused:
-        if fused_adam_runs_on(params[0].device.type):
-            return torch.optim.Adam(params, fused=True, **arguments)
-    if optimizer_class is not ClippedAdam:
+    if optimizer_class is torch.optim.Adam:
+        arguments["fused"] = bool(optimizer.fused) and fused_adam_runs_on(params[0].device.type)
+        if optimizer.fused and not arguments["fused"]:  # no fused kernel here: the multi-tensor one
+            arguments["foreach"] = True
+    elif optimizer_class is not ClippedAdam:
         arguments["foreach"] = True
     return optimizer_class(params, **arguments)
 
