@@ -14,7 +14,7 @@ import torch
 
 from pyro_vae import checkpoints
 
-from .conftest import ROOT, TINY
+from .conftest import ROOT, TINY, run_py
 
 KILL_AFTER_STEPS_OF_EPOCH_2 = """
 import os, runpy, signal, sys
@@ -50,26 +50,20 @@ VARIANTS = {
 }
 
 
-def python_run(args, script=None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "run.py"] if script is None else [sys.executable, "-c", script]
-    return subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(variant, tmp_path):
     args = [*TINY, "epochs=3", "eval.iwae_k=2", "threads=1", *VARIANTS[variant]]
-    straight = python_run([*args, f"hydra.run.dir={tmp_path / 'straight'}"])
-    assert straight.returncode == 0, straight.stderr
+    run_py(*args, f"hydra.run.dir={tmp_path / 'straight'}")
 
     killed_dir = tmp_path / "killed"
-    killed = python_run([*args, f"hydra.run.dir={killed_dir}"], script=KILL_AFTER_STEPS_OF_EPOCH_2)
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_STEPS_OF_EPOCH_2, *args, f"hydra.run.dir={killed_dir}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert len(checkpoints.read(killed_dir / checkpoints.LAST)["history"]) == 1
     assert not (killed_dir / "metrics.json").exists()
 
-    resumed = python_run([*args, f"hydra.run.dir={killed_dir}", "resume=true"])
-    assert resumed.returncode == 0, resumed.stderr
+    run_py(*args, f"hydra.run.dir={killed_dir}", "resume=true")
 
     expected = checkpoints.read(tmp_path / "straight" / checkpoints.LAST)
     got = checkpoints.read(killed_dir / checkpoints.LAST)
