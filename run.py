@@ -1,5 +1,6 @@
 """Train and evaluate the VAE: ``python run.py [overrides]`` or ``python run.py -m`` for sweeps;
 ``python run.py task=evaluate|sample|reconstruct|interpolate run_dir=PATH`` works on a finished run."""
+
 import logging
 import sys
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Shared pieces of the benchmark scripts: composing configs, timing, machine description, results."""
+
 import argparse
 import platform
 import statistics
@@ -55,8 +56,9 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def ms_per_call(factories: Dict[str, Callable[[], Callable[[Any], Any]]], inputs: List[Any], rounds: int = 5,
-                warmup: int = 10) -> Dict[str, float]:
+def ms_per_call(
+    factories: Dict[str, Callable[[], Callable[[Any], Any]]], inputs: List[Any], rounds: int = 5, warmup: int = 10
+) -> Dict[str, float]:
     """Median over ``rounds`` of the mean milliseconds per ``step(batch)`` over ``inputs``, for each step.
 
     Each factory builds its step afresh (Pyro's param store is global, so two models must not

@@ -8,13 +8,14 @@ measured in the same run (``standard_over_dreg``). A figure, not a test: nothing
 
     python benchmarks/dreg_variance.py [--ks 5 50] [--repeats 200] [--batch 16]
 """
+
 import argparse
 import time
 
 import pyro
 import torch
-
 from common import add_results_argument, config, save_results, table
+
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.objectives import IWAE_ELBO
 from pyro_vae.vae import build_vae
@@ -52,12 +53,21 @@ def main() -> None:
             estimates = encoder_gradients(vae, x, k, gradient, args.repeats)
             seconds = time.perf_counter() - start
             variances[gradient] = estimates.var(0).sum().item()
-            rows.append({"k": k, "gradient": gradient, "total_variance": variances[gradient],
-                         "mean_gradient_sq_norm": estimates.mean(0).pow(2).sum().item(), "seconds": seconds})
+            rows.append(
+                {
+                    "k": k,
+                    "gradient": gradient,
+                    "total_variance": variances[gradient],
+                    "mean_gradient_sq_norm": estimates.mean(0).pow(2).sum().item(),
+                    "seconds": seconds,
+                }
+            )
         rows[-2]["standard_over_dreg"] = rows[-1]["standard_over_dreg"] = variances["standard"] / variances["dreg"]
     print(f"encoder gradient of the IWAE bound, {args.batch} MNIST test images, {args.repeats} estimates each")
     print(table(rows, ["k", "gradient", "total_variance", "mean_gradient_sq_norm", "standard_over_dreg", "seconds"]))
-    print(f"wrote {save_results(args.results, 'dreg_variance', {'repeats': args.repeats, 'batch': args.batch, 'rows': rows})}")
+    print(
+        f"wrote {save_results(args.results, 'dreg_variance', {'repeats': args.repeats, 'batch': args.batch, 'rows': rows})}"
+    )
 
 
 if __name__ == "__main__":

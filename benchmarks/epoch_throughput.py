@@ -10,6 +10,7 @@ Prints a table and writes benchmarks/results/epoch_throughput.json.
 
     python benchmarks/epoch_throughput.py [--batch-size 128]
 """
+
 import argparse
 import gzip
 import statistics
@@ -19,13 +20,12 @@ from pathlib import Path
 
 import pyro
 import torch
+from common import add_results_argument, config, save_results, table
 from pyro.infer import SVI, Trace_ELBO
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from common import add_results_argument, config, save_results, table
-from pyro_vae.data import PixelTransform, load_data
-from pyro_vae.data import mnist
+from pyro_vae.data import PixelTransform, load_data, mnist
 from pyro_vae.data.batches import MinibatchSampler
 from pyro_vae.steps import make_step
 from pyro_vae.training import run_epoch
@@ -41,8 +41,9 @@ def fresh_vae(cfg):
 def project_epoch(cfg, run_dir: Path) -> float:
     data = load_data(cfg.data, torch.device(cfg.device))
     pixels = PixelTransform("dynamic", seed=0, likelihood="bernoulli")
-    sampler = MinibatchSampler(pixels.training_source(data.train.images), data.train.labels, cfg.batch_size,
-                               pixels.training_batch)
+    sampler = MinibatchSampler(
+        pixels.training_source(data.train.images), data.train.labels, cfg.batch_size, pixels.training_batch
+    )
     vae = fresh_vae(cfg)
     step = make_step(vae, cfg, len(data.train))
     start = time.perf_counter()
@@ -90,12 +91,23 @@ def main() -> None:
             project_runs.append(project_epoch(cfg, Path(tmp)))
     tutorial, project = statistics.median(tutorial_runs), statistics.median(project_runs)
     rows = [
-        {"data path": "pyro tutorial: torchvision MNIST + DataLoader + SVI.step", "images_per_s": tutorial, "ratio": 1.0},
+        {
+            "data path": "pyro tutorial: torchvision MNIST + DataLoader + SVI.step",
+            "images_per_s": tutorial,
+            "ratio": 1.0,
+        },
         {"data path": "pyro-vae: on-device tensor + run_epoch", "images_per_s": project, "ratio": project / tutorial},
     ]
     print(table(rows, ["data path", "images_per_s", "ratio"]))
-    print(f"batch {args.batch_size}, median of {args.rounds} epochs each, same network and ELBO; ratio against the tutorial's path")
-    figures = {"batch_size": args.batch_size, "rows": rows, "tutorial_runs": tutorial_runs, "project_runs": project_runs}
+    print(
+        f"batch {args.batch_size}, median of {args.rounds} epochs each, same network and ELBO; ratio against the tutorial's path"
+    )
+    figures = {
+        "batch_size": args.batch_size,
+        "rows": rows,
+        "tutorial_runs": tutorial_runs,
+        "project_runs": project_runs,
+    }
     print(f"wrote {save_results(args.results, 'epoch_throughput', figures)}")
 
 

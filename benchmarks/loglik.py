@@ -10,6 +10,7 @@ Prints a table and writes benchmarks/results/loglik.json.
 
     python benchmarks/loglik.py [--k 5000] [--subset 200] [--experiment burda_vae] [--run-dir DIR] [--skip-full]
 """
+
 import argparse
 import multiprocessing
 import resource
@@ -18,8 +19,8 @@ from typing import Dict, Optional
 
 import pyro
 import torch
-
 from common import add_results_argument, config, save_results, table
+
 from pyro_vae import load
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.evaluation import evaluate
@@ -32,7 +33,9 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(experiment: str, run_dir: Optional[str], k: int, images: Optional[int], chunk_size: int) -> Dict[str, float]:
+def measure(
+    experiment: str, run_dir: Optional[str], k: int, images: Optional[int], chunk_size: int
+) -> Dict[str, float]:
     """Runs in a fresh process: load the data and model, then time one evaluation."""
     cfg = config([f"+experiment={experiment}"] if experiment else [])
     pyro.set_rng_seed(0)
@@ -44,8 +47,13 @@ def measure(experiment: str, run_dir: Optional[str], k: int, images: Optional[in
     start = time.perf_counter()
     result = evaluate(vae, test, num_samples=k, chunk_size=chunk_size)
     seconds = time.perf_counter() - start
-    return {"images": len(test), "seconds": seconds, "peak_mib": _peak_rss_mib(), "eval_extra_mib": _peak_rss_mib() - before,
-            "log_likelihood": result.log_likelihood}
+    return {
+        "images": len(test),
+        "seconds": seconds,
+        "peak_mib": _peak_rss_mib(),
+        "eval_extra_mib": _peak_rss_mib() - before,
+        "log_likelihood": result.log_likelihood,
+    }
 
 
 def in_fresh_process(**kwargs) -> Dict[str, float]:
@@ -57,7 +65,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=5000)
     parser.add_argument("--subset", type=int, default=200, help="test images for the comparison of strategies")
-    parser.add_argument("--experiment", default="burda_vae", help="experiment config whose network is evaluated ('' for the default)")
+    parser.add_argument(
+        "--experiment", default="burda_vae", help="experiment config whose network is evaluated ('' for the default)"
+    )
     parser.add_argument("--run-dir", default=None, help="a finished run whose weights to use")
     parser.add_argument("--skip-full", action="store_true", help="only the subset comparison")
     add_results_argument(parser)
@@ -85,8 +95,10 @@ def main() -> None:
         rows.append({"strategy": "pyro-vae default, all test images", **full, "speedup": float("nan")})
         print(table(rows[-1:], columns))
         print(f"log-likelihood estimate {full['log_likelihood']:.2f} nats per image (K = {args.k})")
-    print(f"K = {args.k}; network of +experiment={args.experiment or '(default)'}; "
-          f"peak_mib is the process's peak resident memory, eval_extra_mib its growth during the evaluation")
+    print(
+        f"K = {args.k}; network of +experiment={args.experiment or '(default)'}; "
+        f"peak_mib is the process's peak resident memory, eval_extra_mib its growth during the evaluation"
+    )
     print(f"wrote {save_results(args.results, 'loglik', {'k': args.k, 'experiment': args.experiment, 'rows': rows})}")
 
 

@@ -13,6 +13,7 @@ Prints a table and writes benchmarks/results/step_overhead.json.
 
     python benchmarks/step_overhead.py [--steps 100] [--batch-sizes 20 128] [--nets default burda] [--particles 5 50] [--threads N]
 """
+
 import argparse
 import math
 import warnings
@@ -20,9 +21,9 @@ from functools import partial
 
 import pyro
 import torch
+from common import add_results_argument, config, ms_per_call, save_results, table
 from pyro.infer import SVI, Trace_ELBO
 
-from common import add_results_argument, config, ms_per_call, save_results, table
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.optimizers import fused_adam_runs_on
 from pyro_vae.steps import make_step
@@ -46,8 +47,13 @@ def hand_written_step(cfg, image_shape, num_data, particles=None):
     """The reference: the same modules, bound and optimizer, written directly in PyTorch;
     ``particles``: the IWAE bound with that many samples per image instead of the ELBO."""
     vae = fresh_vae(cfg, image_shape)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr, betas=tuple(cfg.optimizer.betas), eps=cfg.optimizer.eps,
-                                 fused=fused_adam_runs_on("cpu"))
+    optimizer = torch.optim.Adam(
+        vae.parameters(),
+        lr=cfg.lr,
+        betas=tuple(cfg.optimizer.betas),
+        eps=cfg.optimizer.eps,
+        fused=fused_adam_runs_on("cpu"),
+    )
 
     def step(batch):
         x, _ = batch
@@ -83,12 +89,16 @@ def textbook_svi_step(cfg, image_shape, num_data):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100, help="steps per round at batch 128 (more for smaller batches)")
+    parser.add_argument(
+        "--steps", type=int, default=100, help="steps per round at batch 128 (more for smaller batches)"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[20, 128])
     parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     parser.add_argument("--particles", type=int, nargs="+", default=[5, 50], help="K of the IWAE rows")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice, one per core)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice, one per core)"
+    )
     add_results_argument(parser)
     args = parser.parse_args()
     if args.threads:
@@ -106,15 +116,21 @@ def main() -> None:
             steps = max(20, args.steps * 128 // batch_size)
             indices = [torch.randint(num_data, (batch_size,)) for _ in range(steps)]
             batches = [(pixels.training_batch(data.train.images[i]), data.train.labels[i]) for i in indices]
-            candidates = {"hand-written": partial(hand_written_step, cfg, shape, num_data),
-                          "pyro SVI.step + pyro.optim": partial(textbook_svi_step, cfg, shape, num_data)}
+            candidates = {
+                "hand-written": partial(hand_written_step, cfg, shape, num_data),
+                "pyro SVI.step + pyro.optim": partial(textbook_svi_step, cfg, shape, num_data),
+            }
             for objective in OBJECTIVES:
-                candidates[f"elbo={objective}"] = partial(project_step, config(base + [f"elbo={objective}"]), shape, num_data)
+                candidates[f"elbo={objective}"] = partial(
+                    project_step, config(base + [f"elbo={objective}"]), shape, num_data
+                )
             for k in args.particles:
                 candidates[f"hand-written iwae k={k}"] = partial(hand_written_step, cfg, shape, num_data, particles=k)
                 iwae = base + ["elbo=iwae", f"elbo.num_particles={k}"]
                 candidates[f"elbo=iwae k={k}"] = partial(project_step, config(iwae), shape, num_data)
-                candidates[f"elbo=iwae dreg k={k}"] = partial(project_step, config(iwae + ["elbo.gradient=dreg"]), shape, num_data)
+                candidates[f"elbo=iwae dreg k={k}"] = partial(
+                    project_step, config(iwae + ["elbo.gradient=dreg"]), shape, num_data
+                )
             if net == "default":
                 for objective in BAYESIAN_OBJECTIVES:
                     bayesian = config(base + [f"elbo={objective}", "decoder.bayesian=true"])
@@ -123,13 +139,27 @@ def main() -> None:
             for name, ms in timings.items():
                 reference = "hand-written" + (f" iwae k={name.rsplit('k=', 1)[1]}" if "iwae" in name else "")
                 trace = "bayesian elbo=trace" if name.startswith("bayesian") else "elbo=trace"
-                rows.append({"net": net, "step": name, "batch": batch_size, "ms": ms, "reference": reference,
-                             "reference_ms": timings[reference], "ratio": ms / timings[reference], "vs_trace": ms / timings[trace]})
+                rows.append(
+                    {
+                        "net": net,
+                        "step": name,
+                        "batch": batch_size,
+                        "ms": ms,
+                        "reference": reference,
+                        "reference_ms": timings[reference],
+                        "ratio": ms / timings[reference],
+                        "vs_trace": ms / timings[trace],
+                    }
+                )
     print(table(rows, ["net", "step", "batch", "ms", "reference_ms", "ratio", "vs_trace"]))
-    print("ratio = ms per step / ms of the hand-written PyTorch step computing the same bound (an ELBO with a"
-          " deterministic decoder, or IWAE with the same K), same network and batch, same run")
+    print(
+        "ratio = ms per step / ms of the hand-written PyTorch step computing the same bound (an ELBO with a"
+        " deterministic decoder, or IWAE with the same K), same network and batch, same run"
+    )
     print("vs_trace = ms per step / ms of elbo=trace with the same network and decoder, same run")
-    print(f"wrote {save_results(args.results, 'step_overhead', {'rows': rows, 'torch_threads': torch.get_num_threads()})}")
+    print(
+        f"wrote {save_results(args.results, 'step_overhead', {'rows': rows, 'torch_threads': torch.get_num_threads()})}"
+    )
 
 
 if __name__ == "__main__":

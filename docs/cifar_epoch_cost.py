@@ -5,6 +5,7 @@ that validate) and to the 10,000 test images.
 
     python docs/cifar_epoch_cost.py likelihood=gaussian threads=1 [more overrides]
 """
+
 import math
 import sys
 import time
@@ -37,19 +38,30 @@ def main(overrides: List[str]) -> None:
     step = make_step(vae, cfg, TRAIN)
 
     def sampler(batches: torch.Tensor) -> MinibatchSampler:
-        return MinibatchSampler(pixels.training_source(batches), torch.zeros(len(batches), dtype=torch.long),
-                                cfg.batch_size, pixels.training_batch)
+        return MinibatchSampler(
+            pixels.training_source(batches),
+            torch.zeros(len(batches), dtype=torch.long),
+            cfg.batch_size,
+            pixels.training_batch,
+        )
 
     run_epoch(step, sampler(images[: 2 * cfg.batch_size]), 1, cfg, Path("."))  # warm-up
     start = time.perf_counter()
-    run_epoch(step, sampler(images[2 * cfg.batch_size:]), 2, cfg, Path("."))
+    run_epoch(step, sampler(images[2 * cfg.batch_size :]), 2, cfg, Path("."))
     per_step = (time.perf_counter() - start) / STEPS
     start = time.perf_counter()
-    evaluate(vae.eval(), pixels.fixed(images[:TEST_IMAGES], "test"), num_samples=cfg.eval.iwae_k, chunk_size=cfg.eval.chunk_size)
+    evaluate(
+        vae.eval(),
+        pixels.fixed(images[:TEST_IMAGES], "test"),
+        num_samples=cfg.eval.iwae_k,
+        chunk_size=cfg.eval.chunk_size,
+    )
     per_image = (time.perf_counter() - start) / TEST_IMAGES
-    print(f"{' '.join(overrides)}: {per_step * 1e3:.0f} ms a step of {cfg.batch_size}, "
-          f"{per_step * math.floor(TRAIN / cfg.batch_size) / 60:.1f} min an epoch of {TRAIN} images; "
-          f"test evaluation with K = {cfg.eval.iwae_k}: {per_image * TEST / 60:.0f} min for {TEST} images")
+    print(
+        f"{' '.join(overrides)}: {per_step * 1e3:.0f} ms a step of {cfg.batch_size}, "
+        f"{per_step * math.floor(TRAIN / cfg.batch_size) / 60:.1f} min an epoch of {TRAIN} images; "
+        f"test evaluation with K = {cfg.eval.iwae_k}: {per_image * TEST / 60:.0f} min for {TEST} images"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ images and decoded draws from the prior (the same draws z for every run), one pa
 
     python docs/gaussian_modes.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]
 """
+
 import argparse
 from pathlib import Path
 from typing import List, Optional
@@ -38,7 +39,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         x = test_images(run_dir, args.count)
         figures.show(ax_recon, figures.reconstruct(vae, x), args.count, f"{label}: reconstructions")
         torch.manual_seed(0)
-        figures.show(ax_prior, figures.prior_draws(vae, args.count, x), args.count, f"{label}: decoded draws from the prior")
+        figures.show(
+            ax_prior, figures.prior_draws(vae, args.count, x), args.count, f"{label}: decoded draws from the prior"
+        )
     figures.save(fig, args.out)
 
 

@@ -3,6 +3,7 @@
 From Python: ``run_experiment(compose_config(["latent_dim=2"]), run_dir)`` trains and evaluates
 as ``python run.py latent_dim=2 hydra.run.dir=RUN_DIR`` does; ``load(run_dir)`` gives the VAE back.
 """
+
 from .checkpoints import load
 from .config import compose_config
 from .experiment import run_experiment

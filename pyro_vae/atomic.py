@@ -5,6 +5,7 @@ temporary file in the same folder, flushed to the disk (fsync), and renamed over
 only once complete; the folder is then fsynced too, so that after a power cut the name points
 at the whole new file or at the whole old one.
 """
+
 import json
 import os
 import tempfile

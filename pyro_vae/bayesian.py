@@ -3,6 +3,7 @@
 The decoder becomes a ``PyroModule`` whose parameters are ``PyroSample`` sites, so each call
 draws its weights; :class:`MeanFieldWeights` is their guide q(W) = prod N(loc, scale^2).
 """
+
 import math
 from typing import Dict
 
@@ -49,7 +50,9 @@ class MeanFieldWeights(nn.Module):
         keys = [self._key(name) for name in self.sites]
         self.locs = nn.ParameterDict({k: nn.Parameter(v) for k, v in zip(keys, initial.values())})
         log_scale = math.log(init_scale)
-        self.log_scales = nn.ParameterDict({k: nn.Parameter(torch.full_like(v, log_scale)) for k, v in zip(keys, initial.values())})
+        self.log_scales = nn.ParameterDict(
+            {k: nn.Parameter(torch.full_like(v, log_scale)) for k, v in zip(keys, initial.values())}
+        )
 
     @staticmethod
     def _key(site: str) -> str:

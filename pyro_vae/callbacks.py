@@ -1,5 +1,6 @@
 """Hydra callbacks registered in ``conf/config.yaml``: output folders checked before Hydra writes
 to them, sweep summaries, and CPU sharing between parallel jobs."""
+
 import atexit
 import logging
 import os
@@ -55,7 +56,7 @@ class SweepSummary(Callback):
             return
         status = {"status": "completed" if job_return.status == JobStatus.COMPLETED else "failed"}
         try:
-            job_return.return_value  # re-raises the job's exception if it failed
+            _ = job_return.return_value  # re-raises the job's exception if it failed
         except RunDirectoryInUse:
             return  # the directory holds an earlier run, which this job must leave as it was
         except Exception as error:

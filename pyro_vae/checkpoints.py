@@ -2,6 +2,7 @@
 
 Both hold only tensors and plain containers, so they load with ``torch.load(weights_only=True)``.
 """
+
 import pickle
 from pathlib import Path
 from typing import Any, Dict, Union
@@ -42,7 +43,9 @@ def read(path: Path, map_location: Union[str, torch.device] = "cpu") -> Dict[str
                 f"{path}: holds pickled Python objects besides tensors, which could run code; pyro-vae loads only "
                 "the checkpoints it writes (tensors and plain containers), so it refuses this file"
             ) from exc
-        raise DataError(f"{path}: not a readable pyro-vae checkpoint ({exc.__class__.__name__}); the file is damaged") from exc
+        raise DataError(
+            f"{path}: not a readable pyro-vae checkpoint ({exc.__class__.__name__}); the file is damaged"
+        ) from exc
 
 
 def vae_from_record(record: Dict[str, Any]) -> VAE:

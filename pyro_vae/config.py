@@ -1,5 +1,6 @@
 """The project's configuration from Python: ``conf/`` composed by Hydra's compose API, as
 ``run.py`` composes it, so that a run can be set up and trained without a command line."""
+
 from pathlib import Path
 from typing import Sequence
 

@@ -9,6 +9,7 @@ A Bayesian decoder's ELBO is the bound it was trained on, per image: E_q(W)[ELBO
 KL(q(W) || p(W)) / N for the N training images that share the weights, on every split; the
 figure conditional on W is reported beside it as ``elbo_given_weights``.
 """
+
 import itertools
 import logging
 import math
@@ -47,8 +48,15 @@ class Evaluation:
 
 @torch.no_grad()
 @pyro.validation_enabled(False)
-def evaluate(vae: VAE, images: torch.Tensor, labels: Optional[torch.Tensor] = None, num_samples: int = 1,
-             chunk_size: int = 2048, weight_draws: int = 1, num_data: Optional[int] = None) -> Evaluation:
+def evaluate(
+    vae: VAE,
+    images: torch.Tensor,
+    labels: Optional[torch.Tensor] = None,
+    num_samples: int = 1,
+    chunk_size: int = 2048,
+    weight_draws: int = 1,
+    num_data: Optional[int] = None,
+) -> Evaluation:
     """Evaluate ``vae`` on float observations ``images`` (with their ``labels``, which a
     conditional VAE conditions on) with K = ``num_samples`` draws per image; a Bayesian decoder
     also needs ``num_data``, the size of the training set that shares its weights' KL.
@@ -96,18 +104,34 @@ def evaluate(vae: VAE, images: torch.Tensor, labels: Optional[torch.Tensor] = No
     return Evaluation(**figures, active_units=active, weight_kl=weight_kl)
 
 
-def test_metrics(vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int) -> Dict[str, Any]:
+def test_metrics(
+    vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int
+) -> Dict[str, Any]:
     """The test figures of ``metrics.json`` for float observations ``images``, estimated with
     ``cfg.eval``, for a VAE trained on ``num_data`` images.
 
     Shared by training runs and ``task=evaluate`` so that both report the same quantities.
     """
     started = time.perf_counter()
-    test = evaluate(vae, images, labels, num_samples=cfg.eval.iwae_k, chunk_size=cfg.eval.chunk_size,
-                    weight_draws=cfg.decoder.eval_weight_draws, num_data=num_data)
-    log.info("test ELBO %.2f, test log-likelihood %.2f (K=%d, %.0f s), KL %.2f, active units %d/%d",
-             test.elbo, test.log_likelihood, cfg.eval.iwae_k, time.perf_counter() - started,
-             test.kl, test.active_units, vae.latent_dim)
+    test = evaluate(
+        vae,
+        images,
+        labels,
+        num_samples=cfg.eval.iwae_k,
+        chunk_size=cfg.eval.chunk_size,
+        weight_draws=cfg.decoder.eval_weight_draws,
+        num_data=num_data,
+    )
+    log.info(
+        "test ELBO %.2f, test log-likelihood %.2f (K=%d, %.0f s), KL %.2f, active units %d/%d",
+        test.elbo,
+        test.log_likelihood,
+        cfg.eval.iwae_k,
+        time.perf_counter() - started,
+        test.kl,
+        test.active_units,
+        vae.latent_dim,
+    )
     metrics = {
         **test.as_dict("test"),
         "iwae_k": cfg.eval.iwae_k,

@@ -2,6 +2,7 @@
 
 ``run.py`` wraps :func:`run_experiment` in Hydra; tests call it directly on composed configs.
 """
+
 import logging
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from .data import PixelTransform, load_data
 from .errors import ConfigError
 from .evaluation import test_metrics
 from .objectives import training_bound_name
-from .run_directory import check_output_dir
 from .reporting import write_history, write_metrics
+from .run_directory import check_output_dir
 from .settings import apply_threads, resolve_device, validate
 from .tensorboard_logger import make_logger
 from .training import fit
@@ -34,11 +35,20 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
 
     data = load_data(cfg.data, device)
     if cfg.batch_size > len(data.train):  # known once the data is: still before anything is written
-        raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {len(data.train)} training images; lower it or raise data.train_size")
+        raise ConfigError(
+            f"batch_size={cfg.batch_size} exceeds the {len(data.train)} training images; lower it or raise data.train_size"
+        )
     vae = build_vae(cfg, data.image_shape, data.num_classes).to(device)
     pixels = PixelTransform(cfg.data.binarize, cfg.seed, cfg.likelihood.name)
-    log.info("%s: %d train / %d val / %d test images of shape %s on %s",
-             data.name, len(data.train), len(data.val), len(data.test), data.image_shape, device)
+    log.info(
+        "%s: %d train / %d val / %d test images of shape %s on %s",
+        data.name,
+        len(data.train),
+        len(data.val),
+        len(data.test),
+        data.image_shape,
+        device,
+    )
 
     logger = make_logger(cfg, run_dir)
     state = fit(vae, data, pixels, cfg, run_dir, logger)
@@ -61,7 +71,14 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     write_metrics(run_dir / "metrics.json", metrics)
     logger.finish(metrics)
     train_figure_images = pixels.fixed(data.train.images[:16], "figures")
-    figures.write_all(vae, (train_figure_images, data.train.labels[:16]), (test_images, data.test.labels),
-                      list(data.class_names), state.history, run_dir / "figures", training_bound_name(cfg))
+    figures.write_all(
+        vae,
+        (train_figure_images, data.train.labels[:16]),
+        (test_images, data.test.labels),
+        list(data.class_names),
+        state.history,
+        run_dir / "figures",
+        training_bound_name(cfg),
+    )
     log.info("wrote %s", run_dir)
     return state.best_val_elbo

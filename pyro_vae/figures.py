@@ -2,6 +2,7 @@
 
 Built with matplotlib's object API (no pyplot state, no display needed) and written atomically.
 """
+
 import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -83,7 +84,9 @@ def decoding(vae: VAE, image: torch.Tensor, label: torch.Tensor, path: Path, dra
 
 
 @torch.no_grad()
-def reconstructions(vae: VAE, splits: Dict[str, Tuple[torch.Tensor, torch.Tensor]], path: Path, count: int = 10) -> None:
+def reconstructions(
+    vae: VAE, splits: Dict[str, Tuple[torch.Tensor, torch.Tensor]], path: Path, count: int = 10
+) -> None:
     """Figure 9: inputs above their reconstructions (decoded posterior means), per split of (images, labels)."""
     fig = Figure(figsize=(count * 0.9, 2.2 * len(splits)))
     axes = fig.subplots(len(splits), 1, squeeze=False)[:, 0]
@@ -120,7 +123,9 @@ def class_samples(vae: VAE, path: Path, like: torch.Tensor, class_names: List[st
 
 
 @torch.no_grad()
-def uncertainty(vae: VAE, images: torch.Tensor, labels: torch.Tensor, path: Path, count: int = 8, draws: int = 20) -> None:
+def uncertainty(
+    vae: VAE, images: torch.Tensor, labels: torch.Tensor, path: Path, count: int = 8, draws: int = 20
+) -> None:
     """A Bayesian decoder's uncertainty: for test images, the reconstruction averaged over ``draws``
     weight draws W ~ q(W), and its per-pixel standard deviation across them."""
     x, y = images[:count], labels[:count]
@@ -131,8 +136,12 @@ def uncertainty(vae: VAE, images: torch.Tensor, labels: torch.Tensor, path: Path
     ax_in, ax_mean, ax_std = fig.subplots(3, 1)
     show(ax_in, x, count, "test inputs")
     show(ax_mean, decoded.mean(0), count, f"reconstruction, mean over {draws} weight draws W ~ q(W)")
-    show(ax_std, spread / spread.max().clamp_min(1e-12), count,
-          f"per-pixel standard deviation across weight draws (white = {spread.max().item():.3f})")
+    show(
+        ax_std,
+        spread / spread.max().clamp_min(1e-12),
+        count,
+        f"per-pixel standard deviation across weight draws (white = {spread.max().item():.3f})",
+    )
     save(fig, path)
 
 
@@ -149,7 +158,7 @@ def elbo_curve(history: Sequence[Dict[str, float]], path: Path, train_bound: str
     ax.plot(epochs, val, label="validation ELBO", **style)
     if long_run:
         ax.set_xscale("log")
-        settled = train[len(train) // 20:] + val[len(val) // 20:]
+        settled = train[len(train) // 20 :] + val[len(val) // 20 :]
         low, high = min(settled), max(settled)
         ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
     ax.set_xlabel("epoch")
@@ -195,15 +204,23 @@ def manifold(vae: VAE, path: Path, like: torch.Tensor, steps: int = MANIFOLD_STE
     save(fig, path)
 
 
-def write_all(vae: VAE, train: Tuple[torch.Tensor, torch.Tensor], test: Tuple[torch.Tensor, torch.Tensor],
-              class_names: List[str], history: Sequence[Dict[str, float]], out_dir: Path,
-              train_bound: str = "ELBO") -> List[Path]:
+def write_all(
+    vae: VAE,
+    train: Tuple[torch.Tensor, torch.Tensor],
+    test: Tuple[torch.Tensor, torch.Tensor],
+    class_names: List[str],
+    history: Sequence[Dict[str, float]],
+    out_dir: Path,
+    train_bound: str = "ELBO",
+) -> List[Path]:
     """Every figure of the output contract into ``out_dir`` from (images, labels) of each split
     (``train_bound`` names the training objective in the learning curve); returns their paths."""
     vae.eval()
     (test_images, test_labels) = test
-    paths = {name: out_dir / f"{name}.png" for name in
-             ("encoding", "decoding", "reconstructions", "samples", "elbo_curve", "latent_space")}
+    paths = {
+        name: out_dir / f"{name}.png"
+        for name in ("encoding", "decoding", "reconstructions", "samples", "elbo_curve", "latent_space")
+    }
     encoding(vae, test_images[0], test_labels[0], paths["encoding"])
     decoding(vae, test_images[0], test_labels[0], paths["decoding"])
     reconstructions(vae, {"train": train, "test": test}, paths["reconstructions"])

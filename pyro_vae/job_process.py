@@ -6,6 +6,7 @@ Here the worker only waits for a child ``python -m pyro_vae.job_process`` that d
 work: a killed child is one failed job, recorded as such in the sweep summary, and the worker
 goes on to the next job.
 """
+
 import logging
 import pickle
 import signal
@@ -43,8 +44,10 @@ def run_in_child_process(task: Task, cfg: DictConfig, output_dir: Path) -> Optio
         job_file.write_bytes(pickle.dumps((task, cfg, output_dir, torch.get_num_threads())))
         child = subprocess.run([sys.executable, "-m", __name__, str(job_file), str(outcome_file)])
         if child.returncode < 0:
-            raise JobKilled(f"the job's process was killed by {signal.Signals(-child.returncode).name}; "
-                            f"its last finished epoch is in {output_dir / 'last.pt'} (resume=true continues it)")
+            raise JobKilled(
+                f"the job's process was killed by {signal.Signals(-child.returncode).name}; "
+                f"its last finished epoch is in {output_dir / 'last.pt'} (resume=true continues it)"
+            )
         if not outcome_file.is_file():
             raise JobKilled(f"the job's process ended with exit code {child.returncode} and no result")
         kind, value = pickle.loads(outcome_file.read_bytes())

@@ -5,6 +5,7 @@ pipeline follows it (``pyro_vae.data.pixels``): ``binary`` Bernoulli draws of th
 (Bernoulli), ``dequantized`` grey levels, (k + u) / 256, for a density on [0, 1] (Gaussian), or
 the ``grey_levels`` themselves, k / 255, for a probability mass on them (discretized logistic).
 """
+
 import math
 from typing import Optional, Tuple, Type
 
@@ -93,8 +94,11 @@ class DiscretizedLogistic(dist.TorchDistribution):
         # term: log sigmoid(u) for level 0, log sigmoid(-l) = log(1 - sigmoid(l)) for level 255.
         bottom, top = value < half_bin, value > 1 - half_bin
         log_width = torch.log(-torch.expm1(-2 * half_bin / self.scale))
-        return (torch.where(top, 0.0, F.logsigmoid(upper)) + torch.where(bottom, 0.0, F.logsigmoid(-lower))
-                + torch.where(bottom | top, 0.0, log_width))
+        return (
+            torch.where(top, 0.0, F.logsigmoid(upper))
+            + torch.where(bottom, 0.0, F.logsigmoid(-lower))
+            + torch.where(bottom | top, 0.0, log_width)
+        )
 
     @property
     def mean(self) -> torch.Tensor:
@@ -104,7 +108,7 @@ class DiscretizedLogistic(dist.TorchDistribution):
             total += torch.sigmoid((self.loc - (level - 0.5) / (LEVELS - 1)) / self.scale)
         return total / (LEVELS - 1)
 
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:  # noqa: B008 (torch.distributions' signature)
         """Logistic draws by the inverse CDF, rounded to the nearest level and clamped into [0, 1]."""
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
@@ -139,7 +143,9 @@ class LocationScalePixels(nn.Module):
         elif scale == "fixed":
             self.register_buffer("fixed_scale", torch.tensor(float(fixed_scale)))
 
-    def loc_and_scale(self, out: torch.Tensor, observed: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def loc_and_scale(
+        self, out: torch.Tensor, observed: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """The family's location and scale, each of the shape of the image (batch dimensions in front)."""
         if self.scale_mode == "predicted":
             loc, raw_scale = out.chunk(2, dim=-3)
@@ -178,7 +184,9 @@ class GaussianPixels(LocationScalePixels):
             self.register_buffer("running_variance", torch.tensor(INITIAL_SCALE**2))
             self.register_buffer("calibration_steps", torch.tensor(0))
 
-    def loc_and_scale(self, out: torch.Tensor, observed: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def loc_and_scale(
+        self, out: torch.Tensor, observed: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.scale_mode != "optimal":
             return super().loc_and_scale(out, observed)
         if self.training and observed is not None:
@@ -198,7 +206,11 @@ class DiscretizedLogisticPixels(LocationScalePixels):
     observes = "grey_levels"
 
 
-LIKELIHOODS = {"bernoulli": BernoulliPixels, "gaussian": GaussianPixels, "discretized_logistic": DiscretizedLogisticPixels}
+LIKELIHOODS = {
+    "bernoulli": BernoulliPixels,
+    "gaussian": GaussianPixels,
+    "discretized_logistic": DiscretizedLogisticPixels,
+}
 
 
 def likelihood_class(name: str) -> Type[nn.Module]:
@@ -219,7 +231,9 @@ def build_likelihood(likelihood: DictConfig, image_shape: Tuple[int, int, int]) 
     if pixels is BernoulliPixels:
         return BernoulliPixels()
     if likelihood.scale not in pixels.scales:
-        raise ConfigError(f"likelihood.scale={likelihood.scale}: choose one of {', '.join(pixels.scales)} for likelihood={likelihood.name}")
+        raise ConfigError(
+            f"likelihood.scale={likelihood.scale}: choose one of {', '.join(pixels.scales)} for likelihood={likelihood.name}"
+        )
     for key in ("fixed_scale", "min_scale"):
         value = likelihood[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:

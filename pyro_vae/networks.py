@@ -1,5 +1,6 @@
 """Encoder and decoder networks. Both accept any number of leading batch dimensions,
 so vectorized particles (IWAE, num_particles > 1) pass straight through."""
+
 from math import prod
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -48,8 +49,15 @@ class GaussianEncoder(nn.Module):
 class MLPEncoder(GaussianEncoder):
     """Flattened pixels through fully connected layers."""
 
-    def __init__(self, image_shape: ImageShape, hidden_dims: Sequence[int], latent_dim: int, activation: str,
-                 min_scale: float, context_dim: int = 0) -> None:
+    def __init__(
+        self,
+        image_shape: ImageShape,
+        hidden_dims: Sequence[int],
+        latent_dim: int,
+        activation: str,
+        min_scale: float,
+        context_dim: int = 0,
+    ) -> None:
         head = mlp(prod(image_shape) + context_dim, hidden_dims, 2 * latent_dim, activation)
         super().__init__(nn.Flatten(), head, min_scale)
 
@@ -57,7 +65,14 @@ class MLPEncoder(GaussianEncoder):
 class MLPDecoder(nn.Module):
     """z -> the likelihood's parameters, ``params_per_pixel`` stacked along the channel axis."""
 
-    def __init__(self, latent_dim: int, hidden_dims: Sequence[int], image_shape: ImageShape, params_per_pixel: int, activation: str) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden_dims: Sequence[int],
+        image_shape: ImageShape,
+        params_per_pixel: int,
+        activation: str,
+    ) -> None:
         super().__init__()
         channels, height, width = image_shape
         self.out_shape = (params_per_pixel * channels, height, width)
@@ -94,7 +109,7 @@ def over_leading_dims(body: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
     """Apply ``body``, which wants exactly one batch axis, to ``x`` with any number of leading
     dimensions (e.g. Pyro's (particles, batch, ...)): merge them, run, split them back."""
     lead = x.shape[: x.dim() - event_dims]
-    y = body(x.reshape(prod(lead), *x.shape[len(lead):]))
+    y = body(x.reshape(prod(lead), *x.shape[len(lead) :]))
     return y.reshape(*lead, *y.shape[1:])
 
 
@@ -102,8 +117,15 @@ class ConvEncoder(GaussianEncoder):
     """One stride-2 convolution per ``channels`` entry, then a linear layer; suits images
     better than flattening them first."""
 
-    def __init__(self, image_shape: ImageShape, channels: Sequence[int], latent_dim: int, activation: str,
-                 min_scale: float, context_dim: int = 0) -> None:
+    def __init__(
+        self,
+        image_shape: ImageShape,
+        channels: Sequence[int],
+        latent_dim: int,
+        activation: str,
+        min_scale: float,
+        context_dim: int = 0,
+    ) -> None:
         height, width = conv_sizes(image_shape, len(channels))[-1]
         widths = [image_shape[0], *channels]
         layers = []
@@ -120,7 +142,9 @@ class ConvDecoder(nn.Module):
     ``channels`` is in decoder order (the encoder's reversed), as MLPDecoder's ``hidden_dims``.
     """
 
-    def __init__(self, latent_dim: int, channels: Sequence[int], image_shape: ImageShape, params_per_pixel: int, activation: str) -> None:
+    def __init__(
+        self, latent_dim: int, channels: Sequence[int], image_shape: ImageShape, params_per_pixel: int, activation: str
+    ) -> None:
         super().__init__()
         sizes = conv_sizes(image_shape, len(channels))[::-1]
         widths = [*channels, params_per_pixel * image_shape[0]]
@@ -128,7 +152,10 @@ class ConvDecoder(nn.Module):
         for c_in, c_out, small, big in zip(widths, widths[1:], sizes, sizes[1:]):
             # A stride-2 convolution rounds odd sizes down; output_padding restores the lost row/column.
             output_padding = tuple(b - ((s - 1) * STRIDE - 2 * PADDING + KERNEL) for s, b in zip(small, big))
-            layers += [ACTIVATIONS[activation](), nn.ConvTranspose2d(c_in, c_out, KERNEL, STRIDE, PADDING, output_padding)]
+            layers += [
+                ACTIVATIONS[activation](),
+                nn.ConvTranspose2d(c_in, c_out, KERNEL, STRIDE, PADDING, output_padding),
+            ]
         self.body = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

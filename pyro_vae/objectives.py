@@ -4,6 +4,7 @@ Every objective's loss estimates minus the bound of the *whole* training set fro
 minibatch: the model's plate is scaled by N/B, and each objective applies that scale where the
 bound's algebra puts it (to each log-density for the ELBO, after the per-image logsumexp for IWAE).
 """
+
 import math
 from typing import Tuple
 
@@ -71,7 +72,9 @@ class IWAE_ELBO(ELBO):
     fixed inside log q; the model's gradient is the standard one, sum_k w~_k d log w_k / dtheta.
     """
 
-    def __init__(self, num_particles: int = 1, gradient: str = "standard", max_plate_nesting: int = MAX_PLATE_NESTING) -> None:
+    def __init__(
+        self, num_particles: int = 1, gradient: str = "standard", max_plate_nesting: int = MAX_PLATE_NESTING
+    ) -> None:
         if gradient not in GRADIENTS:
             raise ValueError(f"gradient={gradient!r}: choose one of {', '.join(GRADIENTS)}")
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting, vectorize_particles=True)
@@ -135,7 +138,9 @@ def _with_fixed_parameters(name: str, fn: dist.TorchDistribution) -> dist.TorchD
         return dist.Independent(_with_fixed_parameters(name, fn.base_dist), fn.reinterpreted_batch_ndims)
     if isinstance(fn, Normal):
         return dist.Normal(fn.loc.detach(), fn.scale.detach())
-    raise NotImplementedError(f"elbo.gradient=dreg: guide site {name!r} is {type(fn).__name__}; DReG is implemented for Normal guides")
+    raise NotImplementedError(
+        f"elbo.gradient=dreg: guide site {name!r} is {type(fn).__name__}; DReG is implemented for Normal guides"
+    )
 
 
 NAMES = ("trace", "trace_pyro", "meanfield", "jit", "iwae")

@@ -4,9 +4,10 @@ One table gives each name's torch class and arguments; the fast path builds a si
 optimizer over all parameters (one fused or foreach kernel per step), and ``elbo=trace_pyro``
 wraps the same class and arguments in Pyro's ``PyroOptim``, which keeps one per parameter.
 """
+
 import logging
 import math
-from functools import lru_cache
+from functools import cache
 from typing import Any, Dict, Iterable, Tuple, Type
 
 import torch
@@ -21,7 +22,9 @@ NAMES = ("adam", "clipped_adam", "rmsprop", "adagrad")
 log = logging.getLogger(__name__)
 
 
-def optimizer_arguments(optimizer: DictConfig, lr: float, num_data: int) -> Tuple[Type[torch.optim.Optimizer], Dict[str, Any]]:
+def optimizer_arguments(
+    optimizer: DictConfig, lr: float, num_data: int
+) -> Tuple[Type[torch.optim.Optimizer], Dict[str, Any]]:
     """The torch class of ``optimizer.name`` and its arguments at learning rate ``lr``.
 
     Each loss estimates the bound of all ``num_data`` training images, so ClippedAdam's
@@ -33,7 +36,9 @@ def optimizer_arguments(optimizer: DictConfig, lr: float, num_data: int) -> Tupl
     if name == "adam":
         return torch.optim.Adam, dict(lr=lr, betas=tuple(optimizer.betas), eps=optimizer.eps)
     if name == "clipped_adam":
-        return ClippedAdam, dict(lr=lr, betas=tuple(optimizer.betas), eps=optimizer.eps, clip_norm=optimizer.clip_norm * num_data)
+        return ClippedAdam, dict(
+            lr=lr, betas=tuple(optimizer.betas), eps=optimizer.eps, clip_norm=optimizer.clip_norm * num_data
+        )
     if name == "rmsprop":
         return torch.optim.RMSprop, dict(lr=lr, alpha=optimizer.alpha)
     if name == "adagrad":
@@ -41,7 +46,9 @@ def optimizer_arguments(optimizer: DictConfig, lr: float, num_data: int) -> Tupl
     raise ConfigError(f"optimizer={name}: unknown optimizer; choose one of {', '.join(NAMES)}")
 
 
-def make_optimizer(optimizer: DictConfig, lr: float, params: Iterable[torch.nn.Parameter], num_data: int) -> torch.optim.Optimizer:
+def make_optimizer(
+    optimizer: DictConfig, lr: float, params: Iterable[torch.nn.Parameter], num_data: int
+) -> torch.optim.Optimizer:
     """One torch optimizer over ``params``, with the multi-tensor implementation where torch has one
     (Adam: fused unless ``optimizer.fused=false``, which gives the arithmetic of Pyro's per-parameter Adam)."""
     optimizer_class, arguments = optimizer_arguments(optimizer, lr, num_data)
@@ -55,7 +62,7 @@ def make_optimizer(optimizer: DictConfig, lr: float, params: Iterable[torch.nn.P
     return optimizer_class(params, **arguments)
 
 
-@lru_cache(maxsize=None)
+@cache
 def fused_adam_runs_on(device_type: str) -> bool:
     """Whether this torch builds a fused Adam for parameters on ``device_type`` (the CPU got one in
     torch 2.4): asked once per device, so an older torch falls back with a single warning."""
@@ -63,8 +70,11 @@ def fused_adam_runs_on(device_type: str) -> bool:
     try:
         torch.optim.Adam([probe], fused=True)
     except RuntimeError:
-        log.warning("optimizer.fused=true: this torch (%s) has no fused Adam on %s; using its foreach Adam",
-                    torch.__version__, device_type)
+        log.warning(
+            "optimizer.fused=true: this torch (%s) has no fused Adam on %s; using its foreach Adam",
+            torch.__version__,
+            device_type,
+        )
         return False
     return True
 

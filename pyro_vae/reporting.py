@@ -1,4 +1,5 @@
 """The tabular outputs of a run: ``history.csv`` and ``metrics.json``."""
+
 import csv
 import io
 from pathlib import Path

@@ -6,6 +6,7 @@ are then applied); a task on a finished run writes into a directory of its own. 
 command leaves the directory byte-identical, which is why ``run.py`` writes Hydra's record of
 the config only after these checks (``hydra.output_subdir: null``).
 """
+
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -17,7 +18,16 @@ from .errors import ConfigError
 
 # Settings a resumed run takes from its new command line, all applied from the next epoch on:
 # the epoch budget, early stopping, evaluation, what watches the run, the device and threads, and where the data files live.
-CHANGEABLE_ON_RESUME = ("epochs", "early_stopping.", "eval.", "logger.", "device", "threads", "data.root", "data.download")
+CHANGEABLE_ON_RESUME = (
+    "epochs",
+    "early_stopping.",
+    "eval.",
+    "logger.",
+    "device",
+    "threads",
+    "data.root",
+    "data.download",
+)
 # Keys that only choose what run.py does, not what the run is.
 COMMAND_KEYS = ("resume", "task", "run_dir", "sample.", "reconstruct.", "interpolate.")
 
@@ -43,7 +53,9 @@ def check_output_dir(cfg: DictConfig, output_dir: Path) -> None:
         return
     last = output_dir / checkpoints.LAST
     if not last.is_file():
-        raise ConfigError(f"resume=true: {output_dir} holds no {checkpoints.LAST} to continue; drop resume=true to start a new run there")
+        raise ConfigError(
+            f"resume=true: {output_dir} holds no {checkpoints.LAST} to continue; drop resume=true to start a new run there"
+        )
     changed = settings_changed(checkpoints.read(last)["config"], OmegaConf.to_container(cfg, resolve=True))
     if changed:
         listed = ", ".join(f"{key}={new} (the run has {old})" for key, old, new in changed)
@@ -57,14 +69,19 @@ def settings_changed(stored: Dict[str, Any], current: Dict[str, Any]) -> List[Tu
     """(key, stored value, current value) for every setting both configs hold that differs and
     may not change on resume; keys added to the project since the run began take their defaults."""
     old, new = flatten(stored), flatten(current)
-    return [(key, old[key], new[key]) for key in new
-            if key in old and old[key] != new[key] and not changeable_on_resume(key)]
+    return [
+        (key, old[key], new[key])
+        for key in new
+        if key in old and old[key] != new[key] and not changeable_on_resume(key)
+    ]
 
 
 def changeable_on_resume(key: str) -> bool:
     """Whether the setting ``key`` (dotted) may differ from the run's own when it resumes."""
-    return any(key == prefix or (prefix.endswith(".") and key.startswith(prefix))
-               for prefix in CHANGEABLE_ON_RESUME + COMMAND_KEYS)
+    return any(
+        key == prefix or (prefix.endswith(".") and key.startswith(prefix))
+        for prefix in CHANGEABLE_ON_RESUME + COMMAND_KEYS
+    )
 
 
 def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:

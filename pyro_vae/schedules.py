@@ -1,4 +1,5 @@
 """Learning-rate schedules by the name used in ``conf/schedule/``, stepped once per epoch."""
+
 import math
 from typing import Optional, Sequence
 
@@ -34,8 +35,15 @@ def make_schedule(schedule: DictConfig, optimizer: torch.optim.Optimizer) -> Opt
         # An epoch improves when val_elbo > best + threshold (in nats: a relative threshold lets a
         # negative ELBO decline and still "improve"); torch reduces once more than `patience`
         # epochs have not, and we after exactly `patience` of them, as early stopping stops.
-        return ReduceLROnPlateau(optimizer, mode="max", factor=schedule.factor, patience=schedule.patience - 1,
-                                 threshold=schedule.threshold, threshold_mode="abs", min_lr=schedule.min_lr)
+        return ReduceLROnPlateau(
+            optimizer,
+            mode="max",
+            factor=schedule.factor,
+            patience=schedule.patience - 1,
+            threshold=schedule.threshold,
+            threshold_mode="abs",
+            min_lr=schedule.min_lr,
+        )
     if schedule.name == "burda":
         return LambdaLR(optimizer, lambda epoch: burda_factor(epoch, schedule.stages))
     if schedule.name == "cosine":

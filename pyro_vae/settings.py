@@ -1,4 +1,5 @@
 """Checks on the composed config that modules cannot make on their own, and the device and thread choices."""
+
 import math
 
 import torch
@@ -55,22 +56,32 @@ def _check_variants(cfg: DictConfig) -> None:
         raise ConfigError(f"model={cfg.model.name}: choose one of {', '.join(MODELS)}")
     if not (isinstance(cfg.kl_weight, (int, float)) and cfg.kl_weight >= 0):
         raise ConfigError(f"kl_weight={cfg.kl_weight}: must be a number >= 0 (1 is the ELBO)")
-    if isinstance(cfg.kl_warmup_epochs, bool) or not (isinstance(cfg.kl_warmup_epochs, int) and cfg.kl_warmup_epochs >= 0):
+    if isinstance(cfg.kl_warmup_epochs, bool) or not (
+        isinstance(cfg.kl_warmup_epochs, int) and cfg.kl_warmup_epochs >= 0
+    ):
         raise ConfigError(f"kl_warmup_epochs={cfg.kl_warmup_epochs}: must be an integer >= 0")
     reweighted = cfg.kl_weight != 1 or cfg.kl_warmup_epochs > 0
     if reweighted and cfg.elbo.name == "iwae":
-        raise ConfigError("kl_weight/kl_warmup_epochs reweight the KL term, which elbo=iwae does not separate; use elbo=trace")
+        raise ConfigError(
+            "kl_weight/kl_warmup_epochs reweight the KL term, which elbo=iwae does not separate; use elbo=trace"
+        )
     if cfg.kl_warmup_epochs > 0 and cfg.elbo.name == "jit":
-        raise ConfigError("kl_warmup_epochs changes the KL weight every step, which elbo=jit would recompile for; use elbo=trace")
+        raise ConfigError(
+            "kl_warmup_epochs changes the KL weight every step, which elbo=jit would recompile for; use elbo=trace"
+        )
     if cfg.elbo.name == "jit" and OmegaConf.select(cfg, "likelihood.scale") == "optimal":
-        raise ConfigError("likelihood.scale=optimal updates its running sigma at every step, which elbo=jit's compiled graph "
-                          "skips; use elbo=trace")
+        raise ConfigError(
+            "likelihood.scale=optimal updates its running sigma at every step, which elbo=jit's compiled graph "
+            "skips; use elbo=trace"
+        )
     if cfg.decoder.bayesian and cfg.elbo.num_particles > 1:
         raise ConfigError(
             f"decoder.bayesian=true draws one set of decoder weights per step; set elbo.num_particles=1 (now {cfg.elbo.num_particles})"
         )
     if cfg.decoder.bayesian and cfg.elbo.name == "iwae":
-        raise ConfigError("decoder.bayesian=true with elbo=iwae: the weights' log p(W) - log q(W) has no per-image weight to enter; use elbo=trace")
+        raise ConfigError(
+            "decoder.bayesian=true with elbo=iwae: the weights' log p(W) - log q(W) has no per-image weight to enter; use elbo=trace"
+        )
     if cfg.elbo.name == "trace_pyro" and cfg.schedule.name != "constant":
         raise ConfigError(
             f"schedule={cfg.schedule.name} drives one torch optimizer, and elbo=trace_pyro trains with Pyro's per-parameter "
@@ -91,7 +102,9 @@ def _check_decoder(cfg: DictConfig) -> None:
             f"decoder.prior_scale={decoder.prior_scale}: must be a number >= {MIN_SCALE:g}, the standard deviation of the weights' prior"
         )
     if not (_number(decoder.init_scale) and decoder.init_scale >= MIN_SCALE):
-        raise ConfigError(f"decoder.init_scale={decoder.init_scale}: must be a number >= {MIN_SCALE:g}, the initial standard deviation of q(W)")
+        raise ConfigError(
+            f"decoder.init_scale={decoder.init_scale}: must be a number >= {MIN_SCALE:g}, the initial standard deviation of q(W)"
+        )
     positive_int("decoder.eval_weight_draws", decoder.eval_weight_draws)
 
 
@@ -100,18 +113,24 @@ def _check_stopping(cfg: DictConfig) -> None:
     if cfg.schedule.name == "plateau":
         schedule = cfg.schedule
         if not (_number(schedule.factor) and 0 < schedule.factor < 1):
-            raise ConfigError(f"schedule.factor={schedule.factor}: must be a number in (0, 1), the learning rate's multiplier")
+            raise ConfigError(
+                f"schedule.factor={schedule.factor}: must be a number in (0, 1), the learning rate's multiplier"
+            )
         positive_int("schedule.patience", schedule.patience)
         _check_threshold("schedule.threshold", schedule.threshold)
         if not (_number(schedule.min_lr) and schedule.min_lr >= 0):
             raise ConfigError(f"schedule.min_lr={schedule.min_lr}: must be a number >= 0")
     if cfg.schedule.name == "cosine":
         if not (_number(cfg.schedule.final_factor) and 0 <= cfg.schedule.final_factor < 1):
-            raise ConfigError(f"schedule.final_factor={cfg.schedule.final_factor}: must be a number in [0, 1), the fraction of lr left after the last epoch")
+            raise ConfigError(
+                f"schedule.final_factor={cfg.schedule.final_factor}: must be a number in [0, 1), the fraction of lr left after the last epoch"
+            )
         positive_int("schedule.epochs", cfg.schedule.epochs)
     patience = cfg.early_stopping.patience
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
-        raise ConfigError(f"early_stopping.patience={patience}: must be a positive integer, or null to never stop early")
+        raise ConfigError(
+            f"early_stopping.patience={patience}: must be a positive integer, or null to never stop early"
+        )
     _check_threshold("early_stopping.threshold", cfg.early_stopping.threshold)
 
 

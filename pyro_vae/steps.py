@@ -7,6 +7,7 @@ on the device. :class:`PyroSVIStep` (``elbo=trace_pyro``) is Pyro's textbook loo
 ``pyro.infer.SVI`` with ``pyro.optim``. Both minimise the same loss (``tests/test_svi.py``
 checks that they reach the same parameters), so the first is only a faster route to the second.
 """
+
 from typing import Any, Dict, Optional, Union
 
 import torch
@@ -31,7 +32,9 @@ class TorchOptimizerStep:
 
     def __call__(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.objective.differentiable_loss(self.model, self.guide, x, y, num_data=self.num_data, kl_weight=kl_weight)
+        loss = self.objective.differentiable_loss(
+            self.model, self.guide, x, y, num_data=self.num_data, kl_weight=kl_weight
+        )
         loss.backward()
         self.optimizer.step()
         return loss.detach()
@@ -73,4 +76,6 @@ def make_step(vae: VAE, cfg: DictConfig, num_data: int) -> Union[TorchOptimizerS
     objective = make_objective(cfg.elbo)
     if cfg.elbo.name == "trace_pyro":
         return PyroSVIStep(vae, objective, cfg.optimizer, cfg.lr, num_data)
-    return TorchOptimizerStep(vae, objective, make_optimizer(cfg.optimizer, cfg.lr, vae.parameters(), num_data), num_data)
+    return TorchOptimizerStep(
+        vae, objective, make_optimizer(cfg.optimizer, cfg.lr, vae.parameters(), num_data), num_data
+    )

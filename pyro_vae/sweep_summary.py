@@ -4,6 +4,7 @@ It is rebuilt from the sweep directory alone (each job's ``.hydra/overrides.yaml
 ``metrics.json`` and ``job_status.json``), so it works the same whichever launcher ran the
 jobs, and a failed job is a row with its error rather than a missing line.
 """
+
 import csv
 import io
 import json
@@ -22,7 +23,14 @@ from .figures import save
 
 STATUS_FILE = "job_status.json"
 # The Markdown table keeps to the headline figures; the CSV holds every metric.
-MARKDOWN_METRICS = ("test_elbo", "test_log_likelihood", "test_bits_per_dim", "val_elbo_best", "epochs_completed", "train_seconds")
+MARKDOWN_METRICS = (
+    "test_elbo",
+    "test_log_likelihood",
+    "test_bits_per_dim",
+    "val_elbo_best",
+    "epochs_completed",
+    "train_seconds",
+)
 
 
 @dataclass

@@ -5,6 +5,7 @@ GPU-trained model works on a CPU), reads the run's own data settings from the co
 the checkpoint, and writes only into its own Hydra output directory: the run directory is
 never modified. ``task=train`` (the default) is :func:`pyro_vae.experiment.run_experiment`.
 """
+
 import logging
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,7 +37,9 @@ Task = Callable[[DictConfig, Path], Optional[float]]
 # Settings that a task takes from its own command line when given there, and otherwise from the
 # run: they change how the test figures are estimated or where this machine keeps the data, never
 # the model or the images it sees.
-COMMAND_LINE_SETTINGS = frozenset({"eval.iwae_k", "eval.chunk_size", "decoder.eval_weight_draws", "data.root", "data.download"})
+COMMAND_LINE_SETTINGS = frozenset(
+    {"eval.iwae_k", "eval.chunk_size", "decoder.eval_weight_draws", "data.root", "data.download"}
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,9 @@ class FinishedRun:
 def open_run(cfg: DictConfig, output_dir: Path) -> FinishedRun:
     """The run of ``cfg.run_dir``, loaded onto ``cfg.device`` whatever device it was trained on."""
     if cfg.run_dir is None:
-        raise ConfigError(f"task={cfg.task}: works on a finished run; pass run_dir=PATH of a run directory with checkpoint.pt")
+        raise ConfigError(
+            f"task={cfg.task}: works on a finished run; pass run_dir=PATH of a run directory with checkpoint.pt"
+        )
     check_output_dir(cfg, output_dir)
     path = Path(cfg.run_dir).expanduser()
     device = resolve_device(cfg.device)
@@ -100,8 +105,14 @@ def evaluate_run(cfg: DictConfig, output_dir: Path) -> float:
     metrics = test_metrics(run.vae, run.test_view(data.test.images), data.test.labels, run.cfg, len(data.train))
     path = output_dir / "metrics.json"
     write_metrics(path, {**metrics, "run_dir": str(run.path), "dataset": data.name, "device": str(run.device)})
-    log.info("%s: test ELBO %.2f, test log-likelihood %.2f (K=%d) -> %s", run.path, metrics["test_elbo"],
-             metrics["test_log_likelihood"], metrics["iwae_k"], path)
+    log.info(
+        "%s: test ELBO %.2f, test log-likelihood %.2f (K=%d) -> %s",
+        run.path,
+        metrics["test_elbo"],
+        metrics["test_log_likelihood"],
+        metrics["iwae_k"],
+        path,
+    )
     return metrics["test_elbo"]
 
 
@@ -112,8 +123,10 @@ def sample_run(cfg: DictConfig, output_dir: Path) -> None:
     path = output_dir / "samples.png"
     if cfg.sample.per_class:
         if not run.vae.conditional:
-            raise ConfigError(f"sample.per_class=true: {run.path} holds an unconditional VAE; "
-                              "drop sample.per_class or pass the run_dir of a model=cvae run")
+            raise ConfigError(
+                f"sample.per_class=true: {run.path} holds an unconditional VAE; "
+                "drop sample.per_class or pass the run_dir of a model=cvae run"
+            )
         figures.class_samples(run.vae, path, run.blank(), list(run.data.class_names), per_class=cfg.sample.n)
     else:
         figures.samples(run.vae, path, run.blank(), cfg.sample.n)
@@ -127,10 +140,12 @@ def reconstruct_run(cfg: DictConfig, output_dir: Path) -> None:
     run = open_run(cfg, output_dir)
     if settings.images is None:
         if settings.labels is not None:
-            raise ConfigError("reconstruct.labels: goes with reconstruct.images=[...]; test images bring their own labels")
+            raise ConfigError(
+                "reconstruct.labels: goes with reconstruct.images=[...]; test images bring their own labels"
+            )
         positive_int("reconstruct.n", settings.n)
         test = run.data.test
-        source, images, labels = "test", run.test_view(test.images)[:settings.n], test.labels[:settings.n]
+        source, images, labels = "test", run.test_view(test.images)[: settings.n], test.labels[: settings.n]
     else:
         files = [Path(name).expanduser() for name in _listed("reconstruct.images", settings.images)]
         images = torch.stack([_read_image(file, run.image_shape) for file in files]).to(run.device)
@@ -158,8 +173,10 @@ def _read_image(path: Path, image_shape: Sequence[int]) -> torch.Tensor:
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(f"{path}: not a readable image ({exc.__class__.__name__}); give PNG or JPEG files") from exc
     if pixels.shape[:2] != (height, width):
-        raise DataError(f"{path}: {pixels.shape[1]}x{pixels.shape[0]} pixels, but this run's images are "
-                        f"{width}x{height} (width x height); resize the image to that size")
+        raise DataError(
+            f"{path}: {pixels.shape[1]}x{pixels.shape[0]} pixels, but this run's images are "
+            f"{width}x{height} (width x height); resize the image to that size"
+        )
     pixels = torch.from_numpy(pixels)
     return pixels[None] if channels == 1 else pixels.permute(2, 0, 1)
 
@@ -168,13 +185,17 @@ def _file_labels(run: FinishedRun, labels: Any, count: int) -> torch.Tensor:
     """The class indices a conditional VAE encodes and decodes the files with."""
     if not run.vae.conditional:
         if labels is not None:
-            raise ConfigError(f"reconstruct.labels: {run.path} holds an unconditional VAE, which takes no labels; drop them")
+            raise ConfigError(
+                f"reconstruct.labels: {run.path} holds an unconditional VAE, which takes no labels; drop them"
+            )
         return torch.zeros(count, dtype=torch.long, device=run.device)  # ignored by an unconditional VAE
     classes = run.vae.num_classes
     if labels is None or not OmegaConf.is_list(labels) or len(labels) != count:
         shown = "null" if labels is None else labels
-        raise ConfigError(f"reconstruct.labels={shown}: {run.path} holds a conditional VAE (model=cvae); give one class "
-                          f"index per file of reconstruct.images, e.g. reconstruct.labels=[{','.join(['0'] * count)}]")
+        raise ConfigError(
+            f"reconstruct.labels={shown}: {run.path} holds a conditional VAE (model=cvae); give one class "
+            f"index per file of reconstruct.images, e.g. reconstruct.labels=[{','.join(['0'] * count)}]"
+        )
     if not all(isinstance(label, int) and 0 <= label < classes for label in labels):
         raise ConfigError(f"reconstruct.labels={list(labels)}: class indices must be integers from 0 to {classes - 1}")
     return torch.tensor(list(labels), dtype=torch.long, device=run.device)

@@ -15,6 +15,7 @@ resumed run adds an event file beside the earlier ones, and TensorBoard drops th
 the resumed epochs replace (``purge_step``). Images are drawn under a forked RNG: watching a
 run never changes its random numbers, so a run trains the same with or without a logger.
 """
+
 import importlib
 import math
 from pathlib import Path
@@ -50,7 +51,9 @@ def require_tensorboard() -> None:
 class RunLogger:
     """``logger=none``: the hooks that training calls, doing nothing."""
 
-    def epoch(self, vae: VAE, row: Dict[str, float], val: Evaluation, images: torch.Tensor, labels: torch.Tensor) -> None:
+    def epoch(
+        self, vae: VAE, row: Dict[str, float], val: Evaluation, images: torch.Tensor, labels: torch.Tensor
+    ) -> None:
         """After each finished (and saved) epoch: ``row`` of history.csv, ``val`` the validation
         pass, ``images`` and ``labels`` the fixed validation split."""
 
@@ -80,7 +83,9 @@ class TensorBoardLogger(RunLogger):
             self._writer = SummaryWriter(str(self.folder), purge_step=purge_step)
         return self._writer
 
-    def epoch(self, vae: VAE, row: Dict[str, float], val: Evaluation, images: torch.Tensor, labels: torch.Tensor) -> None:
+    def epoch(
+        self, vae: VAE, row: Dict[str, float], val: Evaluation, images: torch.Tensor, labels: torch.Tensor
+    ) -> None:
         step = row["epoch"]
         writer = self._open(purge_step=step)
         scalars = {**row, "val_kl": val.kl, "val_reconstruction": val.reconstruction}
@@ -135,7 +140,9 @@ def run_hparams(cfg: DictConfig) -> Dict[str, Any]:
     settings are left out. TensorBoard keeps the first value of an hparam that it reads in a run,
     which a resumed run with new ``epochs`` or ``eval.*`` would leave stale."""
     settings = flatten(OmegaConf.to_container(cfg, resolve=True))
-    return {key: _hparam(value) for key, value in settings.items() if value is not None and not changeable_on_resume(key)}
+    return {
+        key: _hparam(value) for key, value in settings.items() if value is not None and not changeable_on_resume(key)
+    }
 
 
 def _hparam(value: Any) -> Any:

@@ -5,6 +5,7 @@ default) and updates all parameters with one native torch optimizer. Pyro's vali
 run on the first step of each run only, and the loss is read on the host once every
 ``LOSS_CHECK_EVERY`` steps, so a GPU is never made to wait on the CPU within an epoch.
 """
+
 import logging
 import math
 import time
@@ -103,8 +104,9 @@ def run_epoch(step: Callable, sampler: MinibatchSampler, epoch: int, cfg: DictCo
     return total
 
 
-def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run_dir: Path,
-        logger: RunLogger = NO_LOGGER) -> TrainingState:
+def fit(
+    vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run_dir: Path, logger: RunLogger = NO_LOGGER
+) -> TrainingState:
     """Train ``vae`` for up to ``cfg.epochs`` epochs, writing ``checkpoint.pt`` and ``last.pt`` each epoch
     and showing each saved epoch to ``logger``."""
     device = data.train.images.device
@@ -115,7 +117,9 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
         # this and stay at 2.1 s with it, with the same figures (subnormals are below 1.2e-38).
         torch.set_flush_denormal(True)
     num_data = len(data.train)
-    sampler = MinibatchSampler(pixels.training_source(data.train.images), data.train.labels, cfg.batch_size, pixels.training_batch)
+    sampler = MinibatchSampler(
+        pixels.training_source(data.train.images), data.train.labels, cfg.batch_size, pixels.training_batch
+    )
     val_images = pixels.fixed(data.val.images, "val")
     step = make_step(vae, cfg, num_data)
     scheduler = make_schedule(cfg.schedule, step.optimizer)
@@ -151,8 +155,14 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
         _save_epoch(vae, step, scheduler, cfg, data, state, run_dir, improved)
         log.info(
             "epoch %d/%d  train ELBO %.2f  val ELBO %.2f%s  (%.1f s, %.0f images/s, lr %.2g)",
-            epoch, cfg.epochs, row["train_elbo"], row["val_elbo"], "  best" if improved else "", seconds,
-            row["images_per_second"], lr,
+            epoch,
+            cfg.epochs,
+            row["train_elbo"],
+            row["val_elbo"],
+            "  best" if improved else "",
+            seconds,
+            row["images_per_second"],
+            lr,
         )
         logger.epoch(vae, row, val, val_images, data.val.labels)
     return state
@@ -161,7 +171,9 @@ def fit(vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run
 def _save_epoch(vae, step, scheduler, cfg, data, state: TrainingState, run_dir: Path, improved: bool) -> None:
     record = checkpoints.model_record(vae, cfg, data.image_shape, data.num_classes)
     if improved:
-        checkpoints.save(run_dir / checkpoints.BEST, {**record, "epoch": state.epochs_completed, "val_elbo": state.best_val_elbo})
+        checkpoints.save(
+            run_dir / checkpoints.BEST, {**record, "epoch": state.epochs_completed, "val_elbo": state.best_val_elbo}
+        )
     resume = {
         "optimizer": step.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,

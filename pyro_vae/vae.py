@@ -8,6 +8,7 @@ whole training set of ``num_data`` images. Two variants share the code: a condit
 (``model=cvae``: encoder and decoder also see the one-hot label y) and a Bayesian decoder
 (``decoder.bayesian=true``: Normal priors on the decoder's weights, a mean-field guide for them).
 """
+
 from typing import Optional, Tuple
 
 import pyro
@@ -24,8 +25,15 @@ from .networks import NETWORKS
 
 
 class VAE(nn.Module):
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, pixels: nn.Module, latent_dim: int,
-                 num_classes: int = 0, weight_guide: Optional[MeanFieldWeights] = None) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        pixels: nn.Module,
+        latent_dim: int,
+        num_classes: int = 0,
+        weight_guide: Optional[MeanFieldWeights] = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -82,8 +90,9 @@ class VAE(nn.Module):
         batch_size = x.shape[0]
         return pyro.plate("data", batch_size, dim=-1), poutine.scale(scale=(num_data or batch_size) / batch_size)
 
-    def model(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, num_data: Optional[int] = None,
-              kl_weight: float = 1.0) -> None:
+    def model(
+        self, x: torch.Tensor, y: Optional[torch.Tensor] = None, num_data: Optional[int] = None, kl_weight: float = 1.0
+    ) -> None:
         pyro.module("decoder", self.decoder)
         pyro.module("pixels", self.pixels)
         plate, scale = self._data_plate(x, num_data)
@@ -95,8 +104,9 @@ class VAE(nn.Module):
         with plate, scale:  # the likelihood sees x too: a calibrated sigma is fitted to it in training
             pyro.sample("x", self.pixels(out, x), obs=x)
 
-    def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, num_data: Optional[int] = None,
-              kl_weight: float = 1.0) -> None:
+    def guide(
+        self, x: torch.Tensor, y: Optional[torch.Tensor] = None, num_data: Optional[int] = None, kl_weight: float = 1.0
+    ) -> None:
         pyro.module("encoder", self.encoder)
         if self.bayesian:
             pyro.module("weights", self.weight_guide)
@@ -115,7 +125,9 @@ def build_vae(cfg: DictConfig, image_shape: Tuple[int, int, int], num_classes: i
     widths = list(net[widths_key])
     context_dim = num_classes if cfg.model.name == "cvae" else 0
     encoder = encoder_type(image_shape, widths, cfg.latent_dim, net.activation, net.min_scale, context_dim)
-    decoder = decoder_type(cfg.latent_dim + context_dim, widths[::-1], image_shape, pixels.params_per_pixel, net.activation)
+    decoder = decoder_type(
+        cfg.latent_dim + context_dim, widths[::-1], image_shape, pixels.params_per_pixel, net.activation
+    )
     weight_guide = None
     if cfg.decoder.bayesian:
         initial = make_bayesian_(decoder, cfg.decoder.prior_scale)

@@ -1,4 +1,5 @@
 """Shared fixtures: Hydra's compose API over conf/, tiny configurations and tiny VAEs."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from pyro_vae.config import CONF, compose_config
+from pyro_vae.config import CONF, compose_config  # noqa: F401 (tests import CONF from here)
 from pyro_vae.vae import VAE, build_vae
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +56,14 @@ def binary_batch() -> torch.Tensor:
 def run_py(*args: str, returncode: Optional[int] = 0, env=None, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python run.py ARGS`` as a user runs it, from the repository root; asserts its exit
     status unless ``returncode`` is None."""
-    result = subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=timeout, env=env)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     if returncode is not None:
         assert result.returncode == returncode, result.stdout + result.stderr
     return result

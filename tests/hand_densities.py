@@ -1,5 +1,6 @@
 """Log-densities written out by hand, the references the objective and estimator tests compare
 against: they share no code with the project (no torch.distributions, no pyro_vae)."""
+
 import math
 
 import torch
@@ -23,7 +24,9 @@ def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
     return (-0.5 * z**2 - 0.5 * LOG_2PI).sum(-1)
 
 
-def discretized_logistic_log_mass(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, levels: int = 256) -> torch.Tensor:
+def discretized_logistic_log_mass(
+    x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, levels: int = 256
+) -> torch.Tensor:
     """log P(X = x) for grey levels x = k / (levels - 1) of a logistic(loc, scale) rounded to the
     nearest level, summed over the last dimension, in float64: the difference of the logistic CDF
     sigmoid((t - loc) / scale) at the bin's two edges x +- 1 / (2 (levels - 1)), with the CDF

@@ -1,6 +1,7 @@
 """A Hydra callback for tests: SIGKILL the process that runs one job of a joblib multirun once its
 first epoch is saved, as the OOM killer or ``kill -9`` would. Added with
 ``+hydra.callbacks.kill._target_=tests.job_killer.KillJobProcess +hydra.callbacks.kill.latent_dim=N``."""
+
 import os
 import signal
 import threading

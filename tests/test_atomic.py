@@ -1,5 +1,6 @@
 """Durable atomic writes: the new content reaches the disk before the rename, the rename before
 return, and a file system that fails (a full disk) costs one line and no data."""
+
 import errno
 import os
 

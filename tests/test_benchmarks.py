@@ -1,4 +1,5 @@
 """The benchmark scripts run and write their figures (tiny sizes; no timing is asserted here)."""
+
 import json
 import subprocess
 import sys
@@ -19,7 +20,10 @@ SCRIPTS = {
 def test_benchmark_script_runs_and_writes_its_json(name, tmp_path):
     result = subprocess.run(
         [sys.executable, f"{name}.py", *SCRIPTS[name], "--results", str(tmp_path)],
-        cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=600,
+        cwd=ROOT / "benchmarks",
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads((tmp_path / f"{name}.json").read_text())

@@ -1,4 +1,5 @@
 """CIFAR-10 loading from small archives in the official format, with their checksums patched in."""
+
 import hashlib
 import io
 import pickle
@@ -144,12 +145,14 @@ def test_download_fetches_the_official_archive_through_torchvision(tmp_path, mon
 
     monkeypatch.setattr("torchvision.datasets.utils.download_url", fake_download_url)
     splits = cifar10.load_cifar10(str(tmp_path / "data"), download=True)
-    assert calls == [(
-        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        str(tmp_path / "data"),
-        "cifar-10-python.tar.gz",
-        cifar10.ARCHIVE_MD5,
-    )]
+    assert calls == [
+        (
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            str(tmp_path / "data"),
+            "cifar-10-python.tar.gz",
+            cifar10.ARCHIVE_MD5,
+        )
+    ]
     assert splits["test"].labels.tolist() == content["test_batch"][1]
     cifar10.load_cifar10(str(tmp_path / "data"), download=True)
     assert len(calls) == 1  # present data is not fetched again
@@ -164,13 +167,19 @@ def test_download_failure_is_a_data_error(tmp_path, monkeypatch):
         cifar10.load_cifar10(str(tmp_path), download=True)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (batch_pickle(np.zeros((4, 3000), np.uint8), [0] * 4, "x"), r"b'data' is uint8 \(4, 3000\), expected uint8"),
-    (batch_pickle(np.zeros((4, 3072), np.uint8), [0] * 3, "x"), r"b'labels' is int64 \(3,\), expected 4 integers"),
-    (batch_pickle(np.zeros((4, 3072), np.uint8), [0, 1, 2, 10], "x"), r"labels range from 0 to 10, expected 0 to 9"),
-    (pickle.dumps({b"images": np.zeros((4, 3072), np.uint8)}, protocol=2), r"expected a dict with keys b'data'"),
-    (b"not a pickle", r"not a readable CIFAR-10 batch pickle"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (batch_pickle(np.zeros((4, 3000), np.uint8), [0] * 4, "x"), r"b'data' is uint8 \(4, 3000\), expected uint8"),
+        (batch_pickle(np.zeros((4, 3072), np.uint8), [0] * 3, "x"), r"b'labels' is int64 \(3,\), expected 4 integers"),
+        (
+            batch_pickle(np.zeros((4, 3072), np.uint8), [0, 1, 2, 10], "x"),
+            r"labels range from 0 to 10, expected 0 to 9",
+        ),
+        (pickle.dumps({b"images": np.zeros((4, 3072), np.uint8)}, protocol=2), r"expected a dict with keys b'data'"),
+        (b"not a pickle", r"not a readable CIFAR-10 batch pickle"),
+    ],
+)
 def test_malformed_batch_is_named(tmp_path, monkeypatch, bad, message):
     write_archive(tmp_path, monkeypatch, replace={"data_batch_4": bad})
     with pytest.raises(DataError, match=rf"cifar-10-python\.tar\.gz:cifar-10-batches-py/data_batch_4: {message}"):

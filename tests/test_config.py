@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from pyro_vae import optimizers
 from pyro_vae.errors import ConfigError
 from pyro_vae.objectives import make_objective
-from pyro_vae import optimizers
 from pyro_vae.optimizers import make_optimizer
 from pyro_vae.settings import apply_threads, resolve_device, validate
 
@@ -19,7 +19,12 @@ GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml")) for group
 def test_defaults_are_the_mnist_bernoulli_vae():
     cfg = compose_config()
     assert (cfg.data.name, cfg.likelihood.name, cfg.net.name, cfg.elbo.name, cfg.optimizer.name) == (
-        "mnist", "bernoulli", "mlp", "trace", "adam")
+        "mnist",
+        "bernoulli",
+        "mlp",
+        "trace",
+        "adam",
+    )
     assert cfg.data.binarize == "dynamic" and cfg.device == "auto"
     validate(cfg)
 
@@ -38,16 +43,19 @@ def test_every_config_group_option_composes_and_builds(group, option):
     make_optimizer(cfg.optimizer, cfg.lr, params, 1000)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("latent_dim=0", "latent_dim=0: must be a positive integer"),
-    ("epochs=-1", "epochs=-1: must be a positive integer"),
-    ("eval.iwae_k=0", "eval.iwae_k=0: must be a positive integer"),
-    ("net.hidden_dims=[64,0]", r"net.hidden_dims=\[64, 0\]: must be a list of positive integers"),
-    ("net.activation=swish", "net.activation=swish: choose one of relu, tanh, softplus, elu"),
-    ("net.min_scale=0", "net.min_scale=0: must be > 0"),
-    ("seed=1.5", "seed=1.5: must be an integer"),
-    ("threads=0", "threads=0: must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("latent_dim=0", "latent_dim=0: must be a positive integer"),
+        ("epochs=-1", "epochs=-1: must be a positive integer"),
+        ("eval.iwae_k=0", "eval.iwae_k=0: must be a positive integer"),
+        ("net.hidden_dims=[64,0]", r"net.hidden_dims=\[64, 0\]: must be a list of positive integers"),
+        ("net.activation=swish", "net.activation=swish: choose one of relu, tanh, softplus, elu"),
+        ("net.min_scale=0", "net.min_scale=0: must be > 0"),
+        ("seed=1.5", "seed=1.5: must be an integer"),
+        ("threads=0", "threads=0: must be a positive integer"),
+    ],
+)
 def test_invalid_settings_are_refused_with_the_setting_named(override, message):
     with pytest.raises(ConfigError, match=message):
         validate(compose_config([override]))
@@ -59,7 +67,9 @@ def test_adam_falls_back_to_foreach_with_one_warning_where_torch_has_no_fused_cp
 
     def adam_without_fused_cpu(params, fused=None, **arguments):
         if fused:
-            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices: ['cuda']")
+            raise RuntimeError(
+                "`fused=True` requires all the params to be floating point Tensors of supported devices: ['cuda']"
+            )
         return real_adam(params, fused=fused, **arguments)
 
     monkeypatch.setattr(torch.optim, "Adam", adam_without_fused_cpu)
@@ -105,5 +115,7 @@ def test_threads_setting_sets_torchs_cpu_threads():
 
 
 def test_a_batch_larger_than_the_training_set_is_one_line(tmp_path):
-    line = one_line(run_py("data.train_size=100", "batch_size=128", f"hydra.run.dir={tmp_path}", returncode=2, timeout=120))
+    line = one_line(
+        run_py("data.train_size=100", "batch_size=128", f"hydra.run.dir={tmp_path}", returncode=2, timeout=120)
+    )
     assert "batch_size=128 exceeds the 100 training images; lower it or raise data.train_size" in line

@@ -3,6 +3,7 @@
 Skipped where torch sees no CUDA device (as on the CI machine); run on a GPU machine with
 ``python -m pytest tests/test_cuda.py``.
 """
+
 import json
 
 import pyro
@@ -36,8 +37,9 @@ def test_training_steps_never_wait_on_the_host():
     assert data.train.images.is_cuda
     vae = build_vae(cfg, data.image_shape, data.num_classes).cuda()
     pixels = PixelTransform(cfg.data.binarize, cfg.seed, cfg.likelihood.name)
-    sampler = MinibatchSampler(pixels.training_source(data.train.images), data.train.labels, cfg.batch_size,
-                               pixels.training_batch)
+    sampler = MinibatchSampler(
+        pixels.training_source(data.train.images), data.train.labels, cfg.batch_size, pixels.training_batch
+    )
     step = make_step(vae, cfg, len(data.train))
     batches = iter(sampler)
     with pyro.validation_enabled(False):

@@ -1,4 +1,5 @@
 """IDX parsing, checksums, the shipped MNIST, splits, pixel transforms and minibatches."""
+
 import gzip
 import hashlib
 import shutil
@@ -6,8 +7,7 @@ import shutil
 import pytest
 import torch
 
-from pyro_vae.data import PixelTransform, load_data
-from pyro_vae.data import mnist
+from pyro_vae.data import PixelTransform, load_data, mnist
 from pyro_vae.data.batches import MinibatchSampler
 from pyro_vae.data.idx import parse_idx, read_verified_bytes
 from pyro_vae.errors import ConfigError, DataError
@@ -24,10 +24,13 @@ def test_parse_idx_reads_shape_and_values(tmp_path):
     assert parsed.dtype == torch.uint8 and torch.equal(parsed, array)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda raw: raw[:-5], "declares shape"),
-    (lambda raw: b"\x00\x00\x0d" + raw[3:], "not an IDX file of unsigned bytes"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda raw: raw[:-5], "declares shape"),
+        (lambda raw: b"\x00\x00\x0d" + raw[3:], "not an IDX file of unsigned bytes"),
+    ],
+)
 def test_parse_idx_rejects_damaged_headers(tmp_path, damage, message):
     raw = idx_bytes(torch.zeros(3, 2, 2))
     with pytest.raises(DataError, match=message):
@@ -57,7 +60,9 @@ def test_shipped_mnist_has_the_official_shapes_and_statistics(shipped):
     train, test = shipped["train"], shipped["test"]
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
     assert train.images.dtype == torch.uint8
-    assert torch.equal(torch.bincount(test.labels), torch.tensor([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]))
+    assert torch.equal(
+        torch.bincount(test.labels), torch.tensor([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+    )
     assert train.images.float().div(255).mean().item() == pytest.approx(0.1307, abs=1e-4)
 
 
@@ -142,12 +147,23 @@ def test_dequantization_spreads_each_grey_level_over_its_bin():
     assert torch.allclose(view.mean(0), (images[0].float() + 0.5) / 256, atol=2e-3)
 
 
-@pytest.mark.parametrize("binarize, likelihood, message", [
-    ("otsu", "bernoulli", "data.binarize=otsu: choose one of dynamic, static, none"),
-    ("none", "bernoulli", "data.binarize=none: likelihood=bernoulli needs binary pixels"),
-    ("dynamic", "gaussian", "data.binarize=dynamic: likelihood=gaussian models grey levels; set data.binarize=none"),
-    ("static", "discretized_logistic", "data.binarize=static: likelihood=discretized_logistic models grey levels; set data.binarize=none"),
-])
+@pytest.mark.parametrize(
+    "binarize, likelihood, message",
+    [
+        ("otsu", "bernoulli", "data.binarize=otsu: choose one of dynamic, static, none"),
+        ("none", "bernoulli", "data.binarize=none: likelihood=bernoulli needs binary pixels"),
+        (
+            "dynamic",
+            "gaussian",
+            "data.binarize=dynamic: likelihood=gaussian models grey levels; set data.binarize=none",
+        ),
+        (
+            "static",
+            "discretized_logistic",
+            "data.binarize=static: likelihood=discretized_logistic models grey levels; set data.binarize=none",
+        ),
+    ],
+)
 def test_pixel_modes_that_make_no_sense_are_refused(binarize, likelihood, message):
     with pytest.raises(ConfigError, match=message):
         PixelTransform(binarize, seed=0, likelihood=likelihood)

@@ -9,6 +9,7 @@ reparameterized draw z = mu + sigma * eps, and the Bernoulli, Normal and KL form
 out here. With the same random draw (same RNG state, so the same eps) the loss and every gradient
 must agree to float precision; where one side is an expectation, within 5 Monte Carlo standard errors.
 """
+
 import math
 
 import pyro
@@ -17,11 +18,16 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-from pyro_vae.objectives import CorrectedJitTrace_ELBO, DeviceTrace_ELBO, IWAE_ELBO
+from pyro_vae.objectives import IWAE_ELBO, CorrectedJitTrace_ELBO, DeviceTrace_ELBO
 from pyro_vae.vae import build_vae
 
 from .conftest import TINY, compose_config
-from .hand_densities import bernoulli_log_density, loc_and_scale_by_hand, normal_log_density, standard_normal_log_density
+from .hand_densities import (
+    bernoulli_log_density,
+    loc_and_scale_by_hand,
+    normal_log_density,
+    standard_normal_log_density,
+)
 
 SEED = 123
 NUM_DATA = 60  # != the batch of 6: the data scale N/B = 10 must enter where the bound puts it
@@ -124,8 +130,11 @@ def encoder_and_decoder_gradients(vae, x, k, gradient):
     loss = IWAE_ELBO(k, gradient).differentiable_loss(vae.model, vae.guide, x, num_data=len(x))
     encoder, decoder = list(vae.encoder.parameters()), list(vae.decoder.parameters())
     g = torch.autograd.grad(loss, encoder + decoder)
-    flat = lambda tensors: torch.cat([t.flatten() for t in tensors])
-    return flat(g[: len(encoder)]), flat(g[len(encoder):])
+
+    def flat(tensors):
+        return torch.cat([t.flatten() for t in tensors])
+
+    return flat(g[: len(encoder)]), flat(g[len(encoder) :])
 
 
 @pytest.mark.parametrize("k", [5, 50])
@@ -157,8 +166,11 @@ def test_dreg_is_the_hand_written_doubly_reparameterized_surrogate(small_vae, bi
     pyro.set_rng_seed(SEED)
     loc, scale = small_vae.encoder(x, None)
     z = loc + scale * torch.randn(k, *loc.shape)
-    log_w = (bernoulli_log_density(x.flatten(-3), small_vae.decoder(z).flatten(-3)) + standard_normal_log_density(z)
-             - normal_log_density(z, loc.detach(), scale.detach()))
+    log_w = (
+        bernoulli_log_density(x.flatten(-3), small_vae.decoder(z).flatten(-3))
+        + standard_normal_log_density(z)
+        - normal_log_density(z, loc.detach(), scale.detach())
+    )
     weights = torch.softmax(log_w.detach(), 0)
     surrogate = -(NUM_DATA / len(x)) * (weights**2 * log_w).sum()
     hand_encoder = torch.autograd.grad(surrogate, list(small_vae.encoder.parameters()))

@@ -1,7 +1,8 @@
 """run.py as a user runs it, on a tiny configuration: every file of the output contract."""
-import os
+
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -13,8 +14,18 @@ from .conftest import TINY, compose_config, one_line, run_py
 from .test_cifar10 import write_archive
 
 FIGURES = {"encoding", "decoding", "reconstructions", "samples", "elbo_curve", "latent_space"}
-METRICS = {"test_elbo", "test_log_likelihood", "iwae_k", "val_elbo_best", "epochs_completed", "train_seconds",
-           "images_per_second", "test_kl", "test_reconstruction", "test_active_units"}
+METRICS = {
+    "test_elbo",
+    "test_log_likelihood",
+    "iwae_k",
+    "val_elbo_best",
+    "epochs_completed",
+    "train_seconds",
+    "images_per_second",
+    "test_kl",
+    "test_reconstruction",
+    "test_active_units",
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +37,14 @@ def run_dir(tmp_path_factory):
 
 def test_run_writes_the_output_contract(run_dir):
     assert {p.stem for p in (run_dir / "figures").glob("*.png")} == FIGURES | {"manifold"}
-    for name in ("checkpoint.pt", "last.pt", "history.csv", "metrics.json", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+    for name in (
+        "checkpoint.pt",
+        "last.pt",
+        "history.csv",
+        "metrics.json",
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+    ):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert METRICS <= set(metrics)
@@ -57,7 +75,14 @@ def test_multirun_puts_each_job_in_its_own_directory(tmp_path):
 
 
 def test_gaussian_variant_on_mnist_grey_levels_reports_bits_per_dim(tmp_path):
-    run_py(*TINY, "likelihood=gaussian", "dataset=mnist", "net=mlp", "likelihood.scale=per_pixel", f"hydra.run.dir={tmp_path}")
+    run_py(
+        *TINY,
+        "likelihood=gaussian",
+        "dataset=mnist",
+        "net=mlp",
+        "likelihood.scale=per_pixel",
+        f"hydra.run.dir={tmp_path}",
+    )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["likelihood"] == "gaussian" and metrics["dataset"] == "mnist"
     assert 0 < metrics["test_bits_per_dim"] <= metrics["test_bits_per_dim_elbo"] < 12
@@ -68,10 +93,20 @@ def test_gaussian_cifar10_run_on_an_archive_in_the_official_format(tmp_path, mon
     """The whole pipeline in-process (so that the archive's checksums can be patched in)."""
     (tmp_path / "data").mkdir()
     write_archive(tmp_path / "data", monkeypatch, per_batch=24)
-    cfg = compose_config([
-        "likelihood=gaussian", f"data.root={tmp_path / 'data'}", "data.val_size=24", "batch_size=32",
-        "epochs=2", "latent_dim=3", "net.channels=[8,16]", "eval.iwae_k=4", "device=cpu", "likelihood.scale=predicted",
-    ])
+    cfg = compose_config(
+        [
+            "likelihood=gaussian",
+            f"data.root={tmp_path / 'data'}",
+            "data.val_size=24",
+            "batch_size=32",
+            "epochs=2",
+            "latent_dim=3",
+            "net.channels=[8,16]",
+            "eval.iwae_k=4",
+            "device=cpu",
+            "likelihood.scale=predicted",
+        ]
+    )
     assert cfg.data.name == "cifar10" and cfg.net.name == "conv"
     best_val = run_experiment(cfg, tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -83,12 +118,22 @@ def test_gaussian_cifar10_run_on_an_archive_in_the_official_format(tmp_path, mon
 
 
 def test_gaussian_variant_without_cifar10_says_where_to_put_it(tmp_path):
-    line = one_line(run_py("likelihood=gaussian", f"data.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", returncode=2))
+    line = one_line(
+        run_py("likelihood=gaussian", f"data.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", returncode=2)
+    )
     assert "cifar-10-python.tar.gz: not found; download https://" in line and "data.download=true" in line
 
 
 def test_multirun_over_both_likelihoods(tmp_path):
-    run_py("-m", *TINY, "epochs=1", "dataset=mnist", "net=mlp", "likelihood=bernoulli,gaussian", f"hydra.sweep.dir={tmp_path}")
+    run_py(
+        "-m",
+        *TINY,
+        "epochs=1",
+        "dataset=mnist",
+        "net=mlp",
+        "likelihood=bernoulli,gaussian",
+        f"hydra.sweep.dir={tmp_path}",
+    )
     likelihoods = [json.loads((tmp_path / job / "metrics.json").read_text())["likelihood"] for job in ("0", "1")]
     assert likelihoods == ["bernoulli", "gaussian"]
 

@@ -1,4 +1,5 @@
 """The importance-sampled log-likelihood estimate against the ELBO."""
+
 import math
 
 import pyro

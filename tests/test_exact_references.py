@@ -15,6 +15,7 @@ Everything runs in float64, so that "exact" can mean "to float precision".
 3. Bits per dimension of a continuous density with known log p(x).
 4. The Bernoulli pixel log-density against the hand-written x log s(l) + (1 - x) log s(-l).
 """
+
 import math
 
 import pyro
@@ -24,9 +25,9 @@ from omegaconf import OmegaConf
 from pyro.infer import Trace_ELBO
 from torch import nn
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
-from torch.nn import functional as F
 
-from pyro_vae.evaluation import evaluate, test_metrics as project_test_metrics
+from pyro_vae.evaluation import evaluate
+from pyro_vae.evaluation import test_metrics as project_test_metrics
 from pyro_vae.likelihoods import BernoulliPixels, GaussianPixels
 from pyro_vae.vae import VAE, build_vae
 
@@ -263,12 +264,16 @@ def test_elbo_gap_is_the_kl_to_the_exact_posterior(linear_ref):
         gaps.append(gap)
         ses.append(se)
         # KL to the prior: closed form on both sides, so to float precision.
-        prior_kl = kl_divergence(q_mvn, MultivariateNormal(torch.zeros(LATENT, dtype=DTYPE),
-                                                           covariance_matrix=torch.eye(LATENT, dtype=DTYPE)))
+        prior_kl = kl_divergence(
+            q_mvn,
+            MultivariateNormal(torch.zeros(LATENT, dtype=DTYPE), covariance_matrix=torch.eye(LATENT, dtype=DTYPE)),
+        )
         assert result.kl == pytest.approx(prior_kl.item(), rel=0, abs=EXACT_ATOL)
         # Reconstruction: a mean of `draws` log p(x|z); SE from reference draws of the same.
-        expected_rec = (Normal(ref.w @ q.loc + ref.b, SIGMA_X).log_prob(ref.x_flat[i]).sum()
-                        - (ref.w**2 @ q.scale**2).sum() / (2 * SIGMA_X**2)).item()
+        expected_rec = (
+            Normal(ref.w @ q.loc + ref.b, SIGMA_X).log_prob(ref.x_flat[i]).sum()
+            - (ref.w**2 @ q.scale**2).sum() / (2 * SIGMA_X**2)
+        ).item()
         z = q.loc + q.scale * torch.randn(draws, LATENT, generator=g, dtype=DTYPE)
         rec_se = Normal(z @ ref.w.T + ref.b, SIGMA_X).log_prob(ref.x_flat[i]).sum(-1).std().item() / math.sqrt(draws)
         assert abs(result.reconstruction - expected_rec) < 5 * rec_se, (i, result.reconstruction, expected_rec, rec_se)
@@ -301,8 +306,10 @@ def test_importance_sampling_tightens_towards_log_px_as_k_grows(linear_ref):
         mean, se = repeated_estimates(vae, x, k, groups=20, copies=NUM_LINEAR_ESTIMATES // 20, seed=1000 * k)
         gaps.append(exact - mean)
         ses.append(se)
-    print(f"\nKL {kl:.4f}, chi^2 {chi2:.4f}; log p(x) - mean IS estimate for K={ks}: "
-          + ", ".join(f"{g:.4f} (SE {s:.4f}, chi^2/2K {chi2 / (2 * k):.4f})" for k, g, s in zip(ks, gaps, ses)))
+    print(
+        f"\nKL {kl:.4f}, chi^2 {chi2:.4f}; log p(x) - mean IS estimate for K={ks}: "
+        + ", ".join(f"{g:.4f} (SE {s:.4f}, chi^2/2K {chi2 / (2 * k):.4f})" for k, g, s in zip(ks, gaps, ses))
+    )
     # K = 1 is the ELBO: its gap is the KL, within 5 SE.
     assert abs(gaps[0] - kl) < 5 * ses[0], (gaps, ses, kl)
     # Below log p(x) on average: never above by more than the Chernoff bound (probability
@@ -323,11 +330,17 @@ def test_importance_sampling_tightens_towards_log_px_as_k_grows(linear_ref):
 # 3. Bits per dimension
 # --------------------------------------------------------------------------------------------
 
+
 def test_bits_per_dim_equals_the_closed_form(linear_ref):
     ref = linear_ref
     vae = ref.vae()
-    cfg = OmegaConf.create({"eval": {"iwae_k": 10, "chunk_size": 2048}, "decoder": {"eval_weight_draws": 1},
-                            "likelihood": {"name": "gaussian"}})
+    cfg = OmegaConf.create(
+        {
+            "eval": {"iwae_k": 10, "chunk_size": 2048},
+            "decoder": {"eval_weight_draws": 1},
+            "likelihood": {"name": "gaussian"},
+        }
+    )
     metrics = project_test_metrics(vae, ref.images, None, cfg, num_data=len(ref.images))
     mean_log_px = ref.log_px.mean().item()
     # Discrete 8-bit data from a density on [0, 1]: -log P <= -log p(x) + D log 256 nats, in bits per dim.
@@ -360,8 +373,16 @@ class BernoulliReference:
 
     def __init__(self, d: int) -> None:
         self.d = d
-        cfg = compose_config([f"latent_dim={d}", f"net.hidden_dims=[{HIDDEN}]", "net.activation=tanh",
-                              "likelihood=bernoulli", "net=mlp", "device=cpu"])
+        cfg = compose_config(
+            [
+                f"latent_dim={d}",
+                f"net.hidden_dims=[{HIDDEN}]",
+                "net.activation=tanh",
+                "likelihood=bernoulli",
+                "net=mlp",
+                "device=cpu",
+            ]
+        )
         pyro.set_rng_seed(d)
         self.vae = build_vae(cfg, BERNOULLI_SHAPE, 10).double()
         kinds = [type(m) for m in self.vae.decoder.body]
@@ -414,8 +435,11 @@ class BernoulliReference:
     def log_weights(self, i, loc, scale, draws, generator):
         """Reference IS log-weights for image i under the proposal N(loc, diag scale^2)."""
         z = loc + scale * torch.randn(draws, self.d, generator=generator, dtype=DTYPE)
-        return (bernoulli_log_density(self.x_flat[i], self.logits(z)) + standard_normal_log_density(z)
-                - normal_log_density(z, loc, scale))
+        return (
+            bernoulli_log_density(self.x_flat[i], self.logits(z))
+            + standard_normal_log_density(z)
+            - normal_log_density(z, loc, scale)
+        )
 
 
 class TableEncoder(nn.Module):
@@ -484,7 +508,8 @@ def test_moment_matched_guide_recovers_the_quadrature_log_px(bernoulli_ref):
         assert exact - bias_bound - 5 * se - quad < estimate < exact + 5 * se + quad, rows[-1]
     print(f"\nd={ref.d}: image, exact log p(x), K={k} estimate, difference, SE, bias bound")
     for row in rows:
-        print("  %d  %.6f  %.6f  %+.6f  %.6f  %.6f" % row)
+        image, exact, estimate, difference, se, bias = row
+        print(f"  {image}  {exact:.6f}  {estimate:.6f}  {difference:+.6f}  {se:.6f}  {bias:.6f}")
 
 
 # K -> (groups, copies): many repeats where they are cheap and the estimates noisy (small K).
@@ -504,8 +529,10 @@ def test_poor_guide_estimate_rises_towards_the_quadrature_log_px(bernoulli_ref):
             mean, se = repeated_estimates(ref.vae, x, k, groups, copies, seed=300 + 17 * k)
             means.append(mean)
             ses.append(se)
-        print(f"d={ref.d} image {i}: exact {exact:.4f}; mean estimates for K={ks}: "
-              + ", ".join(f"{m:.4f} (SE {s:.4f})" for m, s in zip(means, ses)))
+        print(
+            f"d={ref.d} image {i}: exact {exact:.4f}; mean estimates for K={ks}: "
+            + ", ".join(f"{m:.4f} (SE {s:.4f})" for m, s in zip(means, ses))
+        )
         for k, m in zip(ks, means):
             # E[estimate] <= log p(x): above it by at most the Chernoff bound (probability
             # <= 1e-4; 0.06 nats for the 160 estimates at K = 1000) plus the quadrature error.
@@ -521,6 +548,7 @@ def test_poor_guide_estimate_rises_towards_the_quadrature_log_px(bernoulli_ref):
 # --------------------------------------------------------------------------------------------
 # 4. The Bernoulli pixel log-density by hand
 # --------------------------------------------------------------------------------------------
+
 
 def test_bernoulli_likelihood_matches_the_hand_written_log_density(bernoulli_ref):
     ref = bernoulli_ref

@@ -5,6 +5,7 @@ Ours are one line (exit 2). Hydra's own composition errors (an unknown group opt
 are Hydra's multi-line message (exit 1), never a traceback. The CI budget is small;
 ``PYRO_VAE_FUZZ_EXAMPLES=200 pytest tests/test_fuzz.py`` runs a larger one by hand.
 """
+
 import os
 
 from hypothesis import HealthCheck, given, settings
@@ -12,8 +13,17 @@ from hypothesis import strategies as st
 
 from .conftest import run_py
 
-TINY_DATA = ["data.train_size=128", "data.val_size=64", "data.test_size=32", "net.hidden_dims=[16]", "latent_dim=2",
-             "batch_size=32", "epochs=1", "eval.iwae_k=2", "device=cpu"]
+TINY_DATA = [
+    "data.train_size=128",
+    "data.val_size=64",
+    "data.test_size=32",
+    "net.hidden_dims=[16]",
+    "latent_dim=2",
+    "batch_size=32",
+    "epochs=1",
+    "eval.iwae_k=2",
+    "device=cpu",
+]
 VALUES = {
     "latent_dim": ["3", "0", "-2", "abc", "1.5", "null"],
     "epochs": ["2", "0", "x"],
@@ -45,10 +55,13 @@ VALUES = {
 EXAMPLES = int(os.environ.get("PYRO_VAE_FUZZ_EXAMPLES", "12"))
 
 overrides = st.lists(st.sampled_from(sorted(VALUES)), min_size=1, max_size=2, unique=True).flatmap(
-    lambda keys: st.tuples(*(st.sampled_from(VALUES[key]).map(lambda value, key=key: f"{key}={value}") for key in keys)))
+    lambda keys: st.tuples(*(st.sampled_from(VALUES[key]).map(lambda value, key=key: f"{key}={value}") for key in keys))
+)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(overrides)
 def test_every_drawn_command_finishes_or_is_refused_cleanly(tmp_path_factory, drawn):
     out = tmp_path_factory.mktemp("fuzz")

@@ -1,4 +1,5 @@
 """The Gaussian algebra the paper's derivation rests on."""
+
 import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 

@@ -5,6 +5,7 @@ The kill is real: a wrapper around ``run.py`` sends the process SIGKILL to itsel
 third training step of epoch 2, so nothing gets to clean up, flush or save; epoch 1's ``last.pt``
 is all that survives, as after a power cut or the OOM killer.
 """
+
 import signal
 import subprocess
 import sys
@@ -57,8 +58,13 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
     run_py(*args, f"hydra.run.dir={tmp_path / 'straight'}")
 
     killed_dir = tmp_path / "killed"
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_STEPS_OF_EPOCH_2, *args, f"hydra.run.dir={killed_dir}"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_STEPS_OF_EPOCH_2, *args, f"hydra.run.dir={killed_dir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert len(checkpoints.read(killed_dir / checkpoints.LAST)["history"]) == 1
     assert not (killed_dir / "metrics.json").exists()
@@ -72,7 +78,9 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
         assert torch.equal(tensor, got["state_dict"][name]), name
     assert_same_tree(expected["optimizer"], got["optimizer"])
     columns = ("train_elbo", "val_elbo", "lr", "kl_weight")
-    assert [[row[c] for c in columns] for row in got["history"]] == [[row[c] for c in columns] for row in expected["history"]]
+    assert [[row[c] for c in columns] for row in got["history"]] == [
+        [row[c] for c in columns] for row in expected["history"]
+    ]
 
 
 def assert_same_tree(expected, got, path="optimizer"):

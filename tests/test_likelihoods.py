@@ -2,6 +2,7 @@
 mass, the calibrated ("optimal") Gaussian sigma against its closed form, both ELBOs against the
 hand derivation on the same draws, bits per dimension of a density and of a mass, and both modes
 end to end on a CIFAR-10 archive in the official format."""
+
 import json
 import math
 
@@ -16,13 +17,24 @@ from pyro_vae.data import PixelTransform
 from pyro_vae.errors import ConfigError
 from pyro_vae.evaluation import test_metrics as project_test_metrics
 from pyro_vae.experiment import run_experiment
-from pyro_vae.likelihoods import (INITIAL_SCALE, RUNNING_MOMENTUM, DiscretizedLogistic, DiscretizedLogisticPixels,
-                                  GaussianPixels, GreyLevels)
+from pyro_vae.likelihoods import (
+    INITIAL_SCALE,
+    RUNNING_MOMENTUM,
+    DiscretizedLogistic,
+    DiscretizedLogisticPixels,
+    GaussianPixels,
+    GreyLevels,
+)
 from pyro_vae.settings import validate
 from pyro_vae.vae import VAE, build_vae
 
 from .conftest import TINY, compose_config
-from .hand_densities import discretized_logistic_log_mass, loc_and_scale_by_hand, normal_log_density, standard_normal_log_density
+from .hand_densities import (
+    discretized_logistic_log_mass,
+    loc_and_scale_by_hand,
+    normal_log_density,
+    standard_normal_log_density,
+)
 from .test_cifar10 import write_archive
 from .test_elbo import NUM_DATA, SEED, assert_same_loss_and_gradients
 
@@ -34,10 +46,14 @@ SHAPE = (3, 4, 4)
 # The discretized logistic
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 2e-5), (torch.float64, 1e-12)])
 def test_the_masses_of_all_256_levels_sum_to_one_for_every_parameter(dtype, tol):
-    loc, scale = torch.meshgrid(torch.linspace(-1, 2, 13, dtype=dtype),
-                                torch.tensor([1e-3, 3e-3, 1e-2, 0.1, 1.0, 10.0, 1e3], dtype=dtype), indexing="ij")
+    loc, scale = torch.meshgrid(
+        torch.linspace(-1, 2, 13, dtype=dtype),
+        torch.tensor([1e-3, 3e-3, 1e-2, 0.1, 1.0, 10.0, 1e3], dtype=dtype),
+        indexing="ij",
+    )
     levels = torch.arange(256, dtype=dtype) / 255  # in the dtype's own precision, so that the bins tile [0, 1] exactly
     masses = DiscretizedLogistic(loc, scale).log_prob(levels.reshape(256, 1, 1)).exp()
     assert torch.allclose(masses.sum(0), torch.ones_like(loc), rtol=0, atol=tol)
@@ -92,6 +108,7 @@ def test_the_support_is_the_grey_levels_not_dequantized_values():
 # The pixels each likelihood sees, and its settings
 # --------------------------------------------------------------------------------------------
 
+
 def test_the_discretized_likelihood_sees_the_raw_grey_levels_and_the_gaussian_dequantized_ones():
     images = torch.randint(0, 256, (50, *SHAPE), dtype=torch.uint8)
     grey = PixelTransform("none", seed=0, likelihood="discretized_logistic")
@@ -101,15 +118,25 @@ def test_the_discretized_likelihood_sees_the_raw_grey_levels_and_the_gaussian_de
     assert GreyLevels().check(dequantized).float().mean() < 0.01  # 0.2% land within 1e-3 of a level by chance
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["likelihood=discretized_logistic", "likelihood.scale=optimal"],
-     "likelihood.scale=optimal: choose one of learned, per_pixel, predicted, fixed for likelihood=discretized_logistic"),
-    (["likelihood=gaussian", "likelihood.scale=calibrated"],
-     "likelihood.scale=calibrated: choose one of learned, per_pixel, predicted, fixed, optimal for likelihood=gaussian"),
-    (["likelihood=discretized_logistic", "likelihood.min_scale=0"], "likelihood.min_scale=0: must be a number > 0"),
-    (["likelihood=gaussian", "likelihood.fixed_scale=abc"], "likelihood.fixed_scale=abc: must be a number > 0"),
-    (["likelihood=gaussian", "likelihood.scale=optimal", "elbo=jit"], "likelihood.scale=optimal updates its running sigma"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["likelihood=discretized_logistic", "likelihood.scale=optimal"],
+            "likelihood.scale=optimal: choose one of learned, per_pixel, predicted, fixed for likelihood=discretized_logistic",
+        ),
+        (
+            ["likelihood=gaussian", "likelihood.scale=calibrated"],
+            "likelihood.scale=calibrated: choose one of learned, per_pixel, predicted, fixed, optimal for likelihood=gaussian",
+        ),
+        (["likelihood=discretized_logistic", "likelihood.min_scale=0"], "likelihood.min_scale=0: must be a number > 0"),
+        (["likelihood=gaussian", "likelihood.fixed_scale=abc"], "likelihood.fixed_scale=abc: must be a number > 0"),
+        (
+            ["likelihood=gaussian", "likelihood.scale=optimal", "elbo=jit"],
+            "likelihood.scale=optimal updates its running sigma",
+        ),
+    ],
+)
 def test_bad_likelihood_settings_are_refused_in_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message) as error:
         validate(compose_config(overrides))
@@ -129,13 +156,16 @@ def test_learned_scales_start_at_the_documented_value(likelihood, mode):
 # The ELBO against its hand derivation, on the same draws
 # --------------------------------------------------------------------------------------------
 
+
 def hand_elbo_loss(vae, x, log_likelihood):
     """-(N/B) sum_i [log p(x_i|z_i) + log p(z_i) - log q(z_i|x_i)], z = mu + sigma eps drawn as
     Pyro draws it; ``log_likelihood(out)`` gives log p(x|z) per image from the decoder output."""
     loc_z, scale_z = vae.encoder(x, None)
     z = loc_z + scale_z * torch.randn(loc_z.shape)
     log_lik = log_likelihood(vae.decoder(z))
-    return -(NUM_DATA / len(x)) * (log_lik + standard_normal_log_density(z) - normal_log_density(z, loc_z, scale_z)).sum()
+    return (
+        -(NUM_DATA / len(x)) * (log_lik + standard_normal_log_density(z) - normal_log_density(z, loc_z, scale_z)).sum()
+    )
 
 
 def grey_level_batch():
@@ -196,7 +226,10 @@ def test_the_calibrated_sigma_maximizes_the_batch_likelihood():
     (slope,) = torch.autograd.grad(log_lik, s)
     assert abs(slope.item()) < 1e-6 * abs(log_lik.item()) / sigma
     for other in (0.99 * sigma, 1.01 * sigma):
-        assert normal_log_density(x.flatten().double(), out.flatten().double(), torch.tensor(other, dtype=torch.float64)) < log_lik
+        assert (
+            normal_log_density(x.flatten().double(), out.flatten().double(), torch.tensor(other, dtype=torch.float64))
+            < log_lik
+        )
 
 
 def test_held_out_figures_use_the_running_sigma_whatever_the_images():
@@ -226,6 +259,7 @@ def test_held_out_figures_use_the_running_sigma_whatever_the_images():
 # --------------------------------------------------------------------------------------------
 # Bits per dimension: a density of dequantized pixels, and a mass of grey levels
 # --------------------------------------------------------------------------------------------
+
 
 class PriorEncoder(nn.Module):
     """q(z|x) = p(z): log p(z) - log q(z|x) = 0 for every draw."""
@@ -265,8 +299,13 @@ def test_bits_per_dim_of_an_exactly_known_log_likelihood(likelihood):
     else:
         log_px = discretized_logistic_log_mass(x.flatten(1), loc.flatten(), scale.flatten())
         expected_bits = -log_px.mean().item() / (48 * math.log(2))
-    cfg = OmegaConf.create({"eval": {"iwae_k": 5, "chunk_size": 2048}, "decoder": {"eval_weight_draws": 1},
-                            "likelihood": {"name": likelihood}})
+    cfg = OmegaConf.create(
+        {
+            "eval": {"iwae_k": 5, "chunk_size": 2048},
+            "decoder": {"eval_weight_draws": 1},
+            "likelihood": {"name": likelihood},
+        }
+    )
     metrics = project_test_metrics(vae, x, None, cfg, num_data=7)
     assert metrics["test_log_likelihood"] == pytest.approx(log_px.mean().item(), rel=1e-5)
     assert metrics["test_bits_per_dim"] == pytest.approx(expected_bits, rel=1e-5)
@@ -278,14 +317,26 @@ def test_bits_per_dim_of_an_exactly_known_log_likelihood(likelihood):
 # CIFAR-10 end to end
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("likelihood, scale", [("gaussian", "optimal"), ("discretized_logistic", "predicted")])
 def test_both_grey_level_likelihoods_run_on_a_cifar10_archive(tmp_path, monkeypatch, likelihood, scale):
     (tmp_path / "data").mkdir()
     write_archive(tmp_path / "data", monkeypatch, per_batch=24)
-    cfg = compose_config([
-        f"likelihood={likelihood}", f"likelihood.scale={scale}", f"data.root={tmp_path / 'data'}", "data.val_size=24",
-        "batch_size=32", "epochs=2", "latent_dim=3", "net.channels=[8,16]", "eval.iwae_k=4", "device=cpu", "threads=1",
-    ])
+    cfg = compose_config(
+        [
+            f"likelihood={likelihood}",
+            f"likelihood.scale={scale}",
+            f"data.root={tmp_path / 'data'}",
+            "data.val_size=24",
+            "batch_size=32",
+            "epochs=2",
+            "latent_dim=3",
+            "net.channels=[8,16]",
+            "eval.iwae_k=4",
+            "device=cpu",
+            "threads=1",
+        ]
+    )
     assert cfg.data.name == "cifar10" and cfg.net.name == "conv" and cfg.data.binarize == "none"
     run_experiment(cfg, tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -1,4 +1,5 @@
 """Encoders and decoders: shapes for any leading dims, scale floor, gradients, layer-count errors."""
+
 import pytest
 import torch
 

@@ -1,5 +1,6 @@
 """docs/tutorial.ipynb runs from top to bottom on the current code (its cells assert what they
 show), and is stored without outputs, so that git holds only what a person wrote."""
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -25,5 +26,11 @@ def test_the_notebook_runs_from_top_to_bottom(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     # Raises CellExecutionError, with the cell and its traceback, at the first cell that fails.
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    assert sorted(p.name for p in tmp_path.glob("pyro-vae-tutorial-*/*")) == ["gaussian_learned", "gaussian_predicted", "latent2"]
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
+    assert sorted(p.name for p in tmp_path.glob("pyro-vae-tutorial-*/*")) == [
+        "gaussian_learned",
+        "gaussian_predicted",
+        "latent2",
+    ]

@@ -7,6 +7,7 @@ README's own command line. The commands run in-process through ``run.py``'s Hydr
 in the official format whose checksums are patched in. The SLURM command cannot run without a
 cluster: its composed launcher configuration is checked instead.
 """
+
 import json
 import re
 import runpy
@@ -28,8 +29,15 @@ from .conftest import ROOT, compose_config
 from .test_cifar10 import write_archive
 
 README = (ROOT / "README.md").read_text()
-SHRINK = {"data.train_size": "192", "data.val_size": "64", "data.test_size": "32", "batch_size": "32",
-          "epochs": "1", "eval.iwae_k": "4", "hydra.launcher.n_jobs": "2"}
+SHRINK = {
+    "data.train_size": "192",
+    "data.val_size": "64",
+    "data.test_size": "32",
+    "batch_size": "32",
+    "epochs": "1",
+    "eval.iwae_k": "4",
+    "hydra.launcher.n_jobs": "2",
+}
 
 
 def readme_commands():
@@ -39,9 +47,9 @@ def readme_commands():
         for line in block.splitlines():
             line = line.split("#")[0].strip()
             if "run.py" in line:
-                commands.append(line[line.index("run.py"):])
+                commands.append(line[line.index("run.py") :])
     for inline in re.findall(r"`(python run\.py[^`]*)`", README):
-        commands.append(" ".join(inline.split())[len("python "):])
+        commands.append(" ".join(inline.split())[len("python ") :])
     return list(dict.fromkeys(commands))
 
 
@@ -74,8 +82,13 @@ def shrunk(command: str, workspace: Path, index: int):
     if "hydra/launcher=joblib" not in args:
         shrink.pop("hydra.launcher.n_jobs")
     # A task's run_dir=outputs/my_run is the shared finished run; each command writes its own outputs/.
-    args = [arg.replace("=outputs/", f"={workspace}/outputs/" if arg.startswith("run_dir=") else f"={workspace}/{index}/outputs/")
-            for arg in args if arg.split("=")[0].lstrip("+~") not in shrink]
+    args = [
+        arg.replace(
+            "=outputs/", f"={workspace}/outputs/" if arg.startswith("run_dir=") else f"={workspace}/{index}/outputs/"
+        )
+        for arg in args
+        if arg.split("=")[0].lstrip("+~") not in shrink
+    ]
     args += [f"{key}={value}" for key, value in shrink.items()]
     if "likelihood=gaussian" in command and "dataset=mnist" not in command or "bernoulli,gaussian" in command:
         args.append(f"data.root={workspace / 'data'}")  # CIFAR-10: the small archive (MNIST is there too)
@@ -101,13 +114,20 @@ def my_run(workspace):
     """``outputs/my_run``: the README's main command, shrunk; the task commands work on it."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         args = shrunk("run.py", workspace, 0)
-        run_command([a for a in args if not a.startswith("hydra.run.dir")] + [f"hydra.run.dir={workspace}/outputs/my_run"],
-                    workspace, monkeypatch)
+        run_command(
+            [a for a in args if not a.startswith("hydra.run.dir")] + [f"hydra.run.dir={workspace}/outputs/my_run"],
+            workspace,
+            monkeypatch,
+        )
     return workspace / "outputs" / "my_run"
 
 
 def test_the_readme_has_its_commands():
-    assert len(COMMANDS) >= 20 and "run.py" in COMMANDS and "run.py task=evaluate run_dir=outputs/my_run eval.iwae_k=5000" in COMMANDS
+    assert (
+        len(COMMANDS) >= 20
+        and "run.py" in COMMANDS
+        and "run.py task=evaluate run_dir=outputs/my_run eval.iwae_k=5000" in COMMANDS
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -121,13 +141,19 @@ def test_readme_command_runs(command, workspace, my_run, monkeypatch, capsys):
         assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in capsys.readouterr().out
         return
     if "resume=true" in args:  # the run it resumes, as its first command would have left it
-        run_command([a for a in args if a != "resume=true" and not a.startswith("epochs=")] + ["epochs=1"], workspace, monkeypatch)
+        run_command(
+            [a for a in args if a != "resume=true" and not a.startswith("epochs=")] + ["epochs=1"],
+            workspace,
+            monkeypatch,
+        )
     run_command(args, workspace, monkeypatch)
     if "--cfg" in args:
         assert "latent_dim:" in capsys.readouterr().out
         return
     task = next((arg.split("=", 1)[1] for arg in args if arg.startswith("task=")), "train")
-    figure = {"sample": "samples.png", "reconstruct": "reconstructions.png", "interpolate": "interpolation.png"}.get(task)
+    figure = {"sample": "samples.png", "reconstruct": "reconstructions.png", "interpolate": "interpolation.png"}.get(
+        task
+    )
     if figure:
         assert (_run_dirs(args)[0] / figure).is_file()
         return
@@ -159,14 +185,14 @@ def settings_rows():
     likelihood=gaussian."""
     rows = []
     for match in re.finditer(r"\| setting \| default \| meaning \|\n\| --- .*\n((?:\|.*\n)+)", README):
-        section = ["likelihood=gaussian"] if "## The Gaussian decoder" in README[:match.start()] else []
+        section = ["likelihood=gaussian"] if "## The Gaussian decoder" in README[: match.start()] else []
         for line in match.group(1).splitlines():
             cells = [cell.strip() for cell in line.strip("|").split("|")]
             names = re.findall(r"`([^`]+)`", cells[0])
             keys = [name for name in names if "=" not in name]
             overrides = section + [name for name in names if "=" in name]
             defaults = [d.strip().strip("`") for d in re.split(r",\s*(?![^\[]*\])", cells[1])]
-            rows += [(overrides, key, default) for key, default in zip(keys, defaults[-len(keys):])]
+            rows += [(overrides, key, default) for key, default in zip(keys, defaults[-len(keys) :])]
     return rows
 
 
@@ -183,7 +209,9 @@ def test_readme_settings_tables_give_the_real_defaults(overrides, key, default):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         assert float(documented) == pytest.approx(value), key
     else:
-        assert documented == (OmegaConf.to_container(value) if not isinstance(value, (str, bool, type(None))) else value), key
+        assert documented == (
+            OmegaConf.to_container(value) if not isinstance(value, (str, bool, type(None))) else value
+        ), key
 
 
 def test_readme_output_contract_names_every_metric_and_column(my_run):

@@ -1,6 +1,7 @@
 """A run directory is written only by commands allowed to: refused ones leave it byte-identical,
 a resumed run either applies a changed setting or refuses it (its record never says otherwise),
 and a damaged or code-holding checkpoint is refused in one line."""
+
 import shutil
 from pathlib import Path
 
@@ -24,15 +25,24 @@ def finished_run(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["latent_dim=7"], "already holds a run (last.pt); pass resume=true"),
-    (["resume=true", "lr=0.01"], "resume=true: lr=0.01 (the run has 0.001): a resumed run keeps the settings"),
-    (["resume=true", "latent_dim=7", "epochs=3"], "latent_dim=7 (the run has 4)"),
-    (["task=evaluate", "run_dir=RUN"], "holds a run (last.pt); task=evaluate writes into a directory of its own"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["latent_dim=7"], "already holds a run (last.pt); pass resume=true"),
+        (["resume=true", "lr=0.01"], "resume=true: lr=0.01 (the run has 0.001): a resumed run keeps the settings"),
+        (["resume=true", "latent_dim=7", "epochs=3"], "latent_dim=7 (the run has 4)"),
+        (["task=evaluate", "run_dir=RUN"], "holds a run (last.pt); task=evaluate writes into a directory of its own"),
+    ],
+)
 def test_a_refused_command_leaves_the_run_directory_byte_identical(finished_run, args, message):
     before = snapshot(finished_run)
-    assert {Path(".hydra/config.yaml"), Path("run.log"), Path("last.pt"), Path("checkpoint.pt"), Path("metrics.json")} <= set(before)
+    assert {
+        Path(".hydra/config.yaml"),
+        Path("run.log"),
+        Path("last.pt"),
+        Path("checkpoint.pt"),
+        Path("metrics.json"),
+    } <= set(before)
     args = [arg.replace("RUN", str(finished_run)) for arg in args]
     assert message in one_line(run_py(*TINY_RUN, *args, f"hydra.run.dir={finished_run}", returncode=2))
     assert snapshot(finished_run) == before
@@ -42,7 +52,13 @@ def test_a_resumed_run_applies_the_settings_it_may_change_and_records_them(finis
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)
     log_before = (run_dir / "run.log").read_text()
-    run_py(*[o for o in TINY_RUN if o != "epochs=1"], "epochs=2", "resume=true", "eval.iwae_k=4", f"hydra.run.dir={run_dir}")
+    run_py(
+        *[o for o in TINY_RUN if o != "epochs=1"],
+        "epochs=2",
+        "resume=true",
+        "eval.iwae_k=4",
+        f"hydra.run.dir={run_dir}",
+    )
     assert len((run_dir / "history.csv").read_text().splitlines()) == 1 + 2
     record = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     stored = torch.load(run_dir / "last.pt", weights_only=True)["config"]
@@ -52,8 +68,14 @@ def test_a_resumed_run_applies_the_settings_it_may_change_and_records_them(finis
 
 def test_settings_changed_compares_nested_settings_and_ignores_those_that_may_change():
     stored = {"lr": 0.001, "epochs": 5, "net": {"hidden_dims": [64]}, "eval": {"iwae_k": 8}, "resume": False}
-    current = {"lr": 0.001, "epochs": 9, "net": {"hidden_dims": [32]}, "eval": {"iwae_k": 5000}, "resume": True,
-               "new_key": 1}
+    current = {
+        "lr": 0.001,
+        "epochs": 9,
+        "net": {"hidden_dims": [32]},
+        "eval": {"iwae_k": 5000},
+        "resume": True,
+        "new_key": 1,
+    }
     assert settings_changed(stored, current) == [("net.hidden_dims", [64], [32])]
 
 
@@ -92,14 +114,19 @@ def test_code_holding_checkpoints_are_refused_by_load_and_by_tasks(finished_run,
     torch.save({"config": {}, "payload": CodeOnLoad()}, run_dir / "checkpoint.pt")
     with pytest.raises(DataError, match="holds pickled Python objects besides tensors"):
         pyro_vae.load(run_dir)
-    line = one_line(run_py("task=evaluate", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path / 'evaluate'}", returncode=2))
+    line = one_line(
+        run_py("task=evaluate", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path / 'evaluate'}", returncode=2)
+    )
     assert "holds pickled Python objects besides tensors" in line
 
 
-@pytest.mark.parametrize("args, key", [
-    (["hydra.run.dir=/proc/pyro_vae_run"], "hydra.run.dir=/proc/pyro_vae_run"),
-    (["-m", "hydra.sweep.dir=/proc/pyro_vae_sweep", "latent_dim=2,3"], "hydra.sweep.dir=/proc/pyro_vae_sweep"),
-])
+@pytest.mark.parametrize(
+    "args, key",
+    [
+        (["hydra.run.dir=/proc/pyro_vae_run"], "hydra.run.dir=/proc/pyro_vae_run"),
+        (["-m", "hydra.sweep.dir=/proc/pyro_vae_sweep", "latent_dim=2,3"], "hydra.sweep.dir=/proc/pyro_vae_sweep"),
+    ],
+)
 def test_an_impossible_output_folder_is_one_line_before_hydra_writes(args, key):
     result = run_py(*args, returncode=2, timeout=120)
     assert f"{key}: cannot be created or written" in one_line(result) and "Traceback" not in result.stderr

@@ -5,6 +5,7 @@ from the same initial weights and seed, on the same minibatches, must reach the 
 Both sides use torch's per-tensor Adam arithmetic (``optimizer.fused=false``; Pyro's Adam is one
 torch Adam per parameter), so the only differences are float32 summation orders.
 """
+
 import copy
 
 import pyro

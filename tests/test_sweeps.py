@@ -1,4 +1,5 @@
 """Multiruns through Hydra's launchers and sweepers, the sweep summary, and the experiment configs."""
+
 import csv
 import json
 import os
@@ -22,7 +23,9 @@ TINY_SWEEP = [o for o in TINY if not o.startswith("latent_dim")] + ["epochs=1"]
 
 
 def multirun(sweep_dir, *overrides, check=True):
-    return run_py("-m", *TINY_SWEEP, *overrides, f"hydra.sweep.dir={sweep_dir}", returncode=0 if check else None, timeout=600)
+    return run_py(
+        "-m", *TINY_SWEEP, *overrides, f"hydra.sweep.dir={sweep_dir}", returncode=0 if check else None, timeout=600
+    )
 
 
 def summary_rows(sweep_dir):
@@ -52,9 +55,16 @@ def test_joblib_launcher_runs_jobs_in_parallel_sharing_the_cores(tmp_path):
 def test_a_killed_joblib_job_fails_alone_and_no_two_jobs_write_one_file(tmp_path):
     """Job 1's process is SIGKILLed after its first epoch; jobs 0 and 2 finish, the summary lists
     job 1 as killed, and every file is the sweep's own or inside exactly one job's directory."""
-    result = multirun(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "latent_dim=2,3,4", "epochs=3",
-                      "+hydra.callbacks.kill._target_=tests.job_killer.KillJobProcess", "+hydra.callbacks.kill.latent_dim=3",
-                      check=False)
+    result = multirun(
+        tmp_path,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "latent_dim=2,3,4",
+        "epochs=3",
+        "+hydra.callbacks.kill._target_=tests.job_killer.KillJobProcess",
+        "+hydra.callbacks.kill.latent_dim=3",
+        check=False,
+    )
     assert result.returncode != 0  # Hydra reports the failed job once all have run
     rows = summary_rows(tmp_path)
     assert [(r["latent_dim"], r["status"]) for r in rows] == [("2", "completed"), ("3", "failed"), ("4", "completed")]
@@ -93,9 +103,13 @@ def test_optuna_search_of_two_trials(tmp_path):
 
 def test_summary_of_two_swept_settings(tmp_path):
     """Job directories written by hand: the summary needs nothing but the sweep directory."""
-    for job, (latent, lr, value) in enumerate([(2, "1e-3", -100.0), (2, "1e-4", -110.0), (10, "1e-3", -90.0), (10, "1e-4", None)]):
+    for job, (latent, lr, value) in enumerate(
+        [(2, "1e-3", -100.0), (2, "1e-4", -110.0), (10, "1e-3", -90.0), (10, "1e-4", None)]
+    ):
         (tmp_path / str(job) / ".hydra").mkdir(parents=True)
-        (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"latent_dim={latent}", f"lr={lr}", "epochs=5"]))
+        (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text(
+            yaml.safe_dump([f"latent_dim={latent}", f"lr={lr}", "epochs=5"])
+        )
         if value is not None:
             (tmp_path / str(job) / "metrics.json").write_text(json.dumps({"test_log_likelihood": value}))
             (tmp_path / str(job) / "job_status.json").write_text(json.dumps({"status": "completed"}))
@@ -103,7 +117,11 @@ def test_summary_of_two_swept_settings(tmp_path):
     assert [job.status for job in jobs] == ["completed", "completed", "completed", "running"]
     rows = summary_rows(tmp_path)
     assert [(r["latent_dim"], r["lr"], r["test_log_likelihood"]) for r in rows] == [
-        ("2", "1e-3", "-100.0"), ("2", "1e-4", "-110.0"), ("10", "1e-3", "-90.0"), ("10", "1e-4", "")]
+        ("2", "1e-3", "-100.0"),
+        ("2", "1e-4", "-110.0"),
+        ("10", "1e-3", "-90.0"),
+        ("10", "1e-4", ""),
+    ]
     assert collect_jobs(tmp_path)[0].overrides == {"latent_dim": "2", "lr": "1e-3", "epochs": "5"}
     assert (tmp_path / "sweep_summary.png").is_file()
 
@@ -133,8 +151,19 @@ EXPERIMENTS = {
     "kingma_welling": dict(latent_dim=20, hidden=[500], optimizer="adagrad", batch_size=100, elbo="trace"),
     "burda_vae": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, elbo="trace", particles=1),
     "burda_iwae": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, elbo="iwae", particles=50),
-    "fast_nll": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, elbo="iwae", particles=5, lr=3e-3, epochs=280),
-    "fast_nll_screen_base": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, elbo="trace", particles=1, lr=1e-3),
+    "fast_nll": dict(
+        latent_dim=50,
+        hidden=[200, 200],
+        optimizer="adam",
+        batch_size=100,
+        elbo="iwae",
+        particles=5,
+        lr=3e-3,
+        epochs=280,
+    ),
+    "fast_nll_screen_base": dict(
+        latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, elbo="trace", particles=1, lr=1e-3
+    ),
 }
 
 
@@ -156,7 +185,9 @@ def test_every_experiment_config_composes_to_its_published_setup(name):
 
 def test_slurm_cluster_config_selects_the_submitit_slurm_launcher():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["+cluster=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+        cfg = compose(
+            config_name="config", overrides=["+cluster=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)

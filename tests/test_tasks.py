@@ -1,4 +1,5 @@
 """Tasks on a finished run: evaluate, sample, reconstruct and interpolate, through run.py and in-process."""
+
 import json
 import os
 import subprocess
@@ -129,12 +130,16 @@ def test_sample_grid_has_one_tile_per_draw_and_grows_with_n(vae_run, tmp_path, t
 def test_per_class_samples_give_a_row_per_class(cvae_run, tmp_path, tiles):
     in_process("sample", cvae_run, tmp_path, "sample.n=3", "sample.per_class=true")
     assert [(len(images), per_row) for images, per_row in tiles] == [(30, 3)]
-    run_task(tmp_path / "cli", "task=sample", f"run_dir={cvae_run}", "sample.per_class=true", "sample.n=2", "device=cpu")
+    run_task(
+        tmp_path / "cli", "task=sample", f"run_dir={cvae_run}", "sample.per_class=true", "sample.n=2", "device=cpu"
+    )
     assert (tmp_path / "cli" / "samples.png").is_file()
 
 
 def test_per_class_samples_of_an_unconditional_vae_are_refused(vae_run, tmp_path):
-    result = run_task(tmp_path, "task=sample", f"run_dir={vae_run}", "sample.per_class=true", "device=cpu", returncode=2)
+    result = run_task(
+        tmp_path, "task=sample", f"run_dir={vae_run}", "sample.per_class=true", "device=cpu", returncode=2
+    )
     assert "sample.per_class=true:" in one_line(result) and "unconditional" in one_line(result)
     assert not (tmp_path / "samples.png").exists()
 
@@ -156,7 +161,13 @@ def test_reconstruct_image_files(vae_run, tmp_path):
 def test_image_files_are_binarized_like_the_test_split_every_time(cvae_run, tmp_path, tiles):
     files = [str(write_png(tmp_path / name, 28, 28)) for name in ("a.png", "b.png")]
     for out in ("first", "second"):
-        in_process("reconstruct", cvae_run, tmp_path / out, f"reconstruct.images=[{','.join(files)}]", "reconstruct.labels=[3,7]")
+        in_process(
+            "reconstruct",
+            cvae_run,
+            tmp_path / out,
+            f"reconstruct.images=[{','.join(files)}]",
+            "reconstruct.labels=[3,7]",
+        )
     (first, per_row), (second, _) = tiles
     assert per_row == 2 and len(first) == 4
     assert torch.equal(first, second) and set(first[:2].unique().tolist()) <= {0.0, 1.0}
@@ -170,8 +181,14 @@ def test_a_conditional_vae_needs_the_labels_of_image_files(cvae_run, tmp_path):
 
 def test_an_image_of_the_wrong_size_is_refused_naming_the_file(vae_run, tmp_path):
     image = write_png(tmp_path / "small.png", 20, 24)
-    result = run_task(tmp_path / "out", "task=reconstruct", f"run_dir={vae_run}", f"reconstruct.images=['{image}']",
-                      "device=cpu", returncode=2)
+    result = run_task(
+        tmp_path / "out",
+        "task=reconstruct",
+        f"run_dir={vae_run}",
+        f"reconstruct.images=['{image}']",
+        "device=cpu",
+        returncode=2,
+    )
     line = one_line(result)
     assert f"{image}: 24x20 pixels" in line and "28x28" in line
 
@@ -190,10 +207,16 @@ def test_interpolate_a_conditional_vae(cvae_run, tmp_path):
     assert (tmp_path / "interpolation.png").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["task=evaluate"], "task=evaluate: works on a finished run; pass run_dir=PATH"),
-    (["task=evalute"], "task=evalute: unknown task; choose one of train, evaluate, sample, reconstruct, interpolate"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["task=evaluate"], "task=evaluate: works on a finished run; pass run_dir=PATH"),
+        (
+            ["task=evalute"],
+            "task=evalute: unknown task; choose one of train, evaluate, sample, reconstruct, interpolate",
+        ),
+    ],
+)
 def test_bad_task_settings_exit_with_one_line(tmp_path, args, message):
     assert message in one_line(run_task(tmp_path, *args, returncode=2))
 

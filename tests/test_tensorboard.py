@@ -1,6 +1,7 @@
 """logger=tensorboard: what a run writes for TensorBoard, read back with TensorBoard's own reader
 (EventAccumulator), against the run's history.csv, metrics.json and validation passes; resuming
 appends, a refused command writes nothing, and watching a run does not change it."""
+
 import csv
 import json
 import os
@@ -51,8 +52,14 @@ def watched(tmp_path_factory):
 
 
 # Each column of history.csv (but epoch, the step) and its tag.
-TAGS = {"train_elbo": "train/elbo", "val_elbo": "val/elbo", "epoch_seconds": "train/epoch_seconds",
-        "images_per_second": "train/images_per_second", "lr": "train/lr", "kl_weight": "train/kl_weight"}
+TAGS = {
+    "train_elbo": "train/elbo",
+    "val_elbo": "val/elbo",
+    "epoch_seconds": "train/epoch_seconds",
+    "images_per_second": "train/images_per_second",
+    "lr": "train/lr",
+    "kl_weight": "train/kl_weight",
+}
 
 
 def test_each_epoch_logs_every_column_of_history_csv(watched):
@@ -105,8 +112,14 @@ def test_the_end_logs_the_settings_as_hparams_and_the_results_of_metrics_json_be
     # What resume may change is not an hparam (it would go stale); the metrics carry it.
     assert not {"epochs", "eval.iwae_k", "resume", "logger.name", "threads"} & set(hparams)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    results = {"test/elbo": "test_elbo", "test/log_likelihood": "test_log_likelihood", "test/reconstruction": "test_reconstruction",
-               "test/kl": "test_kl", "test/active_units": "test_active_units", "val/elbo_best": "val_elbo_best"}
+    results = {
+        "test/elbo": "test_elbo",
+        "test/log_likelihood": "test_log_likelihood",
+        "test/reconstruction": "test_reconstruction",
+        "test/kl": "test_kl",
+        "test/active_units": "test_active_units",
+        "val/elbo_best": "val_elbo_best",
+    }
     assert {tag for tag in events.Tags()["scalars"] if events.Scalars(tag)[0].step > 1} == set(results)
     for tag, key in results.items():
         logged = events.Scalars(tag)
@@ -166,14 +179,17 @@ def test_run_py_without_tensorboard_says_which_extra_to_install_in_one_line(tmp_
     env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
     run_dir = tmp_path / "run"
     result = run_py("logger=tensorboard", f"hydra.run.dir={run_dir}", returncode=2, env=env, timeout=120)
-    assert "pip install -e \".[tensorboard]\"" in one_line(result)
+    assert 'pip install -e ".[tensorboard]"' in one_line(result)
     assert snapshot(run_dir) == {}  # Hydra's output folder check made it; nothing went in
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["logger=tensorboard", "logger.image_every=0"], "logger.image_every=0: must be a positive integer"),
-    (["logger.name=wandb"], "logger=wandb: choose one of none, tensorboard"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["logger=tensorboard", "logger.image_every=0"], "logger.image_every=0: must be a positive integer"),
+        (["logger.name=wandb"], "logger=wandb: choose one of none, tensorboard"),
+    ],
+)
 def test_bad_logger_settings_are_refused_with_the_setting_named(overrides, message):
     with pytest.raises(ConfigError, match=message):
         validate(compose_config(overrides))

@@ -1,4 +1,5 @@
 """The SVI loop on small MNIST subsets: learning, repeatability, resuming, divergence, overwrite safety."""
+
 import pyro
 import pytest
 import torch
@@ -38,7 +39,9 @@ def test_short_training_raises_the_validation_elbo(tiny_cfg, tmp_path):
     assert best["val_elbo"] == max(val) and best["epoch"] == val.index(max(val)) + 1
 
 
-@pytest.mark.parametrize("objective", ["elbo=meanfield", "elbo=iwae", "elbo=jit", "optimizer=clipped_adam", "optimizer=rmsprop"])
+@pytest.mark.parametrize(
+    "objective", ["elbo=meanfield", "elbo=iwae", "elbo=jit", "optimizer=clipped_adam", "optimizer=rmsprop"]
+)
 def test_every_objective_and_optimizer_learns(objective, tmp_path):
     cfg = compose_config(TINY + [objective, "epochs=3", "data.train_size=1024"])
     _, state = train(cfg, tmp_path)
@@ -51,17 +54,20 @@ def test_cpu_runs_are_repeatable(tiny_cfg, tmp_path):
     assert [r["val_elbo"] for r in first.history] == [r["val_elbo"] for r in second.history]
 
 
-@pytest.mark.parametrize("overrides", [
-    [],
-    ["schedule=plateau", "schedule.patience=1", "schedule.threshold=1000"],  # halves the rate at every epoch
-    ["schedule=burda"],
-    ["schedule=cosine", "schedule.final_factor=0.1", "schedule.epochs=3"],
-    ["kl_warmup_epochs=3"],
-    ["early_stopping.patience=5"],
-    ["elbo=iwae", "elbo.num_particles=3"],
-    ["model=cvae"],
-    ["data.binarize=static"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["schedule=plateau", "schedule.patience=1", "schedule.threshold=1000"],  # halves the rate at every epoch
+        ["schedule=burda"],
+        ["schedule=cosine", "schedule.final_factor=0.1", "schedule.epochs=3"],
+        ["kl_warmup_epochs=3"],
+        ["early_stopping.patience=5"],
+        ["elbo=iwae", "elbo.num_particles=3"],
+        ["model=cvae"],
+        ["data.binarize=static"],
+    ],
+)
 def test_resume_continues_exactly_where_the_run_stopped(overrides, tmp_path):
     """Three epochs straight, or one and then two more after a resume: bit-identical weights and history."""
     cfg = compose_config(TINY + ["epochs=3", *overrides])
@@ -74,7 +80,9 @@ def test_resume_continues_exactly_where_the_run_stopped(overrides, tmp_path):
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     columns = ("train_elbo", "val_elbo", "lr", "kl_weight")
-    assert [[row[c] for c in columns] for row in state.history] == [[row[c] for c in columns] for row in straight_state.history]
+    assert [[row[c] for c in columns] for row in state.history] == [
+        [row[c] for c in columns] for row in straight_state.history
+    ]
 
 
 def test_existing_run_is_not_overwritten(tiny_cfg, tmp_path):
@@ -94,7 +102,9 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):
 
 def test_nan_loss_stops_training_with_advice(tiny_cfg, tmp_path, monkeypatch):
     original = DeviceTrace_ELBO.differentiable_loss
-    monkeypatch.setattr(DeviceTrace_ELBO, "differentiable_loss", lambda self, *a, **k: original(self, *a, **k) * float("nan"))
+    monkeypatch.setattr(
+        DeviceTrace_ELBO, "differentiable_loss", lambda self, *a, **k: original(self, *a, **k) * float("nan")
+    )
     with pytest.raises(DivergenceError, match=r"training loss became nan at epoch 1, steps 0-7; lower lr"):
         train(tiny_cfg, tmp_path)
     assert not (tmp_path / "checkpoint.pt").exists()
@@ -148,7 +158,6 @@ def test_early_stopping_counts_gains_below_the_threshold_as_no_improvement(tiny_
 def plateau_rates(val_elbos, patience, threshold=0.1):
     """The learning rate after each epoch of ``schedule=plateau`` fed ``val_elbos``, from lr 1."""
 
-
     cfg = compose_config(["schedule=plateau", f"schedule.patience={patience}", f"schedule.threshold={threshold}"])
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     scheduler = make_schedule(cfg.schedule, optimizer)
@@ -177,10 +186,13 @@ def test_plateau_patience_one_halves_after_the_first_bad_epoch():
     assert plateau_rates([-100.0, -99.95], patience=1) == [1.0, 0.5]  # better by less than the threshold
 
 
-@pytest.mark.parametrize("gain, rates", [
-    (0.15, [1.0, 1.0, 1.0, 1.0, 0.5]),  # beats the best by more than 0.1 nats: the count starts again
-    (0.05, [1.0, 1.0, 0.5, 0.5, 0.25]),  # by less: still an epoch without improvement
-])
+@pytest.mark.parametrize(
+    "gain, rates",
+    [
+        (0.15, [1.0, 1.0, 1.0, 1.0, 0.5]),  # beats the best by more than 0.1 nats: the count starts again
+        (0.05, [1.0, 1.0, 0.5, 0.5, 0.25]),  # by less: still an epoch without improvement
+    ],
+)
 def test_plateau_counts_only_improvements_larger_than_the_threshold(gain, rates):
     val_elbos = [-100.0, -100.01, -100.0 + gain, -100.2, -100.3]
     assert plateau_rates(val_elbos, patience=2) == rates
@@ -191,18 +203,20 @@ def test_plateau_threshold_zero_counts_any_gain():
     assert plateau_rates([-100.0, -99.999, -99.998], patience=1, threshold=0) == [1.0, 1.0, 1.0]
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["schedule=plateau", "schedule.threshold=-0.1"], r"schedule.threshold=-0.1: must be a number of nats >= 0"),
-    (["schedule=plateau", "schedule.threshold=abc"], r"schedule.threshold=abc: must be a number"),
-    (["schedule=plateau", "schedule.patience=0"], r"schedule.patience=0: must be a positive integer"),
-    (["schedule=cosine", "schedule.final_factor=1"], r"schedule.final_factor=1: must be a number in \[0, 1\)"),
-    (["schedule=plateau", "schedule.factor=1"], r"schedule.factor=1: must be a number in \(0, 1\)"),
-    (["schedule=plateau", "schedule.factor=0"], r"schedule.factor=0: must be a number in \(0, 1\)"),
-    (["early_stopping.patience=0"], r"early_stopping.patience=0: must be a positive integer, or null"),
-    (["early_stopping.threshold=-1"], r"early_stopping.threshold=-1: must be a number of nats >= 0"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["schedule=plateau", "schedule.threshold=-0.1"], r"schedule.threshold=-0.1: must be a number of nats >= 0"),
+        (["schedule=plateau", "schedule.threshold=abc"], r"schedule.threshold=abc: must be a number"),
+        (["schedule=plateau", "schedule.patience=0"], r"schedule.patience=0: must be a positive integer"),
+        (["schedule=cosine", "schedule.final_factor=1"], r"schedule.final_factor=1: must be a number in \[0, 1\)"),
+        (["schedule=plateau", "schedule.factor=1"], r"schedule.factor=1: must be a number in \(0, 1\)"),
+        (["schedule=plateau", "schedule.factor=0"], r"schedule.factor=0: must be a number in \(0, 1\)"),
+        (["early_stopping.patience=0"], r"early_stopping.patience=0: must be a positive integer, or null"),
+        (["early_stopping.threshold=-1"], r"early_stopping.threshold=-1: must be a number of nats >= 0"),
+    ],
+)
 def test_bad_schedule_and_early_stopping_settings_are_refused_in_one_line(overrides, message):
-
 
     with pytest.raises(ConfigError, match=message) as refused:
         validate(compose_config(overrides))

@@ -1,4 +1,5 @@
 """The conditional VAE, the Bayesian decoder and the KL weight: their ELBOs against the hand derivation."""
+
 import json
 import math
 
@@ -38,7 +39,9 @@ def guide_trace(vae, x, y, **kwargs):
 def pyro_loss(vae, trace, x, y, elbo=None, **kwargs):
     """Pyro's loss with the guide's draws fixed to those of ``trace``."""
     elbo = elbo or Trace_ELBO()
-    return elbo.differentiable_loss(vae.model, poutine.replay(vae.guide, trace=trace), x, y, num_data=NUM_DATA, **kwargs)
+    return elbo.differentiable_loss(
+        vae.model, poutine.replay(vae.guide, trace=trace), x, y, num_data=NUM_DATA, **kwargs
+    )
 
 
 def test_conditional_vae_needs_and_uses_the_label(batch):
@@ -47,7 +50,9 @@ def test_conditional_vae_needs_and_uses_the_label(batch):
     with pytest.raises(ValueError, match="conditional .*pass the labels y"):
         vae.guide_dist(x)
     z = torch.zeros(2, vae.latent_dim)
-    assert not torch.allclose(vae.likelihood(z, torch.tensor([0, 0])).mean, vae.likelihood(z, torch.tensor([1, 1])).mean)
+    assert not torch.allclose(
+        vae.likelihood(z, torch.tensor([0, 0])).mean, vae.likelihood(z, torch.tensor([1, 1])).mean
+    )
     assert not torch.allclose(vae.guide_dist(x, y).mean, vae.guide_dist(x, (y + 1) % 10).mean)
 
 
@@ -57,7 +62,10 @@ def test_conditional_elbo_equals_hand_derivation(batch):
     trace = guide_trace(vae, x, y)
     z = trace.nodes["z"]["value"]
     q = vae.guide_dist(x, y)
-    hand = -(NUM_DATA / len(x)) * (vae.likelihood(z, y).log_prob(x) + vae.prior(len(x), x).log_prob(z) - q.log_prob(z)).sum()
+    hand = (
+        -(NUM_DATA / len(x))
+        * (vae.likelihood(z, y).log_prob(x) + vae.prior(len(x), x).log_prob(z) - q.log_prob(z)).sum()
+    )
     assert torch.allclose(pyro_loss(vae, trace, x, y), hand, rtol=1e-5)
 
 
@@ -104,7 +112,9 @@ def test_bayesian_elbo_counts_the_weight_kl_once_per_dataset(batch):
     loss = pyro_loss(vae, trace, x, y)
     assert torch.allclose(loss, hand, rtol=1e-5)
     # doubling the dataset doubles the data terms and leaves the weight KL alone
-    doubled = Trace_ELBO().differentiable_loss(vae.model, poutine.replay(vae.guide, trace=trace), x, y, num_data=2 * NUM_DATA)
+    doubled = Trace_ELBO().differentiable_loss(
+        vae.model, poutine.replay(vae.guide, trace=trace), x, y, num_data=2 * NUM_DATA
+    )
     assert torch.allclose(2 * loss - doubled, -(log_prior_w - log_q_w), rtol=1e-4, atol=1e-2)
     grads = torch.autograd.grad(loss, list(vae.weight_guide.parameters()))
     assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
@@ -140,7 +150,12 @@ def test_bayesian_train_and_val_figures_are_one_bound_on_the_same_images(batch):
     vae = build_vae(cfg, (1, 4, 4), 10)
     objective = make_objective(cfg.elbo)
     with torch.no_grad():
-        train = torch.stack([-objective.differentiable_loss(vae.model, vae.guide, x, y, num_data=num_data) / num_data for _ in range(2000)])
+        train = torch.stack(
+            [
+                -objective.differentiable_loss(vae.model, vae.guide, x, y, num_data=num_data) / num_data
+                for _ in range(2000)
+            ]
+        )
     val = evaluate(vae, x, y, num_samples=4000, weight_draws=400, num_data=num_data)
     standard_error = train.std().item() / math.sqrt(len(train))
     assert abs(train.mean().item() - val.elbo) < 5 * standard_error
@@ -151,27 +166,33 @@ def test_bayesian_train_and_val_figures_are_one_bound_on_the_same_images(batch):
         evaluate(vae, x, y)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["decoder.bayesian=true", "elbo=iwae"], "decoder.bayesian=true draws one set of decoder weights per step"),
-    (["kl_weight=0.5", "elbo=iwae"], "elbo=iwae does not separate"),
-    (["kl_warmup_epochs=2", "elbo=jit"], "elbo=jit would recompile"),
-    (["kl_weight=-1"], "kl_weight=-1: must be a number >= 0"),
-    (["model=gan"], "Could not find 'model/gan'"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["decoder.bayesian=true", "elbo=iwae"], "decoder.bayesian=true draws one set of decoder weights per step"),
+        (["kl_weight=0.5", "elbo=iwae"], "elbo=iwae does not separate"),
+        (["kl_warmup_epochs=2", "elbo=jit"], "elbo=jit would recompile"),
+        (["kl_weight=-1"], "kl_weight=-1: must be a number >= 0"),
+        (["model=gan"], "Could not find 'model/gan'"),
+    ],
+)
 def test_combinations_that_cannot_work_are_refused(overrides, message):
     with pytest.raises(Exception, match=message):
         validate(compose_config(overrides))
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["decoder.init_scale=0"], r"decoder.init_scale=0: must be a number >= 1e-09"),
-    (["decoder.init_scale=1e-12"], r"decoder.init_scale=1e-12: must be a number >= 1e-09"),
-    (["decoder.init_scale=abc"], r"decoder.init_scale=abc: must be a number"),
-    (["decoder.prior_scale=0"], r"decoder.prior_scale=0: must be a number >= 1e-09"),
-    (["decoder.prior_scale=-1"], r"decoder.prior_scale=-1: must be a number >= 1e-09"),
-    (["decoder.prior_scale=inf"], r"decoder.prior_scale=inf: must be a number"),
-    (["decoder.eval_weight_draws=0"], r"decoder.eval_weight_draws=0: must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["decoder.init_scale=0"], r"decoder.init_scale=0: must be a number >= 1e-09"),
+        (["decoder.init_scale=1e-12"], r"decoder.init_scale=1e-12: must be a number >= 1e-09"),
+        (["decoder.init_scale=abc"], r"decoder.init_scale=abc: must be a number"),
+        (["decoder.prior_scale=0"], r"decoder.prior_scale=0: must be a number >= 1e-09"),
+        (["decoder.prior_scale=-1"], r"decoder.prior_scale=-1: must be a number >= 1e-09"),
+        (["decoder.prior_scale=inf"], r"decoder.prior_scale=inf: must be a number"),
+        (["decoder.eval_weight_draws=0"], r"decoder.eval_weight_draws=0: must be a positive integer"),
+    ],
+)
 def test_bayesian_decoder_settings_that_cannot_work_are_refused_in_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message) as refused:
         validate(compose_config(["decoder.bayesian=true", *overrides]))

@@ -1,4 +1,5 @@
 """Shuffled minibatches drawn by indexing tensors already on the device (no per-item pipeline)."""
+
 from typing import Callable, Iterator, Tuple
 
 import torch
@@ -7,8 +8,13 @@ import torch
 class MinibatchSampler:
     """Yields ``len(self)`` full (images, labels) batches per epoch from a fresh permutation; the ragged tail is dropped."""
 
-    def __init__(self, source: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    def __init__(
+        self,
+        source: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        transform: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
         self.source = source
         self.labels = labels
         self.batch_size = batch_size

@@ -1,4 +1,5 @@
 """CIFAR-10 from the official python release under ``data.root``: its archive, the extracted folder, or downloaded."""
+
 import hashlib
 import io
 import pickle
@@ -56,7 +57,9 @@ def _parse_batch(raw: bytes, source: str, root: Path) -> Tuple[np.ndarray, np.nd
         raise DataError(f"{source}: not a readable CIFAR-10 batch pickle ({exc}); {_redownload(root)}") from exc
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         found = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise DataError(f"{source}: expected a dict with keys b'data' and b'labels', found {found}; {_redownload(root)}")
+        raise DataError(
+            f"{source}: expected a dict with keys b'data' and b'labels', found {found}; {_redownload(root)}"
+        )
     data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
     row = int(np.prod(IMAGE_SHAPE))
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != row:
@@ -106,7 +109,9 @@ def _read_archive(root: Path) -> Dict[str, Tuple[str, bytes]]:
                     raise DataError(f"{path}: holds no file {member}; not the official archive, {_redownload(root)}")
                 batches[name] = (f"{path}:{member}", content.read())
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise DataError(f"{path}: not a readable tar.gz ({exc}); the file is truncated or corrupt, {_redownload(root)}") from exc
+        raise DataError(
+            f"{path}: not a readable tar.gz ({exc}); the file is truncated or corrupt, {_redownload(root)}"
+        ) from exc
     return batches
 
 
@@ -116,7 +121,9 @@ def _download(root: Path) -> None:
     try:
         download_url(URL, str(root), filename=ARCHIVE, md5=ARCHIVE_MD5)
     except Exception as exc:  # any network or integrity failure
-        raise DataError(f"could not download {URL} into {root} ({exc}); check the network or copy the archive there") from exc
+        raise DataError(
+            f"could not download {URL} into {root} ({exc}); check the network or copy the archive there"
+        ) from exc
 
 
 def load_cifar10(root: Optional[str], download: bool = False) -> Dict[str, LabelledImages]:

@@ -1,4 +1,5 @@
 """Load a dataset named in the config into train / validation / test splits on the device."""
+
 from typing import Callable, Dict, Tuple
 
 import torch

@@ -1,4 +1,5 @@
 """Read IDX files (the format of the original MNIST release) straight into uint8 tensors."""
+
 import gzip
 import hashlib
 import zlib

@@ -1,4 +1,5 @@
 """MNIST from its four IDX files: shipped with the package, or from ``data.root``, or downloaded."""
+
 from importlib import resources
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -55,7 +56,9 @@ def _download(root: Path, name: str) -> None:
             return
         except Exception as exc:  # any network or integrity failure: try the next mirror
             errors.append(f"{mirror}: {exc}")
-    raise DataError(f"could not download {name}.gz into {root} ({'; '.join(errors)}); check the network or copy the file there")
+    raise DataError(
+        f"could not download {name}.gz into {root} ({'; '.join(errors)}); check the network or copy the file there"
+    )
 
 
 def _read(root: Path, name: str, download: bool) -> torch.Tensor:
@@ -78,6 +81,8 @@ def load_mnist(root: Optional[str] = None, download: bool = False) -> Dict[str, 
         images = _read(folder, f"{prefix}-images-idx3-ubyte", download)
         labels = _read(folder, f"{prefix}-labels-idx1-ubyte", download)
         if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
-            raise DataError(f"{folder}: MNIST {split} images {tuple(images.shape)} do not match labels {tuple(labels.shape)}")
+            raise DataError(
+                f"{folder}: MNIST {split} images {tuple(images.shape)} do not match labels {tuple(labels.shape)}"
+            )
         splits[split] = LabelledImages(images.unsqueeze(1), labels.long())
     return splits

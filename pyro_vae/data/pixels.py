@@ -7,6 +7,7 @@ they bound the discrete likelihood; likelihoods of the discrete grey levels see 
 are, x / 255. Training batches get a fresh random view each time they are drawn; validation and
 test sets get one fixed, seeded view so that their figures compare between epochs and runs.
 """
+
 import torch
 
 from ..errors import ConfigError
@@ -26,7 +27,9 @@ class PixelTransform:
             raise ConfigError(f"data.binarize={binarize}: choose one of {', '.join(MODES)}")
         self.observes = observes(likelihood)
         if self.observes != "binary" and binarize != "none":
-            raise ConfigError(f"data.binarize={binarize}: likelihood={likelihood} models grey levels; set data.binarize=none")
+            raise ConfigError(
+                f"data.binarize={binarize}: likelihood={likelihood} models grey levels; set data.binarize=none"
+            )
         if self.observes == "binary" and binarize == "none":
             raise ConfigError(
                 f"data.binarize=none: likelihood={likelihood} needs binary pixels; set data.binarize=dynamic or static, "

@@ -1,4 +1,5 @@
 """Labelled image tensors and the train / validation / test carving of a dataset."""
+
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
