@@ -1,7 +1,8 @@
 """Train and evaluate the VAE: ``python run.py [overrides]`` or ``python run.py -m`` for sweeps;
-``python run.py task=evaluate|sample|reconstruct|interpolate run_dir=PATH`` works on a finished run."""
+``python run.py task=evaluate|sample|reconstruct|interpolate task.run_dir=PATH`` works on a finished run."""
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -11,29 +12,29 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from pyro_vae.errors import ConfigError, PyroVAEError
-from pyro_vae.experiment import run_experiment
+from pyro_vae.errors import PyroVAEError
 from pyro_vae.job_process import run_in_child_process, runs_in_a_worker_pool
+from pyro_vae.refusals import check_against_schema, composition_refusal, refusal_line
 from pyro_vae.run_directory import RunDirectoryInUse, check_output_dir, write_config_record
+from pyro_vae.schema import register_schemas
 from pyro_vae.settings import validate
-from pyro_vae.tasks import TASKS as FINISHED_RUN_TASKS
+from pyro_vae.tasks import TASKS
 
 log = logging.getLogger("pyro_vae")
 
-TASKS = {"train": run_experiment, **FINISHED_RUN_TASKS}
+register_schemas()  # conf/ extends them: before Hydra composes anything
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> Optional[float]:
-    """Run ``cfg.task``; training returns the best validation ELBO so that Hydra sweepers can maximise it."""
+    """Run ``cfg.task`` (conf/task/); training returns the best validation ELBO, which Hydra sweepers maximise."""
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        if cfg.task not in TASKS:
-            raise ConfigError(f"task={cfg.task}: unknown task; choose one of {', '.join(TASKS)}")
+        check_against_schema(cfg)  # what Hydra lets past the schema: +key=value, ~key, key=???
         check_output_dir(cfg, output_dir)
-        if cfg.task == "train":
+        if cfg.task.name == "train":
             validate(cfg)
     except PyroVAEError as exc:
         if multirun:
@@ -48,8 +49,8 @@ def main(cfg: DictConfig) -> Optional[float]:
     write_config_record(cfg, hydra_cfg, output_dir)
     try:
         if multirun and runs_in_a_worker_pool(hydra_cfg.launcher):
-            return run_in_child_process(TASKS[cfg.task], cfg, output_dir)  # a killed job fails alone
-        return TASKS[cfg.task](cfg, output_dir)
+            return run_in_child_process(TASKS[cfg.task.name], cfg, output_dir)  # a killed job fails alone
+        return TASKS[cfg.task.name](cfg, output_dir)
     except PyroVAEError as exc:
         if multirun:
             raise
@@ -57,5 +58,44 @@ def main(cfg: DictConfig) -> Optional[float]:
         sys.exit(2)
 
 
+def run_command_line() -> None:
+    """``main()`` as ``python run.py`` runs it. Hydra's composition errors (an unknown key, a value
+    of the wrong type, an unknown group option) are refused in one line with exit status 2, as
+    ``main`` refuses a bad value; every other error is reported by Hydra as before, and
+    HYDRA_FULL_ERROR=1 still shows any error in full."""
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises the error instead of printing its report
+    try:
+        main()
+    except Exception as error:
+        refusal = None if full_error else composition_refusal(error, sys.argv[1:])
+        if refusal is None:
+            if full_error:
+                raise
+            del os.environ["HYDRA_FULL_ERROR"]
+            _report_as_hydra_does(error)  # exits with status 1
+            raise
+        print(refusal_line(refusal), file=sys.stderr)
+        sys.exit(2)
+
+
+def _report_as_hydra_does(error: Exception) -> None:
+    """Hydra's own report of ``error`` (its traceback from the task on, or its message), exit status 1."""
+    from hydra._internal.utils import run_and_report
+
+    # The traceback from below Hydra's report on, as if that report had caught the error itself:
+    # it prints the frames of the task (below run_job) or, for an error elsewhere, all of them.
+    traceback = entry = error.__traceback__
+    while entry is not None:
+        if entry.tb_frame.f_code.co_name == "run_and_report":
+            traceback = entry.tb_next
+        entry = entry.tb_next
+
+    def raise_it() -> None:
+        raise error.with_traceback(traceback)
+
+    run_and_report(raise_it)
+
+
 if __name__ == "__main__":
-    main()
+    run_command_line()

@@ -9,10 +9,10 @@ from typing import Any, Callable, Dict, List, Sequence
 
 import pyro
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from pyro_vae.atomic import write_json
+from pyro_vae.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -24,8 +24,7 @@ torch.set_flush_denormal(True)
 
 def config(overrides: Sequence[str] = ()) -> DictConfig:
     """The project's config composed exactly as run.py would, with ``overrides``."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=["device=cpu", *overrides])
+    return compose_config(["device=cpu", *overrides])
 
 
 def cpu_model() -> str:

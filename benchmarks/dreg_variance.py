@@ -40,8 +40,8 @@ def main() -> None:
     add_results_argument(parser)
     args = parser.parse_args()
 
-    cfg = config([f"data.test_size={args.batch}"])
-    data = load_data(cfg.data, torch.device("cpu"))
+    cfg = config([f"dataset.test_size={args.batch}"])
+    data = load_data(cfg.dataset, torch.device("cpu"))
     x = PixelTransform("dynamic", seed=0, likelihood="bernoulli").fixed(data.test.images, "test")
     pyro.set_rng_seed(0)
     vae = build_vae(cfg, data.image_shape, data.num_classes)
@@ -66,7 +66,8 @@ def main() -> None:
     print(f"encoder gradient of the IWAE bound, {args.batch} MNIST test images, {args.repeats} estimates each")
     print(table(rows, ["k", "gradient", "total_variance", "mean_gradient_sq_norm", "standard_over_dreg", "seconds"]))
     print(
-        f"wrote {save_results(args.results, 'dreg_variance', {'repeats': args.repeats, 'batch': args.batch, 'rows': rows})}"
+        "wrote "
+        f"{save_results(args.results, 'dreg_variance', {'repeats': args.repeats, 'batch': args.batch, 'rows': rows})}"
     )
 
 

@@ -26,7 +26,6 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from pyro_vae.data import PixelTransform, load_data, mnist
-from pyro_vae.data.batches import MinibatchSampler
 from pyro_vae.steps import make_step
 from pyro_vae.training import run_epoch
 from pyro_vae.vae import build_vae
@@ -39,11 +38,8 @@ def fresh_vae(cfg):
 
 
 def project_epoch(cfg, run_dir: Path) -> float:
-    data = load_data(cfg.data, torch.device(cfg.device))
-    pixels = PixelTransform("dynamic", seed=0, likelihood="bernoulli")
-    sampler = MinibatchSampler(
-        pixels.training_source(data.train.images), data.train.labels, cfg.batch_size, pixels.training_batch
-    )
+    data = load_data(cfg.dataset, torch.device(cfg.device))
+    sampler = PixelTransform.of_run(cfg).minibatches(data.train, cfg.batch_size)
     vae = fresh_vae(cfg)
     step = make_step(vae, cfg, len(data.train))
     start = time.perf_counter()
@@ -61,8 +57,8 @@ def write_torchvision_layout(root: Path) -> None:
 
 def tutorial_epoch(cfg, root: Path) -> float:
     train_set = datasets.MNIST(str(root), train=True, transform=transforms.ToTensor(), download=False)
-    if cfg.data.train_size:
-        train_set = Subset(train_set, range(cfg.data.train_size))
+    if cfg.dataset.train_size:
+        train_set = Subset(train_set, range(cfg.dataset.train_size))
     loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=1, drop_last=True)
     vae = fresh_vae(cfg)
     svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": cfg.lr}), loss=Trace_ELBO(max_plate_nesting=1))
@@ -81,7 +77,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="train on the first N images only (a quick check)")
     add_results_argument(parser)
     args = parser.parse_args()
-    cfg = config([f"batch_size={args.batch_size}", f"data.train_size={args.images or 'null'}"])
+    cfg = config([f"batch_size={args.batch_size}", f"dataset.train_size={args.images or 'null'}"])
     tutorial_runs, project_runs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
@@ -100,7 +96,8 @@ def main() -> None:
     ]
     print(table(rows, ["data path", "images_per_s", "ratio"]))
     print(
-        f"batch {args.batch_size}, median of {args.rounds} epochs each, same network and ELBO; ratio against the tutorial's path"
+        f"batch {args.batch_size}, median of {args.rounds} epochs each, same network and ELBO; ratio against the "
+        "tutorial's path"
     )
     figures = {
         "batch_size": args.batch_size,

@@ -37,11 +37,11 @@ def measure(
     experiment: str, run_dir: Optional[str], k: int, images: Optional[int], chunk_size: int
 ) -> Dict[str, float]:
     """Runs in a fresh process: load the data and model, then time one evaluation."""
-    cfg = config([f"+experiment={experiment}"] if experiment else [])
+    cfg = config([f"experiment={experiment}"] if experiment else [])
     pyro.set_rng_seed(0)
-    data = load_data(cfg.data, torch.device("cpu"))
+    data = load_data(cfg.dataset, torch.device("cpu"))
     vae = load(run_dir) if run_dir else build_vae(cfg, data.image_shape, data.num_classes)
-    test = PixelTransform(cfg.data.binarize, cfg.seed, cfg.likelihood.name).fixed(data.test.images, "test")
+    test = PixelTransform.of_run(cfg).fixed(data.test.images, "test")
     test = test[:images] if images else test
     before = _peak_rss_mib()
     start = time.perf_counter()
@@ -96,7 +96,7 @@ def main() -> None:
         print(table(rows[-1:], columns))
         print(f"log-likelihood estimate {full['log_likelihood']:.2f} nats per image (K = {args.k})")
     print(
-        f"K = {args.k}; network of +experiment={args.experiment or '(default)'}; "
+        f"K = {args.k}; network of experiment={args.experiment or '(default)'}; "
         f"peak_mib is the process's peak resident memory, eval_extra_mib its growth during the evaluation"
     )
     print(f"wrote {save_results(args.results, 'loglik', {'k': args.k, 'experiment': args.experiment, 'rows': rows})}")

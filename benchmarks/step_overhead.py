@@ -11,7 +11,8 @@ the Bayesian decoder (default network); ``vs_trace`` is each row's time over tha
 ``elbo=trace`` with the same network and decoder, in the same run.
 Prints a table and writes benchmarks/results/step_overhead.json.
 
-    python benchmarks/step_overhead.py [--steps 100] [--batch-sizes 20 128] [--nets default burda] [--particles 5 50] [--threads N]
+    python benchmarks/step_overhead.py [--steps 100] [--batch-sizes 20 128] [--nets default burda]
+        [--particles 5 50] [--threads N]
 """
 
 import argparse
@@ -33,7 +34,7 @@ OBJECTIVES = ("trace", "trace_pyro", "meanfield", "jit")
 BAYESIAN_OBJECTIVES = ("trace", "meanfield", "jit")
 NETS = {
     "default": [],
-    "burda": ["net.hidden_dims=[200,200]", "net.activation=tanh", "latent_dim=50", "optimizer.eps=1e-4"],
+    "burda": ["net.widths=[200,200]", "net.activation=tanh", "latent_dim=50", "optimizer.eps=1e-4"],
 }
 
 
@@ -58,9 +59,9 @@ def hand_written_step(cfg, image_shape, num_data, particles=None):
     def step(batch):
         x, _ = batch
         optimizer.zero_grad(set_to_none=True)
-        q = vae.guide_dist(x)
+        q = vae.encode(x)
         z = q.rsample((particles,)) if particles else q.rsample()
-        log_w = vae.likelihood(z).log_prob(x) + vae.prior(len(x), x).log_prob(z) - q.log_prob(z)
+        log_w = vae.decode(z).log_prob(x) + vae.prior(len(x)).log_prob(z) - q.log_prob(z)
         bound = torch.logsumexp(log_w, 0) - math.log(particles) if particles else log_w
         loss = -bound.sum() * (num_data / len(x))
         loss.backward()
@@ -105,7 +106,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.trace's deprecation, for elbo=jit
 
-    data = load_data(config().data, torch.device("cpu"))
+    data = load_data(config().dataset, torch.device("cpu"))
     num_data, shape = len(data.train), data.image_shape
     pixels = PixelTransform("dynamic", seed=0, likelihood="bernoulli")
     rows = []

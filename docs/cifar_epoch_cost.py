@@ -18,6 +18,7 @@ import torch
 from pyro_vae import compose_config
 from pyro_vae.data import PixelTransform
 from pyro_vae.data.batches import MinibatchSampler
+from pyro_vae.data.splits import LabelledImages
 from pyro_vae.evaluation import evaluate
 from pyro_vae.settings import apply_threads
 from pyro_vae.steps import make_step
@@ -33,16 +34,13 @@ def main(overrides: List[str]) -> None:
     apply_threads(cfg.threads)
     pyro.set_rng_seed(0)
     images = torch.randint(0, 256, ((STEPS + 2) * cfg.batch_size, *SHAPE), dtype=torch.uint8)
-    pixels = PixelTransform(cfg.data.binarize, cfg.seed, cfg.likelihood.name)
+    transform = PixelTransform.of_run(cfg)
     vae = build_vae(cfg, SHAPE, 10)
     step = make_step(vae, cfg, TRAIN)
 
     def sampler(batches: torch.Tensor) -> MinibatchSampler:
-        return MinibatchSampler(
-            pixels.training_source(batches),
-            torch.zeros(len(batches), dtype=torch.long),
-            cfg.batch_size,
-            pixels.training_batch,
+        return transform.minibatches(
+            LabelledImages(batches, torch.zeros(len(batches), dtype=torch.long)), cfg.batch_size
         )
 
     run_epoch(step, sampler(images[: 2 * cfg.batch_size]), 1, cfg, Path("."))  # warm-up
@@ -52,7 +50,7 @@ def main(overrides: List[str]) -> None:
     start = time.perf_counter()
     evaluate(
         vae.eval(),
-        pixels.fixed(images[:TEST_IMAGES], "test"),
+        transform.fixed(images[:TEST_IMAGES], "test"),
         num_samples=cfg.eval.iwae_k,
         chunk_size=cfg.eval.chunk_size,
     )

@@ -1,4 +1,5 @@
-"""Draw docs/figures/gaussian_modes.png: for each finished run of an unconditional VAE, reconstructions of the first test
+"""Draw docs/figures/gaussian_modes.png: for each finished run of an unconditional VAE, reconstructions of the
+first test
 images and decoded draws from the prior (the same draws z for every run), one pair of rows a run.
 
     python docs/gaussian_modes.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]
@@ -19,8 +20,8 @@ from pyro_vae.data import PixelTransform, load_data
 def test_images(run_dir: Path, count: int) -> torch.Tensor:
     """The run's first ``count`` test images, in the view its likelihood scores."""
     cfg = OmegaConf.create(checkpoints.read(run_dir / checkpoints.BEST)["config"])
-    images = load_data(cfg.data, torch.device("cpu")).test.images[:count]
-    return PixelTransform(cfg.data.binarize, cfg.seed, cfg.likelihood.name).fixed(images, "test")
+    images = load_data(cfg.dataset, torch.device("cpu")).test.images[:count]
+    return PixelTransform.of_run(cfg).fixed(images, "test")
 
 
 @torch.no_grad()
@@ -40,7 +41,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         figures.show(ax_recon, figures.reconstruct(vae, x), args.count, f"{label}: reconstructions")
         torch.manual_seed(0)
         figures.show(
-            ax_prior, figures.prior_draws(vae, args.count, x), args.count, f"{label}: decoded draws from the prior"
+            ax_prior, figures.prior_draws(vae, args.count), args.count, f"{label}: decoded draws from the prior"
         )
     figures.save(fig, args.out)
 

@@ -36,7 +36,7 @@ def read(path: Path, map_location: Union[str, torch.device] = "cpu") -> Dict[str
     if not path.is_file():
         raise DataError(f"{path}: no checkpoint here; is this the directory of a finished pyro-vae run?")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return _upgraded(torch.load(path, map_location=map_location, weights_only=True))
     except Exception as exc:  # torch raises many types for a damaged or foreign file
         if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
             raise DataError(
@@ -46,6 +46,32 @@ def read(path: Path, map_location: Union[str, torch.device] = "cpu") -> Dict[str
         raise DataError(
             f"{path}: not a readable pyro-vae checkpoint ({exc.__class__.__name__}); the file is damaged"
         ) from exc
+
+
+def _upgraded(record: Dict[str, Any]) -> Dict[str, Any]:
+    """A record written before pyro-vae 0.2 in today's names, so that earlier runs still resume and load:
+    ``data`` became ``dataset``, ``net.hidden_dims``/``net.channels`` ``net.widths``,
+    ``decoder.eval_weight_draws`` ``eval.weight_draws``, ``task`` a group, and the VAE's ``pixels`` ``likelihood``."""
+    config = record.get("config")
+    if isinstance(config, dict) and "data" in config:
+        config["dataset"] = config.pop("data")
+        net = config.get("net", {})
+        for old in ("hidden_dims", "channels"):
+            if old in net:
+                net["widths"] = net.pop(old)
+        draws = config.get("decoder", {}).pop("eval_weight_draws", None)
+        if draws is not None:
+            config.setdefault("eval", {})["weight_draws"] = draws
+        for old in ("run_dir", "sample", "reconstruct", "interpolate"):
+            config.pop(old, None)
+        if isinstance(config.get("task"), str):
+            config["task"] = {"name": config["task"]}
+    if "state_dict" in record:
+        record["state_dict"] = {
+            ("likelihood." + key[len("pixels.") :] if key.startswith("pixels.") else key): value
+            for key, value in record["state_dict"].items()
+        }
+    return record
 
 
 def vae_from_record(record: Dict[str, Any]) -> VAE:

@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig
 from torch.distributions import kl_divergence
 
-from .likelihoods import observes
+from .data import observed_view
 from .vae import VAE
 
 log = logging.getLogger(__name__)
@@ -80,12 +80,12 @@ def evaluate(
     means = images.new_empty(len(images), vae.latent_dim)
     start = 0
     for x, y in zip(images.split(images_per_chunk), label_chunks):
-        guide = vae.guide_dist(x, y)
-        prior = vae.prior(len(x), x)
+        guide = vae.encode(x, y)
+        prior = vae.prior(len(x))
         log_weights, log_likelihoods = [], []
         for count in _chunk_sizes(num_samples, samples_per_chunk):
             z = guide.sample((count,))
-            log_lik = vae.likelihood(z, y).log_prob(x)
+            log_lik = vae.decode(z, y).log_prob(x)
             log_likelihoods.append(log_lik)
             log_weights.append(log_lik + prior.log_prob(z) - guide.log_prob(z))
         log_w = torch.cat(log_weights)
@@ -119,7 +119,7 @@ def test_metrics(
         labels,
         num_samples=cfg.eval.iwae_k,
         chunk_size=cfg.eval.chunk_size,
-        weight_draws=cfg.decoder.eval_weight_draws,
+        weight_draws=cfg.eval.weight_draws,
         num_data=num_data,
     )
     log.info(
@@ -140,7 +140,7 @@ def test_metrics(
         "likelihood_of": "log p(x|y)" if vae.conditional else "log p(x)",
         "latent_dim": vae.latent_dim,
     }
-    observation = observes(cfg.likelihood.name)
+    observation = observed_view(cfg.likelihood.name)
     if observation != "binary":
         num_dims = math.prod(images.shape[1:])
         dequantized = observation == "dequantized"

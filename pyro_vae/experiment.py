@@ -33,13 +33,14 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     pyro.clear_param_store()
     pyro.set_rng_seed(cfg.seed)
 
-    data = load_data(cfg.data, device)
+    data = load_data(cfg.dataset, device)
     if cfg.batch_size > len(data.train):  # known once the data is: still before anything is written
         raise ConfigError(
-            f"batch_size={cfg.batch_size} exceeds the {len(data.train)} training images; lower it or raise data.train_size"
+            f"batch_size={cfg.batch_size} exceeds the {len(data.train)} training images; lower it or raise "
+            "dataset.train_size"
         )
     vae = build_vae(cfg, data.image_shape, data.num_classes).to(device)
-    pixels = PixelTransform(cfg.data.binarize, cfg.seed, cfg.likelihood.name)
+    transform = PixelTransform.of_run(cfg)
     log.info(
         "%s: %d train / %d val / %d test images of shape %s on %s",
         data.name,
@@ -51,12 +52,12 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     )
 
     logger = make_logger(cfg, run_dir)
-    state = fit(vae, data, pixels, cfg, run_dir, logger)
+    state = fit(vae, data, transform, cfg, run_dir, logger)
 
     best = checkpoints.read(run_dir / checkpoints.BEST, device)
     vae.load_state_dict(best["state_dict"])
     vae.eval()
-    test_images = pixels.fixed(data.test.images, "test")
+    test_images = transform.fixed(data.test.images, "test")
     metrics = {
         **test_metrics(vae, test_images, data.test.labels, cfg, len(data.train)),
         "val_elbo_best": state.best_val_elbo,
@@ -70,7 +71,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     write_history(run_dir / "history.csv", state.history)
     write_metrics(run_dir / "metrics.json", metrics)
     logger.finish(metrics)
-    train_figure_images = pixels.fixed(data.train.images[:16], "figures")
+    train_figure_images = transform.fixed(data.train.images[:16], "figures")
     figures.write_all(
         vae,
         (train_figure_images, data.train.labels[:16]),

@@ -36,25 +36,25 @@ def show(ax, images: torch.Tensor, nrow: int, title: str = "") -> None:
 
 def _decode(vae: VAE, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The mean of p(x|z) (given y when conditional): pixel probabilities (Bernoulli) or intensities (Gaussian)."""
-    return vae.likelihood(z, y).mean
+    return vae.decode(z, y).mean
 
 
 def reconstruct(vae: VAE, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Decoded posterior means of ``x``: the bottom row of Figure 9 (and of TensorBoard's view)."""
-    return _decode(vae, vae.guide_dist(x, y).mean, y)
+    return _decode(vae, vae.encode(x, y).mean, y)
 
 
-def prior_draws(vae: VAE, n: int, like: torch.Tensor) -> torch.Tensor:
+def prior_draws(vae: VAE, n: int) -> torch.Tensor:
     """``n`` draws z ~ N(0, I) decoded (a conditional VAE cycles through the classes): Figure 10."""
-    z = vae.prior(n, like).sample()
-    y = torch.arange(n, device=like.device) % vae.num_classes if vae.conditional else None
+    z = vae.prior(n).sample()
+    y = torch.arange(n, device=z.device) % vae.context_dim if vae.conditional else None
     return _decode(vae, z, y)
 
 
 @torch.no_grad()
 def encoding(vae: VAE, image: torch.Tensor, label: torch.Tensor, path: Path) -> None:
     """Figure 7: one image and its encoding, the mean and spread of q(z|x) per latent dimension."""
-    guide = vae.guide_dist(image[None], label[None])
+    guide = vae.encode(image[None], label[None])
     loc, scale = guide.base_dist.loc[0].cpu().numpy(), guide.base_dist.scale[0].cpu().numpy()
     fig = Figure(figsize=(9, 3))
     ax_image, ax_code = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 3]})
@@ -72,7 +72,7 @@ def encoding(vae: VAE, image: torch.Tensor, label: torch.Tensor, path: Path) -> 
 def decoding(vae: VAE, image: torch.Tensor, label: torch.Tensor, path: Path, draws: int = 7) -> None:
     """Figure 8: the image, its decoding at the posterior mean, and decodings of draws from q(z|x)."""
     y = label[None]
-    guide = vae.guide_dist(image[None], y)
+    guide = vae.encode(image[None], y)
     at_mean = _decode(vae, guide.mean, y)
     sampled = _decode(vae, guide.sample((draws,))[:, 0], y.expand(draws))
     fig = Figure(figsize=(9, 2))
@@ -97,28 +97,41 @@ def reconstructions(
 
 
 @torch.no_grad()
-def samples(vae: VAE, path: Path, like: torch.Tensor, n: int = 64) -> None:
+def samples(vae: VAE, path: Path, n: int = 64) -> None:
     """Figure 10: decodings of ``n`` draws z ~ N(0, I) from the prior in a near-square grid
     (a conditional VAE cycles through the classes)."""
     per_row = math.ceil(math.sqrt(n))
     fig = Figure(figsize=(per_row * 0.75, math.ceil(n / per_row) * 0.75 + 0.4))
-    show(fig.subplots(), prior_draws(vae, n, like), per_row, "decoded draws from the prior p(z) = N(0, I)")
+    show(fig.subplots(), prior_draws(vae, n), per_row, "decoded draws from the prior p(z) = N(0, I)")
     save(fig, path)
 
 
 @torch.no_grad()
-def class_samples(vae: VAE, path: Path, like: torch.Tensor, class_names: List[str], per_class: int = 5) -> None:
+def class_samples(vae: VAE, path: Path, class_names: List[str], per_class: int = 5) -> None:
     """A conditional VAE's digits on demand: ``per_class`` prior draws decoded with each label (one row per class)."""
     classes = len(class_names)
-    z = vae.prior(classes * per_class, like).sample()
-    y = torch.arange(classes, device=like.device).repeat_interleave(per_class)
+    z = vae.prior(classes * per_class).sample()
+    y = torch.arange(classes, device=z.device).repeat_interleave(per_class)
+    decoded = _decode(vae, z, y)
     fig = Figure(figsize=(per_class * 0.9 + 1, classes * 0.9))
     ax = fig.subplots()
-    show(ax, _decode(vae, z, y), per_class, f"{per_class} draws of z ~ N(0, I) decoded with each label")
+    show(ax, decoded, per_class, f"{per_class} draws of z ~ N(0, I) decoded with each label")
     ax.axis("on")
     ax.set_xticks([])
-    step = like.shape[-2] + 1
+    step = decoded.shape[-2] + 1  # image height plus the grid's padding
     ax.set_yticks([step * (i + 0.5) for i in range(classes)], class_names, fontsize=8)
+    save(fig, path)
+
+
+@torch.no_grad()
+def interpolation(vae: VAE, ends: torch.Tensor, labels: torch.Tensor, steps: int, title: str, path: Path) -> None:
+    """Both images of ``ends`` with ``steps`` decodings of evenly spaced points from one posterior mean to
+    the other between them; a conditional VAE decodes all of them with the first image's label."""
+    z = vae.encode(ends, labels).mean
+    line = torch.lerp(z[0], z[1], torch.linspace(0, 1, steps, device=z.device)[:, None])
+    decoded = _decode(vae, line, labels[:1].expand(steps) if vae.conditional else None)
+    fig = Figure(figsize=((steps + 2) * 0.9, 1.8))
+    show(fig.subplots(), torch.cat([ends[:1], decoded, ends[1:]]), steps + 2, title)
     save(fig, path)
 
 
@@ -129,7 +142,7 @@ def uncertainty(
     """A Bayesian decoder's uncertainty: for test images, the reconstruction averaged over ``draws``
     weight draws W ~ q(W), and its per-pixel standard deviation across them."""
     x, y = images[:count], labels[:count]
-    z = vae.guide_dist(x, y).mean
+    z = vae.encode(x, y).mean
     decoded = torch.stack([_decode(vae, z, y) for _ in range(draws)])
     spread = decoded.std(0).mean(1, keepdim=True)  # per pixel, averaged over colour channels
     fig = Figure(figsize=(count * 0.9, 3.3))
@@ -171,7 +184,7 @@ def elbo_curve(history: Sequence[Dict[str, float]], path: Path, train_bound: str
 @torch.no_grad()
 def latent_space(vae: VAE, images: torch.Tensor, labels: torch.Tensor, class_names: List[str], path: Path) -> None:
     """Posterior means of test images in 2-D (the first two principal components past 2 dimensions)."""
-    means = torch.cat([vae.guide_dist(x, y).mean for x, y in zip(images.split(1024), labels.split(1024))]).cpu()
+    means = torch.cat([vae.encode(x, y).mean for x, y in zip(images.split(1024), labels.split(1024))]).cpu()
     if means.shape[1] > 2:
         centred = means - means.mean(0)
         _, _, components = torch.pca_lowrank(centred, q=2, center=False)
@@ -193,9 +206,9 @@ def latent_space(vae: VAE, images: torch.Tensor, labels: torch.Tensor, class_nam
 
 
 @torch.no_grad()
-def manifold(vae: VAE, path: Path, like: torch.Tensor, steps: int = MANIFOLD_STEPS) -> None:
+def manifold(vae: VAE, path: Path, steps: int = MANIFOLD_STEPS) -> None:
     """For a 2-D latent space: decodings over a grid of prior quantiles (Kingma & Welling, Figure 4)."""
-    quantiles = torch.linspace(0.5 / steps, 1 - 0.5 / steps, steps, device=like.device)
+    quantiles = torch.linspace(0.5 / steps, 1 - 0.5 / steps, steps, device=vae.prior(1).mean.device)
     values = torch.distributions.Normal(0.0, 1.0).icdf(quantiles)
     z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")
     z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=-1)
@@ -224,15 +237,15 @@ def write_all(
     encoding(vae, test_images[0], test_labels[0], paths["encoding"])
     decoding(vae, test_images[0], test_labels[0], paths["decoding"])
     reconstructions(vae, {"train": train, "test": test}, paths["reconstructions"])
-    samples(vae, paths["samples"], test_images)
+    samples(vae, paths["samples"])
     elbo_curve(history, paths["elbo_curve"], train_bound)
     latent_space(vae, test_images, test_labels, class_names, paths["latent_space"])
     if vae.latent_dim == 2 and not vae.conditional:
         paths["manifold"] = out_dir / "manifold.png"
-        manifold(vae, paths["manifold"], like=test_images)
+        manifold(vae, paths["manifold"])
     if vae.conditional:
         paths["class_samples"] = out_dir / "class_samples.png"
-        class_samples(vae, paths["class_samples"], test_images, class_names)
+        class_samples(vae, paths["class_samples"], class_names)
     if vae.bayesian:
         paths["uncertainty"] = out_dir / "uncertainty.png"
         uncertainty(vae, test_images, test_labels, paths["uncertainty"])

@@ -1,9 +1,9 @@
 """The decoder's observation model p(x|z): turns decoder outputs into a distribution with one event per image.
 
-Each likelihood names the view of the 8-bit pixels it scores (``observes``), and the data
-pipeline follows it (``pyro_vae.data.pixels``): ``binary`` Bernoulli draws of the grey levels
-(Bernoulli), ``dequantized`` grey levels, (k + u) / 256, for a density on [0, 1] (Gaussian), or
-the ``grey_levels`` themselves, k / 255, for a probability mass on them (discretized logistic).
+Each scores one view of the 8-bit pixels, which the data transform prepares
+(``pyro_vae.data.transform.OBSERVED_VIEWS``): Bernoulli draws of the grey levels (Bernoulli),
+dequantized grey levels, (k + u) / 256, for a density on [0, 1] (Gaussian), or the grey levels
+themselves, k / 255, for a probability mass on them (discretized logistic).
 """
 
 import math
@@ -17,9 +17,8 @@ from torch import nn
 from torch.distributions.utils import broadcast_all
 from torch.nn import functional as F
 
+from .data import LEVELS
 from .errors import ConfigError
-
-LEVELS = 256  # grey levels of an 8-bit image
 
 # A learned sigma starts at min_scale + INITIAL_SCALE, near the calibrated sigma (the RMS error
 # of the reconstructions) of an early decoder: one that ignores z has the RMS deviation of the
@@ -41,7 +40,6 @@ class BernoulliPixels(nn.Module):
     """Independent Bernoulli pixels parameterised by logits (never sigmoid + clamp)."""
 
     params_per_pixel = 1
-    observes = "binary"
 
     def forward(self, logits: torch.Tensor, observed: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
         return dist.Bernoulli(logits=logits).to_event(3)
@@ -128,7 +126,6 @@ class LocationScalePixels(nn.Module):
 
     scales = ("learned", "per_pixel", "predicted", "fixed")
     family: Type[dist.TorchDistribution]
-    observes: str
 
     def __init__(self, image_shape: Tuple[int, int, int], scale: str, fixed_scale: float, min_scale: float) -> None:
         super().__init__()
@@ -176,7 +173,6 @@ class GaussianPixels(LocationScalePixels):
 
     scales = (*LocationScalePixels.scales, "optimal")
     family = dist.Normal
-    observes = "dequantized"
 
     def __init__(self, image_shape: Tuple[int, int, int], scale: str, fixed_scale: float, min_scale: float) -> None:
         super().__init__(image_shape, scale, fixed_scale, min_scale)
@@ -203,7 +199,6 @@ class DiscretizedLogisticPixels(LocationScalePixels):
     """Independent :class:`DiscretizedLogistic` pixels: a probability mass on the 256 grey levels."""
 
     family = DiscretizedLogistic
-    observes = "grey_levels"
 
 
 LIKELIHOODS = {
@@ -220,22 +215,18 @@ def likelihood_class(name: str) -> Type[nn.Module]:
     return LIKELIHOODS[name]
 
 
-def observes(name: str) -> str:
-    """The view of the pixels that ``likelihood=name`` scores: binary, dequantized or grey_levels."""
-    return likelihood_class(name).observes
-
-
 def build_likelihood(likelihood: DictConfig, image_shape: Tuple[int, int, int]) -> nn.Module:
     """The pixel distribution named by ``likelihood.name``."""
-    pixels = likelihood_class(likelihood.name)
-    if pixels is BernoulliPixels:
+    likelihood_type = likelihood_class(likelihood.name)
+    if likelihood_type is BernoulliPixels:
         return BernoulliPixels()
-    if likelihood.scale not in pixels.scales:
+    if likelihood.scale not in likelihood_type.scales:
         raise ConfigError(
-            f"likelihood.scale={likelihood.scale}: choose one of {', '.join(pixels.scales)} for likelihood={likelihood.name}"
+            f"likelihood.scale={likelihood.scale}: choose one of {', '.join(likelihood_type.scales)} for "
+            f"likelihood={likelihood.name}"
         )
     for key in ("fixed_scale", "min_scale"):
         value = likelihood[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
             raise ConfigError(f"likelihood.{key}={value}: must be a number > 0")
-    return pixels(image_shape, likelihood.scale, likelihood.fixed_scale, likelihood.min_scale)
+    return likelihood_type(image_shape, likelihood.scale, likelihood.fixed_scale, likelihood.min_scale)

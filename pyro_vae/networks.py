@@ -15,10 +15,10 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.Softplus, "elu":
 ImageShape = Tuple[int, int, int]
 
 
-def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, activation: str) -> nn.Sequential:
+def mlp(in_dim: int, widths: Sequence[int], out_dim: int, activation: str) -> nn.Sequential:
     """Linear layers with ``activation`` between them and none after the last."""
     layers = []
-    for width in hidden_dims:
+    for width in widths:
         layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation]()]
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
@@ -52,13 +52,13 @@ class MLPEncoder(GaussianEncoder):
     def __init__(
         self,
         image_shape: ImageShape,
-        hidden_dims: Sequence[int],
+        widths: Sequence[int],
         latent_dim: int,
         activation: str,
         min_scale: float,
         context_dim: int = 0,
     ) -> None:
-        head = mlp(prod(image_shape) + context_dim, hidden_dims, 2 * latent_dim, activation)
+        head = mlp(prod(image_shape) + context_dim, widths, 2 * latent_dim, activation)
         super().__init__(nn.Flatten(), head, min_scale)
 
 
@@ -68,7 +68,7 @@ class MLPDecoder(nn.Module):
     def __init__(
         self,
         latent_dim: int,
-        hidden_dims: Sequence[int],
+        widths: Sequence[int],
         image_shape: ImageShape,
         params_per_pixel: int,
         activation: str,
@@ -76,7 +76,7 @@ class MLPDecoder(nn.Module):
         super().__init__()
         channels, height, width = image_shape
         self.out_shape = (params_per_pixel * channels, height, width)
-        self.body = mlp(latent_dim, hidden_dims, prod(self.out_shape), activation)
+        self.body = mlp(latent_dim, widths, prod(self.out_shape), activation)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z).unflatten(-1, self.out_shape)
@@ -90,7 +90,7 @@ KERNEL, STRIDE, PADDING = 4, 2, 1
 def conv_sizes(image_shape: ImageShape, num_layers: int) -> List[Tuple[int, int]]:
     """(height, width) of the image, then after each of ``num_layers`` stride-2 convolutions.
 
-    Raises ConfigError (naming net.channels) when a layer would shrink the map to nothing.
+    Raises ConfigError (naming net.widths) when a layer would shrink the map to nothing.
     """
     _, height, width = image_shape
     sizes = [(height, width)]
@@ -98,7 +98,7 @@ def conv_sizes(image_shape: ImageShape, num_layers: int) -> List[Tuple[int, int]
         h, w = ((n + 2 * PADDING - KERNEL) // STRIDE + 1 for n in sizes[-1])
         if min(h, w) < 1:
             raise ConfigError(
-                f"net.channels has {num_layers} entries, but that many stride-{STRIDE} convolutions shrink a "
+                f"net.widths has {num_layers} entries, but that many stride-{STRIDE} convolutions shrink a "
                 f"{height}x{width} image to nothing; use at most {len(sizes) - 1} entries"
             )
         sizes.append((h, w))
@@ -139,7 +139,7 @@ class ConvDecoder(nn.Module):
     """z -> the likelihood's parameters like MLPDecoder, mirroring ConvEncoder: a linear layer to
     the smallest feature map, then stride-2 transposed convolutions back to exactly H x W.
 
-    ``channels`` is in decoder order (the encoder's reversed), as MLPDecoder's ``hidden_dims``.
+    ``channels`` is in decoder order (the encoder's reversed), as MLPDecoder's ``widths``.
     """
 
     def __init__(
@@ -162,8 +162,8 @@ class ConvDecoder(nn.Module):
         return over_leading_dims(self.body, z, 1)
 
 
-# net.name -> (the config key listing the layer widths, encoder class, decoder class)
+# net.name -> (encoder class, decoder class); both take the layer widths of net.widths
 NETWORKS = {
-    "mlp": ("hidden_dims", MLPEncoder, MLPDecoder),
-    "conv": ("channels", ConvEncoder, ConvDecoder),
+    "mlp": (MLPEncoder, MLPDecoder),
+    "conv": (ConvEncoder, ConvDecoder),
 }

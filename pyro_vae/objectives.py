@@ -11,9 +11,12 @@ from typing import Tuple
 import pyro.distributions as dist
 import torch
 from omegaconf import DictConfig
+from pyro import poutine
 from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.enum import get_importance_trace
+from pyro.infer.util import is_validation_enabled
 from pyro.poutine import Trace
+from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent, Normal
 
 from .errors import ConfigError
@@ -28,12 +31,25 @@ class DeviceTrace_ELBO(Trace_ELBO):
 
     Valid when every latent site of the guide is reparameterized, as the VAE's Gaussian
     guide is: the surrogate loss then equals the loss, and no score-function term is needed.
+    With Pyro's validation on (the first step of a run), the traces come from Pyro's own
+    ``get_importance_trace`` with all its checks; otherwise the guide is traced and the model
+    replayed against it by the same handlers, without the copies of both traces that pruning
+    the plate's subsample sites costs (those sites are skipped instead) or the guide's score parts.
     """
+
+    def _get_trace(self, model, guide, args, kwargs) -> Tuple[Trace, Trace]:
+        if is_validation_enabled():
+            return super()._get_trace(model, guide, args, kwargs)
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        return model_trace, guide_trace
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         loss = 0.0
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            elbo = sum(site["log_prob_sum"] for site in model_trace.nodes.values() if site["type"] == "sample")
+            model_trace.compute_log_prob(_is_density_site)
+            guide_trace.compute_log_prob(_is_density_site)
+            elbo = sum(site["log_prob_sum"] for _, site in _sample_sites(model_trace))
             for name, site in _sample_sites(guide_trace):
                 _require_reparameterized(name, site)
                 elbo = elbo - site["log_prob_sum"]
@@ -123,8 +139,15 @@ class IWAE_ELBO(ELBO):
         return log_w, scales.pop()
 
 
+def _is_density_site(name: str, site: dict) -> bool:
+    """A sample site with a log-density: not one of the subsample sites that plates record."""
+    return not site_is_subsample(site)
+
+
 def _sample_sites(trace: Trace):
-    return ((name, site) for name, site in trace.nodes.items() if site["type"] == "sample")
+    return (
+        (name, site) for name, site in trace.nodes.items() if site["type"] == "sample" and _is_density_site(name, site)
+    )
 
 
 def _require_reparameterized(name: str, site: dict) -> None:
@@ -148,7 +171,8 @@ NAMES = ("trace", "trace_pyro", "meanfield", "jit", "iwae")
 
 def make_objective(elbo: DictConfig) -> ELBO:
     """``trace`` (default) and ``trace_pyro`` (Trace_ELBO; the latter is trained through Pyro's
-    own SVI), ``meanfield`` (analytic KL), ``jit`` (:class:`CorrectedJitTrace_ELBO`) or ``iwae`` (:class:`IWAE_ELBO`)."""
+    own SVI), ``meanfield`` (analytic KL), ``jit`` (:class:`CorrectedJitTrace_ELBO`) or ``iwae``
+    (:class:`IWAE_ELBO`)."""
     particles = elbo.num_particles
     if isinstance(particles, bool) or not (isinstance(particles, int) and particles >= 1):
         raise ConfigError(f"elbo.num_particles={particles}: must be a positive integer")

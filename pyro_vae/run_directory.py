@@ -17,7 +17,8 @@ from .atomic import write_text
 from .errors import ConfigError
 
 # Settings a resumed run takes from its new command line, all applied from the next epoch on:
-# the epoch budget, early stopping, evaluation, what watches the run, the device and threads, and where the data files live.
+# the epoch budget, early stopping, evaluation, what watches the run, the device and threads, and where
+# the data files live.
 CHANGEABLE_ON_RESUME = (
     "epochs",
     "early_stopping.",
@@ -25,11 +26,11 @@ CHANGEABLE_ON_RESUME = (
     "logger.",
     "device",
     "threads",
-    "data.root",
-    "data.download",
+    "dataset.root",
+    "dataset.download",
 )
 # Keys that only choose what run.py does, not what the run is.
-COMMAND_KEYS = ("resume", "task", "run_dir", "sample.", "reconstruct.", "interpolate.")
+COMMAND_KEYS = ("resume", "task.")
 
 
 class RunDirectoryInUse(ConfigError):
@@ -39,29 +40,33 @@ class RunDirectoryInUse(ConfigError):
 def check_output_dir(cfg: DictConfig, output_dir: Path) -> None:
     """Refuse, in one line, a command that would overwrite or misrecord the run in ``output_dir``."""
     held = next((name for name in (checkpoints.LAST, checkpoints.BEST) if (output_dir / name).exists()), None)
-    if cfg.task != "train":
+    if cfg.task.name != "train":
         if held:
             raise RunDirectoryInUse(
-                f"hydra.run.dir={output_dir}: holds a run ({held}); task={cfg.task} writes into a directory of its own, choose another hydra.run.dir"
+                f"hydra.run.dir={output_dir}: holds a run ({held}); task={cfg.task.name} writes into a directory of "
+                "its own, choose another hydra.run.dir"
             )
         return
     if not cfg.resume:
         if held:
             raise RunDirectoryInUse(
-                f"{output_dir} already holds a run ({held}); pass resume=true to continue it or choose another hydra.run.dir"
+                f"{output_dir} already holds a run ({held}); pass resume=true to continue it or choose another "
+                "hydra.run.dir"
             )
         return
     last = output_dir / checkpoints.LAST
     if not last.is_file():
         raise ConfigError(
-            f"resume=true: {output_dir} holds no {checkpoints.LAST} to continue; drop resume=true to start a new run there"
+            f"resume=true: {output_dir} holds no {checkpoints.LAST} to continue; drop resume=true to start a new run "
+            "there"
         )
     changed = settings_changed(checkpoints.read(last)["config"], OmegaConf.to_container(cfg, resolve=True))
     if changed:
         listed = ", ".join(f"{key}={new} (the run has {old})" for key, old, new in changed)
         raise RunDirectoryInUse(
             f"resume=true: {listed}: a resumed run keeps the settings it was trained with, except "
-            f"{', '.join(key + '*' if key.endswith('.') else key for key in CHANGEABLE_ON_RESUME)}; drop these overrides or start a new run"
+            f"{', '.join(key + '*' if key.endswith('.') else key for key in CHANGEABLE_ON_RESUME)}; drop these "
+            "overrides or start a new run"
         )
 
 
@@ -85,7 +90,7 @@ def changeable_on_resume(key: str) -> bool:
 
 
 def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """A nested config as {"net.hidden_dims": value, ...}."""
+    """A nested config as {"net.widths": value, ...}."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):

@@ -23,7 +23,15 @@ def positive_int(name: str, value) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError, naming the setting and what it accepts, for the first bad value."""
-    for name in ("latent_dim", "epochs", "batch_size", "eval.iwae_k", "eval.chunk_size", "data.val_size"):
+    for name in (
+        "latent_dim",
+        "epochs",
+        "batch_size",
+        "eval.iwae_k",
+        "eval.chunk_size",
+        "eval.weight_draws",
+        "dataset.val_size",
+    ):
         positive_int(name, OmegaConf.select(cfg, name))
     if cfg.threads is not None:
         positive_int("threads", cfg.threads)
@@ -31,10 +39,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={cfg.seed}: must be an integer")
     if cfg.net.name not in NETWORKS:
         raise ConfigError(f"net={cfg.net.name}: unknown network; choose one of {', '.join(NETWORKS)}")
-    widths_key = NETWORKS[cfg.net.name][0]
-    widths = cfg.net[widths_key]
+    widths = cfg.net.widths
     if not all(isinstance(width, int) and width > 0 for width in widths):
-        raise ConfigError(f"net.{widths_key}={list(widths)}: must be a list of positive integers, e.g. [512,256]")
+        raise ConfigError(f"net.widths={list(widths)}: must be a list of positive integers, e.g. [512,256]")
     if cfg.net.activation not in ACTIVATIONS:
         raise ConfigError(f"net.activation={cfg.net.activation}: choose one of {', '.join(ACTIVATIONS)}")
     if not cfg.net.min_scale > 0:
@@ -76,15 +83,18 @@ def _check_variants(cfg: DictConfig) -> None:
         )
     if cfg.decoder.bayesian and cfg.elbo.num_particles > 1:
         raise ConfigError(
-            f"decoder.bayesian=true draws one set of decoder weights per step; set elbo.num_particles=1 (now {cfg.elbo.num_particles})"
+            "decoder.bayesian=true draws one set of decoder weights per step; set elbo.num_particles=1 (now "
+            f"{cfg.elbo.num_particles})"
         )
     if cfg.decoder.bayesian and cfg.elbo.name == "iwae":
         raise ConfigError(
-            "decoder.bayesian=true with elbo=iwae: the weights' log p(W) - log q(W) has no per-image weight to enter; use elbo=trace"
+            "decoder.bayesian=true with elbo=iwae: the weights' log p(W) - log q(W) has no per-image weight to "
+            "enter; use elbo=trace"
         )
     if cfg.elbo.name == "trace_pyro" and cfg.schedule.name != "constant":
         raise ConfigError(
-            f"schedule={cfg.schedule.name} drives one torch optimizer, and elbo=trace_pyro trains with Pyro's per-parameter "
+            f"schedule={cfg.schedule.name} drives one torch optimizer, and elbo=trace_pyro trains with Pyro's "
+            "per-parameter "
             "optimizers (pyro.optim); use elbo=trace or schedule=constant"
         )
 
@@ -99,13 +109,14 @@ def _check_decoder(cfg: DictConfig) -> None:
     decoder = cfg.decoder
     if not (_number(decoder.prior_scale) and decoder.prior_scale >= MIN_SCALE):
         raise ConfigError(
-            f"decoder.prior_scale={decoder.prior_scale}: must be a number >= {MIN_SCALE:g}, the standard deviation of the weights' prior"
+            f"decoder.prior_scale={decoder.prior_scale}: must be a number >= {MIN_SCALE:g}, the standard deviation "
+            "of the weights' prior"
         )
     if not (_number(decoder.init_scale) and decoder.init_scale >= MIN_SCALE):
         raise ConfigError(
-            f"decoder.init_scale={decoder.init_scale}: must be a number >= {MIN_SCALE:g}, the initial standard deviation of q(W)"
+            f"decoder.init_scale={decoder.init_scale}: must be a number >= {MIN_SCALE:g}, the initial standard "
+            "deviation of q(W)"
         )
-    positive_int("decoder.eval_weight_draws", decoder.eval_weight_draws)
 
 
 def _check_stopping(cfg: DictConfig) -> None:
@@ -123,7 +134,8 @@ def _check_stopping(cfg: DictConfig) -> None:
     if cfg.schedule.name == "cosine":
         if not (_number(cfg.schedule.final_factor) and 0 <= cfg.schedule.final_factor < 1):
             raise ConfigError(
-                f"schedule.final_factor={cfg.schedule.final_factor}: must be a number in [0, 1), the fraction of lr left after the last epoch"
+                f"schedule.final_factor={cfg.schedule.final_factor}: must be a number in [0, 1), the fraction of lr "
+                "left after the last epoch"
             )
         positive_int("schedule.epochs", cfg.schedule.epochs)
     patience = cfg.early_stopping.patience

@@ -8,7 +8,7 @@ on the device. :class:`PyroSVIStep` (``elbo=trace_pyro``) is Pyro's textbook loo
 checks that they reach the same parameters), so the first is only a faster route to the second.
 """
 
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Protocol
 
 import torch
 from omegaconf import DictConfig
@@ -18,6 +18,22 @@ from pyro.infer.elbo import ELBO
 from .objectives import make_objective
 from .optimizers import make_optimizer, make_pyro_optimizer
 from .vae import VAE
+
+
+class TrainingStep(Protocol):
+    """What the training loop needs of a step: the update, the torch optimizer a schedule drives
+    (None for Pyro's per-parameter optimizers), the current rate, and state to checkpoint."""
+
+    optimizer: Optional[torch.optim.Optimizer]
+
+    def __call__(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor: ...
+
+    @property
+    def lr(self) -> float: ...
+
+    def state_dict(self) -> Dict[str, Any]: ...
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None: ...
 
 
 class TorchOptimizerStep:
@@ -71,7 +87,7 @@ class PyroSVIStep:
         self.optim.set_state(state)
 
 
-def make_step(vae: VAE, cfg: DictConfig, num_data: int) -> Union[TorchOptimizerStep, PyroSVIStep]:
+def make_step(vae: VAE, cfg: DictConfig, num_data: int) -> TrainingStep:
     """The training step of ``cfg`` (``elbo``, ``optimizer``, ``lr``) for a training set of ``num_data`` images."""
     objective = make_objective(cfg.elbo)
     if cfg.elbo.name == "trace_pyro":

@@ -126,7 +126,8 @@ def write_summary(sweep_dir: Path, metric: str) -> List[JobRecord]:
 
 
 def plot_summary(jobs: Sequence[JobRecord], metric: str, path: Path) -> None:
-    """``metric`` against each swept setting: a panel per setting, or for two settings, lines of the second over the first."""
+    """``metric`` against each swept setting: a panel per setting, or for two settings, lines of the
+    second over the first."""
     done = [job for job in jobs if job.value(metric) is not None]
     keys = swept_keys(jobs)
     fig = Figure(figsize=(5.5 * max(1, len(keys) if len(keys) != 2 else 1), 4))

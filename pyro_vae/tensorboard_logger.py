@@ -44,7 +44,8 @@ def require_tensorboard() -> None:
         importlib.import_module("tensorboard")
     except ImportError as exc:
         raise ConfigError(
-            'logger=tensorboard: the tensorboard package is not installed; pip install -e ".[tensorboard]" or use logger=none'
+            'logger=tensorboard: the tensorboard package is not installed; pip install -e ".[tensorboard]" or use '
+            "logger=none"
         ) from exc
 
 
@@ -101,7 +102,7 @@ class TensorBoardLogger(RunLogger):
         """Inputs above their reconstructions, and the same prior draws every time (seeded)."""
         with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
             torch.manual_seed(self.seed)
-            samples = figures.prior_draws(vae, PRIOR_DRAWS, x)
+            samples = figures.prior_draws(vae, PRIOR_DRAWS)
             pairs = torch.cat([x, figures.reconstruct(vae, x, y)])
         writer.add_image("images/reconstructions", _grid(pairs, len(x)), step)
         writer.add_image("images/prior_samples", _grid(samples, math.isqrt(PRIOR_DRAWS)), step)

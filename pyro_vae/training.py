@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import pyro
 import torch
@@ -24,7 +24,7 @@ from .data.batches import MinibatchSampler
 from .errors import ConfigError, DivergenceError
 from .evaluation import evaluate
 from .schedules import epochs_without_improvement, make_schedule, step_schedule
-from .steps import make_step
+from .steps import TrainingStep, make_step
 from .tensorboard_logger import NO_LOGGER, RunLogger
 from .vae import VAE
 
@@ -60,14 +60,15 @@ class TrainingState:
         return images / self.train_seconds
 
 
-def _resume(vae: VAE, step, scheduler, run_dir: Path, device: torch.device) -> TrainingState:
+def _resume(vae: VAE, step: TrainingStep, scheduler, run_dir: Path, device: torch.device) -> TrainingState:
     record = checkpoints.read(run_dir / checkpoints.LAST, device)
     try:
         vae.load_state_dict(record["state_dict"])
         step.load_state_dict(record["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ConfigError(
-            f"resume=true: {run_dir / checkpoints.LAST} holds a different network or optimizer; resume with the settings of that run"
+            f"resume=true: {run_dir / checkpoints.LAST} holds a different network or optimizer; resume with the "
+            "settings of that run"
         ) from exc
     if scheduler is not None and record.get("scheduler"):
         scheduler.load_state_dict(record["scheduler"])
@@ -85,7 +86,9 @@ def kl_weight_at(cfg: DictConfig, epoch: int, progress: float) -> float:
     return cfg.kl_weight * min(1.0, (epoch - 1 + progress) / cfg.kl_warmup_epochs)
 
 
-def run_epoch(step: Callable, sampler: MinibatchSampler, epoch: int, cfg: DictConfig, run_dir: Path) -> torch.Tensor:
+def run_epoch(
+    step: TrainingStep, sampler: MinibatchSampler, epoch: int, cfg: DictConfig, run_dir: Path
+) -> torch.Tensor:
     """Sum of the minibatch losses of one epoch, checked for NaN every LOSS_CHECK_EVERY steps."""
     total = torch.zeros((), device=sampler.source.device)
     window_start = 0
@@ -105,7 +108,7 @@ def run_epoch(step: Callable, sampler: MinibatchSampler, epoch: int, cfg: DictCo
 
 
 def fit(
-    vae: VAE, data: DataSplits, pixels: PixelTransform, cfg: DictConfig, run_dir: Path, logger: RunLogger = NO_LOGGER
+    vae: VAE, data: DataSplits, transform: PixelTransform, cfg: DictConfig, run_dir: Path, logger: RunLogger = NO_LOGGER
 ) -> TrainingState:
     """Train ``vae`` for up to ``cfg.epochs`` epochs, writing ``checkpoint.pt`` and ``last.pt`` each epoch
     and showing each saved epoch to ``logger``."""
@@ -117,10 +120,8 @@ def fit(
         # this and stay at 2.1 s with it, with the same figures (subnormals are below 1.2e-38).
         torch.set_flush_denormal(True)
     num_data = len(data.train)
-    sampler = MinibatchSampler(
-        pixels.training_source(data.train.images), data.train.labels, cfg.batch_size, pixels.training_batch
-    )
-    val_images = pixels.fixed(data.val.images, "val")
+    sampler = transform.minibatches(data.train, cfg.batch_size)
+    val_images = transform.fixed(data.val.images, "val")
     step = make_step(vae, cfg, num_data)
     scheduler = make_schedule(cfg.schedule, step.optimizer)
     patience = cfg.early_stopping.patience
@@ -168,7 +169,16 @@ def fit(
     return state
 
 
-def _save_epoch(vae, step, scheduler, cfg, data, state: TrainingState, run_dir: Path, improved: bool) -> None:
+def _save_epoch(
+    vae: VAE,
+    step: TrainingStep,
+    scheduler,
+    cfg: DictConfig,
+    data: DataSplits,
+    state: TrainingState,
+    run_dir: Path,
+    improved: bool,
+) -> None:
     record = checkpoints.model_record(vae, cfg, data.image_shape, data.num_classes)
     if improved:
         checkpoints.save(

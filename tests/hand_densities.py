@@ -55,3 +55,14 @@ def loc_and_scale_by_hand(out: torch.Tensor, mode: str, raw_scale, likelihood) -
     if mode == "fixed":
         return out, torch.full_like(out, likelihood.fixed_scale)
     return out, (softplus(raw_scale) + floor).expand_as(out)
+
+
+def hand_elbo_loss(vae, x: torch.Tensor, log_likelihood, num_data: int) -> torch.Tensor:
+    """-(N/B) sum_i [log p(x_i|z_i) + log p(z_i) - log q(z_i|x_i)], z = mu + sigma eps drawn as
+    Pyro draws it; ``log_likelihood(out)`` gives log p(x|z) per image from the decoder output."""
+    loc_z, scale_z = vae.encoder(x, None)
+    z = loc_z + scale_z * torch.randn(loc_z.shape)
+    log_lik = log_likelihood(vae.decoder(z))
+    return (
+        -(num_data / len(x)) * (log_lik + standard_normal_log_density(z) - normal_log_density(z, loc_z, scale_z)).sum()
+    )

@@ -11,7 +11,9 @@ from pyro_vae import atomic
 from pyro_vae.errors import OutputError, PyroVAEError
 from pyro_vae.experiment import run_experiment
 
-from .conftest import TINY, compose_config
+from .helpers import compose_tiny
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_a_write_is_fsynced_then_renamed_then_its_folder_fsynced(tmp_path, monkeypatch):
@@ -73,5 +75,5 @@ def test_a_full_disk_during_training_stops_the_run_in_one_line(tmp_path, monkeyp
 
     monkeypatch.setattr(torch, "save", save_until_full)
     with pytest.raises(PyroVAEError, match=r"last\.pt: could not be written \(No space left on device\)"):
-        run_experiment(compose_config(TINY), tmp_path)
+        run_experiment(compose_tiny(), tmp_path)
     assert torch.load(tmp_path / "last.pt", weights_only=True)["history"][-1]["epoch"] == 1  # epoch 1 intact

@@ -1,12 +1,10 @@
 """The benchmark scripts run and write their figures (tiny sizes; no timing is asserted here)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from .conftest import ROOT
+from .helpers import ROOT, run_python
 
 SCRIPTS = {
     "dreg_variance": ["--ks", "3", "--repeats", "4", "--batch", "2"],
@@ -16,16 +14,10 @@ SCRIPTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_benchmark_script_runs_and_writes_its_json(name, tmp_path):
-    result = subprocess.run(
-        [sys.executable, f"{name}.py", *SCRIPTS[name], "--results", str(tmp_path)],
-        cwd=ROOT / "benchmarks",
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_python(f"{name}.py", *SCRIPTS[name], "--results", str(tmp_path), cwd=ROOT / "benchmarks", timeout=600)
     figures = json.loads((tmp_path / f"{name}.json").read_text())
     assert figures["machine"]["torch"] and figures["rows"]
     for row in figures["rows"]:

@@ -1,7 +1,5 @@
 """CIFAR-10 loading from small archives in the official format, with their checksums patched in."""
 
-import hashlib
-import io
 import pickle
 import tarfile
 
@@ -12,47 +10,7 @@ import torch
 from pyro_vae.data import cifar10
 from pyro_vae.errors import DataError
 
-PER_BATCH = 4
-NAMES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-
-
-def md5(raw: bytes) -> str:
-    return hashlib.md5(raw).hexdigest()
-
-
-def batch_pickle(data: np.ndarray, labels: list, name: str) -> bytes:
-    batch = {
-        b"batch_label": name.encode(),
-        b"labels": labels,
-        b"data": data,
-        b"filenames": [f"{name}_{i}.png".encode() for i in range(len(labels))],
-    }
-    return pickle.dumps(batch, protocol=2)
-
-
-def write_archive(root, monkeypatch, replace=None, per_batch=PER_BATCH):
-    """Write a small cifar-10-python.tar.gz into ``root``, patch the checksums to match, return its content.
-
-    ``replace`` maps a batch name to the bytes to store instead of the good pickle (their MD5 is patched in too).
-    """
-    rng = np.random.default_rng(0)
-    members, content = {}, {}
-    for name in NAMES:
-        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=per_batch).tolist()
-        content[name] = (data, labels)
-        members[name] = (replace or {}).get(name, batch_pickle(data, labels, name))
-    members["batches.meta"] = pickle.dumps({b"label_names": [n.encode() for n in cifar10.CLASS_NAMES]}, protocol=2)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, raw in members.items():
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(raw)
-            archive.addfile(info, io.BytesIO(raw))
-    (root / "cifar-10-python.tar.gz").write_bytes(buffer.getvalue())
-    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", md5(buffer.getvalue()))
-    monkeypatch.setattr(cifar10, "BATCH_MD5", {name: md5(members[name]) for name in NAMES})
-    return content
+from .helpers import CIFAR10_BATCHES, CIFAR10_PER_BATCH, cifar10_batch_pickle, md5, write_cifar10_archive
 
 
 def extract(root):
@@ -62,26 +20,31 @@ def extract(root):
 
 
 def test_archive_loads_pixels_in_plane_layout_and_batches_in_order(tmp_path, monkeypatch):
-    content = write_archive(tmp_path, monkeypatch)
+    content = write_cifar10_archive(tmp_path, monkeypatch)
     splits = cifar10.load_cifar10(str(tmp_path))
     train, test = splits["train"], splits["test"]
-    assert train.images.shape == (5 * PER_BATCH, 3, 32, 32) and test.images.shape == (PER_BATCH, 3, 32, 32)
+    assert train.images.shape == (5 * CIFAR10_PER_BATCH, 3, 32, 32) and test.images.shape == (
+        CIFAR10_PER_BATCH,
+        3,
+        32,
+        32,
+    )
     assert train.images.dtype == torch.uint8 and train.labels.dtype == torch.int64
     data, labels = content["data_batch_2"]
-    image = train.images[PER_BATCH + 1]  # the second image of the second batch
+    image = train.images[CIFAR10_PER_BATCH + 1]  # the second image of the second batch
     row = data[1]
     # A row is the 1024 red values, then green, then blue, each plane row-major over 32x32.
     assert image[0, 0, 0] == row[0] and image[0, 0, 31] == row[31] and image[0, 1, 0] == row[32]
     assert image[1, 0, 0] == row[1024] and image[2, 31, 31] == row[3071]
-    expected_train = np.concatenate([content[name][0] for name in NAMES[:5]]).reshape(-1, 3, 32, 32)
+    expected_train = np.concatenate([content[name][0] for name in CIFAR10_BATCHES[:5]]).reshape(-1, 3, 32, 32)
     assert torch.equal(train.images, torch.from_numpy(expected_train))
-    assert train.labels.tolist() == sum((content[name][1] for name in NAMES[:5]), [])
+    assert train.labels.tolist() == sum((content[name][1] for name in CIFAR10_BATCHES[:5]), [])
     assert torch.equal(test.images, torch.from_numpy(content["test_batch"][0].reshape(-1, 3, 32, 32)))
     assert test.labels.tolist() == content["test_batch"][1]
 
 
 def test_extracted_folder_gives_the_same_tensors(tmp_path, monkeypatch):
-    write_archive(tmp_path, monkeypatch)
+    write_cifar10_archive(tmp_path, monkeypatch)
     from_archive = cifar10.load_cifar10(str(tmp_path))
     extract(tmp_path)
     from_folder = cifar10.load_cifar10(str(tmp_path))
@@ -91,15 +54,15 @@ def test_extracted_folder_gives_the_same_tensors(tmp_path, monkeypatch):
 
 
 def test_archive_checksum_mismatch_is_refused_before_unpickling(tmp_path, monkeypatch):
-    write_archive(tmp_path, monkeypatch)
+    write_cifar10_archive(tmp_path, monkeypatch)
     monkeypatch.setattr(cifar10, "ARCHIVE_MD5", "0" * 32)
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled an unverified file"))
-    with pytest.raises(DataError, match=r"cifar-10-python\.tar\.gz: MD5 is .* expected 000000.*data\.download=true"):
+    with pytest.raises(DataError, match=r"cifar-10-python\.tar\.gz: MD5 is .* expected 000000.*dataset\.download=true"):
         cifar10.load_cifar10(str(tmp_path))
 
 
 def test_corrupt_extracted_batch_is_named(tmp_path, monkeypatch):
-    write_archive(tmp_path, monkeypatch)
+    write_cifar10_archive(tmp_path, monkeypatch)
     extract(tmp_path)
     target = tmp_path / "cifar-10-batches-py" / "data_batch_3"
     raw = bytearray(target.read_bytes())
@@ -110,7 +73,7 @@ def test_corrupt_extracted_batch_is_named(tmp_path, monkeypatch):
 
 
 def test_truncated_archive_is_refused(tmp_path, monkeypatch):
-    write_archive(tmp_path, monkeypatch)
+    write_cifar10_archive(tmp_path, monkeypatch)
     path = tmp_path / "cifar-10-python.tar.gz"
     truncated = path.read_bytes()[:-200]
     path.write_bytes(truncated)
@@ -126,8 +89,8 @@ def test_missing_data_says_where_to_put_it(tmp_path):
         cifar10.load_cifar10(str(tmp_path))
     message = str(error.value)
     assert message.startswith(f"{tmp_path}/cifar-10-python.tar.gz: not found; download {cifar10.URL} into {tmp_path}")
-    assert "cifar-10-batches-py/" in message and "data.download=true" in message and "\n" not in message
-    with pytest.raises(DataError, match=r"data\.root=null: .*set data\.root"):
+    assert "cifar-10-batches-py/" in message and "dataset.download=true" in message and "\n" not in message
+    with pytest.raises(DataError, match=r"dataset\.root=null: .*set dataset\.root"):
         cifar10.load_cifar10(None)
 
 
@@ -135,7 +98,7 @@ def test_download_fetches_the_official_archive_through_torchvision(tmp_path, mon
     """No network here: torchvision's download_url is replaced by writing the small archive."""
     source = tmp_path / "source"
     source.mkdir()
-    content = write_archive(source, monkeypatch)
+    content = write_cifar10_archive(source, monkeypatch)
     calls = []
 
     def fake_download_url(url, root, filename, md5):
@@ -170,10 +133,16 @@ def test_download_failure_is_a_data_error(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "bad, message",
     [
-        (batch_pickle(np.zeros((4, 3000), np.uint8), [0] * 4, "x"), r"b'data' is uint8 \(4, 3000\), expected uint8"),
-        (batch_pickle(np.zeros((4, 3072), np.uint8), [0] * 3, "x"), r"b'labels' is int64 \(3,\), expected 4 integers"),
         (
-            batch_pickle(np.zeros((4, 3072), np.uint8), [0, 1, 2, 10], "x"),
+            cifar10_batch_pickle(np.zeros((4, 3000), np.uint8), [0] * 4, "x"),
+            r"b'data' is uint8 \(4, 3000\), expected uint8",
+        ),
+        (
+            cifar10_batch_pickle(np.zeros((4, 3072), np.uint8), [0] * 3, "x"),
+            r"b'labels' is int64 \(3,\), expected 4 integers",
+        ),
+        (
+            cifar10_batch_pickle(np.zeros((4, 3072), np.uint8), [0, 1, 2, 10], "x"),
             r"labels range from 0 to 10, expected 0 to 9",
         ),
         (pickle.dumps({b"images": np.zeros((4, 3072), np.uint8)}, protocol=2), r"expected a dict with keys b'data'"),
@@ -181,7 +150,7 @@ def test_download_failure_is_a_data_error(tmp_path, monkeypatch):
     ],
 )
 def test_malformed_batch_is_named(tmp_path, monkeypatch, bad, message):
-    write_archive(tmp_path, monkeypatch, replace={"data_batch_4": bad})
+    write_cifar10_archive(tmp_path, monkeypatch, replace={"data_batch_4": bad})
     with pytest.raises(DataError, match=rf"cifar-10-python\.tar\.gz:cifar-10-batches-py/data_batch_4: {message}"):
         cifar10.load_cifar10(str(tmp_path))
     extract(tmp_path)
@@ -190,7 +159,7 @@ def test_malformed_batch_is_named(tmp_path, monkeypatch, bad, message):
 
 
 def test_archive_without_a_batch_is_refused(tmp_path, monkeypatch):
-    write_archive(tmp_path, monkeypatch)
+    write_cifar10_archive(tmp_path, monkeypatch)
     monkeypatch.setattr(cifar10, "BATCH_MD5", {**cifar10.BATCH_MD5, "data_batch_6": "0" * 32})
     with pytest.raises(DataError, match=r"tar\.gz: holds no file cifar-10-batches-py/data_batch_6"):
         cifar10.load_cifar10(str(tmp_path))

@@ -2,14 +2,16 @@
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from pyro_vae import optimizers
 from pyro_vae.errors import ConfigError
 from pyro_vae.objectives import make_objective
 from pyro_vae.optimizers import make_optimizer
+from pyro_vae.schema import GROUP_SCHEMAS, Config, register_schemas
 from pyro_vae.settings import apply_threads, resolve_device, validate
 
-from .conftest import CONF, compose_config, one_line, run_py
+from .helpers import CONF, compose_config, one_line, run_py
 
 # The groups chosen with `group=option`; experiment/ and cluster/ are appended with `+` (tests/test_sweeps.py).
 SELECTABLE = ("dataset", "likelihood", "net", "optimizer", "elbo", "schedule")
@@ -18,14 +20,14 @@ GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml")) for group
 
 def test_defaults_are_the_mnist_bernoulli_vae():
     cfg = compose_config()
-    assert (cfg.data.name, cfg.likelihood.name, cfg.net.name, cfg.elbo.name, cfg.optimizer.name) == (
+    assert (cfg.dataset.name, cfg.likelihood.name, cfg.net.name, cfg.elbo.name, cfg.optimizer.name) == (
         "mnist",
         "bernoulli",
         "mlp",
         "trace",
         "adam",
     )
-    assert cfg.data.binarize == "dynamic" and cfg.device == "auto"
+    assert cfg.dataset.binarize == "dynamic" and cfg.device == "auto"
     validate(cfg)
 
 
@@ -49,9 +51,9 @@ def test_every_config_group_option_composes_and_builds(group, option):
         ("latent_dim=0", "latent_dim=0: must be a positive integer"),
         ("epochs=-1", "epochs=-1: must be a positive integer"),
         ("eval.iwae_k=0", "eval.iwae_k=0: must be a positive integer"),
-        ("net.hidden_dims=[64,0]", r"net.hidden_dims=\[64, 0\]: must be a list of positive integers"),
+        ("net.widths=[64,0]", r"net.widths=\[64, 0\]: must be a list of positive integers"),
         ("net.activation=swish", "net.activation=swish: choose one of relu, tanh, softplus, elu"),
-        ("net.min_scale=0", "net.min_scale=0: must be > 0"),
+        ("net.min_scale=0", r"net.min_scale=0(\.0)?: must be > 0"),  # a float setting: 0 arrives as 0.0
         ("seed=1.5", "seed=1.5: must be an integer"),
         ("threads=0", "threads=0: must be a positive integer"),
     ],
@@ -97,6 +99,7 @@ def test_invalid_objective_optimizer_and_device_are_refused():
             resolve_device("cuda")
 
 
+@pytest.mark.slow
 def test_run_py_reports_a_bad_setting_in_one_line(tmp_path):
     result = run_py("latent_dim=0", f"hydra.run.dir={tmp_path}", returncode=2, timeout=120)
     assert "latent_dim=0: must be a positive integer" in one_line(result)
@@ -114,8 +117,100 @@ def test_threads_setting_sets_torchs_cpu_threads():
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_a_batch_larger_than_the_training_set_is_one_line(tmp_path):
     line = one_line(
-        run_py("data.train_size=100", "batch_size=128", f"hydra.run.dir={tmp_path}", returncode=2, timeout=120)
+        run_py("dataset.train_size=100", "batch_size=128", f"hydra.run.dir={tmp_path}", returncode=2, timeout=120)
     )
-    assert "batch_size=128 exceeds the 100 training images; lower it or raise data.train_size" in line
+    assert "batch_size=128 exceeds the 100 training images; lower it or raise dataset.train_size" in line
+
+
+# Composition against the schema (pyro_vae/schema.py): the override, then what it accepts.
+TOP_LEVEL = (
+    "batch_size, dataset, decoder, device, early_stopping, elbo, epochs, eval, kl_warmup_epochs, kl_weight, "
+    "latent_dim, likelihood, logger, lr, model, net, optimizer, resume, schedule, seed, task, threads"
+)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        # unknown keys, with the closest setting or all of them
+        (["latent_dimm=3"], "latent_dimm=3: no such setting; did you mean latent_dim?"),
+        (["eval.iwae=5"], "eval.iwae=5: no such setting; did you mean eval.iwae_k?"),
+        (
+            ["optimizer.alpha=0.9"],
+            "optimizer.alpha=0.9: no such setting; the settings of optimizer=adam are betas, eps, fused, name",
+        ),
+        (["task.n=3"], "task.n=3: no such setting; the settings of task=train are name"),
+        (["+foo=1"], f"foo=1: no such setting; the settings at the top level are {TOP_LEVEL}"),
+        (["latent_dim.x=3"], "latent_dim.x=3: latent_dim is a single value, with no settings under it"),
+        # wrong types
+        (["latent_dim=abc"], "latent_dim=abc: must be an integer"),
+        (["latent_dim=1.5"], "latent_dim=1.5: must be an integer"),
+        (["lr=abc"], "lr=abc: must be a number"),
+        (["threads=abc"], "threads=abc: must be an integer, or null"),
+        (["decoder.bayesian=maybe"], "decoder.bayesian=maybe: must be true or false"),
+        (["net.widths=abc"], "net.widths=abc: must be a list of integers, e.g. [512,256]"),
+        (["net.widths=[a]"], "net.widths=[a]: must be a list of integers, e.g. [512,256]"),
+        (
+            ["decoder=3"],
+            "decoder=3: not a value but a group of settings; "
+            "set decoder.bayesian, decoder.prior_scale, decoder.init_scale",
+        ),
+        (["task=sample", "task.n=abc"], "task.n=abc: must be an integer"),
+        (
+            ["task=reconstruct", "task.images=a.png"],
+            "task.images=a.png: must be a list of strings, e.g. [a,b], or null",
+        ),
+        (["schedule=plateau", "schedule.patience=1.5"], "schedule.patience=1.5: must be an integer"),
+        (["likelihood=gaussian", "likelihood.fixed_scale=x"], "likelihood.fixed_scale=x: must be a number"),
+        # unknown group options: the group's files
+        (["net=foo"], "net=foo: unknown choice; choose one of conv, mlp"),
+        (["task=bogus"], "task=bogus: unknown choice; choose one of evaluate, interpolate, reconstruct, sample, train"),
+        (["optimizer=sgd"], "optimizer=sgd: unknown choice; choose one of adagrad, adam, clipped_adam, rmsprop"),
+        # what Hydra lets past the schema
+        (["~latent_dim"], "~latent_dim: latent_dim cannot be removed; every run reads it"),
+        (["latent_dim=???"], "latent_dim=???: needs a value"),
+    ],
+)
+def test_composition_refuses_unknown_keys_wrong_types_and_unknown_choices_in_one_line(overrides, message):
+    with pytest.raises(ConfigError) as refused:
+        compose_config(overrides)
+    assert str(refused.value) == message
+
+
+def test_every_file_of_a_config_group_has_a_schema_and_gives_its_node_that_type():
+    assert set(GROUP_SCHEMAS) <= {p.name for p in CONF.iterdir() if p.is_dir()}
+    for group, schemas in GROUP_SCHEMAS.items():
+        assert sorted(p.stem for p in (CONF / group).glob("*.yaml")) == sorted(schemas), group
+        for option, schema in schemas.items():
+            assert OmegaConf.get_type(compose_config([f"{group}={option}"])[group]) is schema, (group, option)
+    assert OmegaConf.get_type(compose_config()) is Config
+
+
+def test_schemas_register_twice_and_floats_take_integers():
+    register_schemas()
+    register_schemas()
+    cfg = compose_config(["lr=1", "kl_weight=0", "optimizer.betas=[0,1]", "threads=null"])
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and isinstance(cfg.kl_weight, float)
+    assert list(cfg.optimizer.betas) == [0.0, 1.0] and cfg.threads is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["latent_dimm=3"], "latent_dimm=3: no such setting; did you mean latent_dim?"),
+        (["latent_dim=abc"], "latent_dim=abc: must be an integer"),
+        (["task=bogus"], "task=bogus: unknown choice; choose one of evaluate, interpolate, reconstruct, sample, train"),
+        (["-m", "latent_dim=2,abc"], "latent_dim=abc: must be an integer"),  # before any job runs
+    ],
+)
+def test_run_py_refuses_a_composition_error_in_one_line_on_stderr(tmp_path, args, message):
+    result = run_py(
+        *args, f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep", returncode=2, timeout=120
+    )
+    line = one_line(result)
+    assert line in result.stderr and line.endswith(f"[pyro_vae][ERROR] - {message}"), line
+    assert not (tmp_path / "run").exists()

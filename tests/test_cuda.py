@@ -4,39 +4,32 @@ Skipped where torch sees no CUDA device (as on the CI machine); run on a GPU mac
 ``python -m pytest tests/test_cuda.py``.
 """
 
-import json
-
 import pyro
 import pytest
 import torch
 
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.data.batches import MinibatchSampler
-from pyro_vae.experiment import run_experiment
 from pyro_vae.steps import make_step
 from pyro_vae.vae import build_vae
 
-from .conftest import TINY, compose_config
+from .helpers import compose_tiny, read_metrics, train_tiny_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-ON_CUDA = [o for o in TINY if not o.startswith("device")] + ["device=cuda"]
-
 
 def test_one_epoch_on_cuda_end_to_end(tmp_path):
-    cfg = compose_config(ON_CUDA + ["epochs=1"])
-    run_experiment(cfg, tmp_path)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = read_metrics(train_tiny_run(tmp_path, "device=cuda", "epochs=1"))
     assert metrics["device"].startswith("cuda") and metrics["epochs_completed"] == 1
     assert (tmp_path / "figures" / "samples.png").is_file()
 
 
 def test_training_steps_never_wait_on_the_host():
-    cfg = compose_config(ON_CUDA)
-    data = load_data(cfg.data, torch.device("cuda"))
+    cfg = compose_tiny("device=cuda")
+    data = load_data(cfg.dataset, torch.device("cuda"))
     assert data.train.images.is_cuda
     vae = build_vae(cfg, data.image_shape, data.num_classes).cuda()
-    pixels = PixelTransform(cfg.data.binarize, cfg.seed, cfg.likelihood.name)
+    pixels = PixelTransform(cfg.dataset.binarize, cfg.seed, cfg.likelihood.name)
     sampler = MinibatchSampler(
         pixels.training_source(data.train.images), data.train.labels, cfg.batch_size, pixels.training_batch
     )

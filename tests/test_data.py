@@ -88,7 +88,7 @@ def test_corrupt_user_copy_is_rejected_by_checksum(tmp_path):
     raw = bytearray(gzip.decompress(target.read_bytes()))
     raw[100] ^= 1
     target.write_bytes(gzip.compress(bytes(raw)))
-    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz: SHA-256.*data\.download=true"):
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz: SHA-256.*dataset\.download=true"):
         mnist.load_mnist(str(tmp_path))
 
 
@@ -112,7 +112,7 @@ def test_download_fetches_missing_files_through_torchvision(tmp_path, monkeypatc
 
 
 def test_splits_hold_out_validation_and_take_heads(tiny_cfg):
-    data = load_data(tiny_cfg.data, torch.device("cpu"))
+    data = load_data(tiny_cfg.dataset, torch.device("cpu"))
     assert (len(data.train), len(data.val), len(data.test)) == (512, 256, 128)
     full = mnist.load_mnist()
     assert torch.equal(data.val.images, full["train"].images[-256:])
@@ -121,9 +121,9 @@ def test_splits_hold_out_validation_and_take_heads(tiny_cfg):
 
 
 def test_split_sizes_out_of_range_are_refused(tiny_cfg):
-    tiny_cfg.data.train_size = 10**6
-    with pytest.raises(ConfigError, match=r"data\.train_size=1000000: must be null or an integer from 1 to"):
-        load_data(tiny_cfg.data, torch.device("cpu"))
+    tiny_cfg.dataset.train_size = 10**6
+    with pytest.raises(ConfigError, match=r"dataset\.train_size=1000000: must be null or an integer from 1 to"):
+        load_data(tiny_cfg.dataset, torch.device("cpu"))
 
 
 def test_binarization_modes():
@@ -150,17 +150,17 @@ def test_dequantization_spreads_each_grey_level_over_its_bin():
 @pytest.mark.parametrize(
     "binarize, likelihood, message",
     [
-        ("otsu", "bernoulli", "data.binarize=otsu: choose one of dynamic, static, none"),
-        ("none", "bernoulli", "data.binarize=none: likelihood=bernoulli needs binary pixels"),
+        ("otsu", "bernoulli", "dataset.binarize=otsu: choose one of dynamic, static, none"),
+        ("none", "bernoulli", "dataset.binarize=none: likelihood=bernoulli needs binary pixels"),
         (
             "dynamic",
             "gaussian",
-            "data.binarize=dynamic: likelihood=gaussian models grey levels; set data.binarize=none",
+            "dataset.binarize=dynamic: likelihood=gaussian models grey levels; set dataset.binarize=none",
         ),
         (
             "static",
             "discretized_logistic",
-            "data.binarize=static: likelihood=discretized_logistic models grey levels; set data.binarize=none",
+            "dataset.binarize=static: likelihood=discretized_logistic models grey levels; set dataset.binarize=none",
         ),
     ],
 )

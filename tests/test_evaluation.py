@@ -3,9 +3,12 @@
 import math
 
 import pyro
+import pytest
 import torch
 
 from pyro_vae.evaluation import bits_per_dim, evaluate
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_k1_estimate_is_the_elbo_and_the_terms_add_up(small_vae, binary_batch):

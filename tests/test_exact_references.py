@@ -17,6 +17,7 @@ Everything runs in float64, so that "exact" can mean "to float precision".
 """
 
 import math
+from typing import NamedTuple
 
 import pyro
 import pytest
@@ -31,8 +32,8 @@ from pyro_vae.evaluation import test_metrics as project_test_metrics
 from pyro_vae.likelihoods import BernoulliPixels, GaussianPixels
 from pyro_vae.vae import VAE, build_vae
 
-from .conftest import compose_config
 from .hand_densities import bernoulli_log_density, normal_log_density, standard_normal_log_density
+from .helpers import compose_config
 
 DTYPE = torch.float64
 
@@ -44,14 +45,8 @@ DTYPE = torch.float64
 EXACT_ATOL = 1e-9
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are tiny: a second intra-op thread only spins, and on a shared 2-core
-    machine it made this file 5x slower (22 s against 4.5 s). Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# These tensors are tiny: a second intra-op thread only spins (it made this file 5x slower, 22 s against 4.5 s).
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def repeated_estimates(vae, x, k, groups, copies, seed):
@@ -336,8 +331,7 @@ def test_bits_per_dim_equals_the_closed_form(linear_ref):
     vae = ref.vae()
     cfg = OmegaConf.create(
         {
-            "eval": {"iwae_k": 10, "chunk_size": 2048},
-            "decoder": {"eval_weight_draws": 1},
+            "eval": {"iwae_k": 10, "chunk_size": 2048, "weight_draws": 1},
             "likelihood": {"name": "gaussian"},
         }
     )
@@ -366,6 +360,17 @@ GRID_POINTS = {1: 20001, 2: 301}  # on [-10, 10]^d
 # difference from the grid of twice the spacing.
 
 
+class Quadrature(NamedTuple):
+    """log p(x) and the posterior moments of each image, and the grid they were summed over."""
+
+    log_px: torch.Tensor  # (image,)
+    mean: torch.Tensor  # (image, d)
+    var: torch.Tensor  # (image, d)
+    grid: torch.Tensor  # (point, d)
+    log_joint: torch.Tensor  # (image, point): log p(x, z)
+    cell: float  # the volume of one grid cell
+
+
 class BernoulliReference:
     """The project's MLP decoder (tanh, weights scaled up), images drawn from the model, and
     log p(x), posterior means and variances by quadrature, with the network's forward pass
@@ -376,7 +381,7 @@ class BernoulliReference:
         cfg = compose_config(
             [
                 f"latent_dim={d}",
-                f"net.hidden_dims=[{HIDDEN}]",
+                f"net.widths=[{HIDDEN}]",
                 "net.activation=tanh",
                 "likelihood=bernoulli",
                 "net=mlp",
@@ -401,8 +406,10 @@ class BernoulliReference:
         self.x_flat = x
         self.images = x.reshape(NUM_IMAGES, *BERNOULLI_SHAPE)
         n = GRID_POINTS[d]
-        self.log_px, self.mean, self.var, self.grid, self.log_joint, self.cell = self.quadrature(n)
-        coarse = self.quadrature((n - 1) // 2 + 1)[0]
+        fine = self.quadrature(n)
+        self.log_px, self.mean, self.var = fine.log_px, fine.mean, fine.var
+        self.grid, self.log_joint, self.cell = fine.grid, fine.log_joint, fine.cell
+        coarse = self.quadrature((n - 1) // 2 + 1).log_px
         self.quad_error = (self.log_px - coarse).abs()  # bounds the fine grid's error
 
     def logits(self, z):
@@ -410,7 +417,7 @@ class BernoulliReference:
         return h @ self.lin2.weight.T + self.lin2.bias
 
     @torch.no_grad()
-    def quadrature(self, n):
+    def quadrature(self, n) -> Quadrature:
         g = torch.linspace(-10.0, 10.0, n, dtype=DTYPE)
         h = (g[1] - g[0]).item()
         z = g[:, None] if self.d == 1 else torch.cartesian_prod(g, g)
@@ -419,7 +426,7 @@ class BernoulliReference:
         post = torch.exp(log_joint - log_px[:, None]) * h**self.d
         mean = post @ z
         var = post @ z**2 - mean**2
-        return log_px, mean, var, z, log_joint, h**self.d
+        return Quadrature(log_px, mean, var, z, log_joint, h**self.d)
 
     def importance_sampling_bias_terms(self, i, loc, scale, max_ratio):
         """For the proposal N(loc, diag scale^2), on the grid: the posterior mass eps where
@@ -555,7 +562,7 @@ def test_bernoulli_likelihood_matches_the_hand_written_log_density(bernoulli_ref
     g = torch.Generator().manual_seed(5)
     z = 2 * torch.randn(6, NUM_IMAGES, ref.d, generator=g, dtype=DTYPE)  # (particles, images, d)
     with torch.no_grad():
-        project = ref.vae.likelihood(z).log_prob(ref.images)
+        project = ref.vae.decode(z).log_prob(ref.images)
     expected = bernoulli_log_density(ref.x_flat, ref.logits(z))
     assert project.shape == expected.shape == (6, NUM_IMAGES)
     # Sums of 16 terms of magnitude < ~100 in float64: rounding < 1e-12.

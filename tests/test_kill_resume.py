@@ -7,15 +7,13 @@ is all that survives, as after a power cut or the OOM killer.
 """
 
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from pyro_vae import checkpoints
 
-from .conftest import ROOT, TINY, run_py
+from .helpers import run_py, run_python, tiny
 
 KILL_AFTER_STEPS_OF_EPOCH_2 = """
 import os, runpy, signal, sys
@@ -54,18 +52,11 @@ VARIANTS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(variant, tmp_path):
-    args = [*TINY, "epochs=3", "eval.iwae_k=2", "threads=1", *VARIANTS[variant]]
+    args = tiny("epochs=3", "eval.iwae_k=2", "threads=1", *VARIANTS[variant])
     run_py(*args, f"hydra.run.dir={tmp_path / 'straight'}")
 
     killed_dir = tmp_path / "killed"
-    killed = subprocess.run(
-        [sys.executable, "-c", KILL_AFTER_STEPS_OF_EPOCH_2, *args, f"hydra.run.dir={killed_dir}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_python("-c", KILL_AFTER_STEPS_OF_EPOCH_2, *args, f"hydra.run.dir={killed_dir}", returncode=-signal.SIGKILL)
     assert len(checkpoints.read(killed_dir / checkpoints.LAST)["history"]) == 1
     assert not (killed_dir / "metrics.json").exists()
 

@@ -3,7 +3,6 @@ mass, the calibrated ("optimal") Gaussian sigma against its closed form, both EL
 hand derivation on the same draws, bits per dimension of a density and of a mass, and both modes
 end to end on a CIFAR-10 archive in the official format."""
 
-import json
 import math
 
 import pyro
@@ -28,18 +27,20 @@ from pyro_vae.likelihoods import (
 from pyro_vae.settings import validate
 from pyro_vae.vae import VAE, build_vae
 
-from .conftest import TINY, compose_config
 from .hand_densities import (
     discretized_logistic_log_mass,
+    hand_elbo_loss,
     loc_and_scale_by_hand,
     normal_log_density,
-    standard_normal_log_density,
 )
-from .test_cifar10 import write_archive
-from .test_elbo import NUM_DATA, SEED, assert_same_loss_and_gradients
+from .helpers import assert_same_loss_and_gradients, compose_config, compose_tiny, read_metrics, tiny_cifar10
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 LEVELS = torch.arange(256) / 255.0  # every grey level as the likelihood sees it
 SHAPE = (3, 4, 4)
+SEED = 123
+NUM_DATA = 60  # != the batch of 5: the data scale N/B must enter where the bound puts it
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,14 +124,19 @@ def test_the_discretized_likelihood_sees_the_raw_grey_levels_and_the_gaussian_de
     [
         (
             ["likelihood=discretized_logistic", "likelihood.scale=optimal"],
-            "likelihood.scale=optimal: choose one of learned, per_pixel, predicted, fixed for likelihood=discretized_logistic",
+            "likelihood.scale=optimal: choose one of learned, per_pixel, predicted, fixed "
+            "for likelihood=discretized_logistic",
         ),
         (
             ["likelihood=gaussian", "likelihood.scale=calibrated"],
-            "likelihood.scale=calibrated: choose one of learned, per_pixel, predicted, fixed, optimal for likelihood=gaussian",
+            "likelihood.scale=calibrated: choose one of learned, per_pixel, predicted, fixed, optimal "
+            "for likelihood=gaussian",
         ),
-        (["likelihood=discretized_logistic", "likelihood.min_scale=0"], "likelihood.min_scale=0: must be a number > 0"),
-        (["likelihood=gaussian", "likelihood.fixed_scale=abc"], "likelihood.fixed_scale=abc: must be a number > 0"),
+        (
+            ["likelihood=discretized_logistic", "likelihood.min_scale=0"],
+            r"likelihood.min_scale=0(\.0)?: must be a number > 0",
+        ),
+        (["likelihood=gaussian", "likelihood.fixed_scale=abc"], "likelihood.fixed_scale=abc: must be a number"),
         (
             ["likelihood=gaussian", "likelihood.scale=optimal", "elbo=jit"],
             "likelihood.scale=optimal updates its running sigma",
@@ -146,26 +152,15 @@ def test_bad_likelihood_settings_are_refused_in_one_line(overrides, message):
 @pytest.mark.parametrize("likelihood", ["gaussian", "discretized_logistic"])
 @pytest.mark.parametrize("mode", ["learned", "per_pixel"])
 def test_learned_scales_start_at_the_documented_value(likelihood, mode):
-    cfg = compose_config(TINY + [f"likelihood={likelihood}", "net=mlp", f"likelihood.scale={mode}"])
+    cfg = compose_tiny(f"likelihood={likelihood}", "net=mlp", f"likelihood.scale={mode}")
     vae = build_vae(cfg, SHAPE, 10)
-    _, scale = vae.pixels.loc_and_scale(torch.zeros(2, *SHAPE))
+    _, scale = vae.likelihood.loc_and_scale(torch.zeros(2, *SHAPE))
     assert torch.allclose(scale, torch.tensor(cfg.likelihood.min_scale + INITIAL_SCALE))
 
 
 # --------------------------------------------------------------------------------------------
 # The ELBO against its hand derivation, on the same draws
 # --------------------------------------------------------------------------------------------
-
-
-def hand_elbo_loss(vae, x, log_likelihood):
-    """-(N/B) sum_i [log p(x_i|z_i) + log p(z_i) - log q(z_i|x_i)], z = mu + sigma eps drawn as
-    Pyro draws it; ``log_likelihood(out)`` gives log p(x|z) per image from the decoder output."""
-    loc_z, scale_z = vae.encoder(x, None)
-    z = loc_z + scale_z * torch.randn(loc_z.shape)
-    log_lik = log_likelihood(vae.decoder(z))
-    return (
-        -(NUM_DATA / len(x)) * (log_lik + standard_normal_log_density(z) - normal_log_density(z, loc_z, scale_z)).sum()
-    )
 
 
 def grey_level_batch():
@@ -176,42 +171,42 @@ def grey_level_batch():
 
 @pytest.mark.parametrize("mode", ["predicted", "learned", "per_pixel", "fixed"])
 def test_trace_elbo_equals_hand_derivation_for_the_discretized_logistic(mode):
-    cfg = compose_config(TINY + ["likelihood=discretized_logistic", "net=mlp", f"likelihood.scale={mode}"])
+    cfg = compose_tiny("likelihood=discretized_logistic", "net=mlp", f"likelihood.scale={mode}")
     vae = build_vae(cfg, SHAPE, 10)
-    assert isinstance(vae.pixels, DiscretizedLogisticPixels)
+    assert isinstance(vae.likelihood, DiscretizedLogisticPixels)
     with torch.no_grad():  # move learned scales away from their initial value
-        for p in vae.pixels.parameters():
+        for p in vae.likelihood.parameters():
             p.add_(torch.randn_like(p) * 0.5)
     x = grey_level_batch()
 
     def log_likelihood(out):
-        loc, scale = loc_and_scale_by_hand(out, mode, getattr(vae.pixels, "raw_scale", None), cfg.likelihood)
+        loc, scale = loc_and_scale_by_hand(out, mode, getattr(vae.likelihood, "raw_scale", None), cfg.likelihood)
         return discretized_logistic_log_mass(x.flatten(1), loc.flatten(1), scale.flatten(1)).float()
 
     pyro.set_rng_seed(SEED)
     ours = Trace_ELBO().differentiable_loss(vae.model, vae.guide, x, num_data=NUM_DATA)
     pyro.set_rng_seed(SEED)
-    assert_same_loss_and_gradients(vae, ours, hand_elbo_loss(vae, x, log_likelihood))
+    assert_same_loss_and_gradients(vae, ours, hand_elbo_loss(vae, x, log_likelihood, NUM_DATA))
 
 
-def optimal_vae():
-    cfg = compose_config(TINY + ["likelihood=gaussian", "net=mlp", "likelihood.scale=optimal"])
-    return build_vae(cfg, SHAPE, 10), cfg.likelihood.min_scale
+def optimal_cfg():
+    return compose_tiny("likelihood=gaussian", "net=mlp", "likelihood.scale=optimal")
 
 
 def test_trace_elbo_with_the_calibrated_sigma_equals_hand_derivation():
     """In training, sigma = sqrt(mean over the batch's pixels of (x - mean(z))^2), a constant for the gradient."""
-    vae, floor = optimal_vae()
+    cfg = optimal_cfg()
+    vae = build_vae(cfg, SHAPE, 10)
     x = torch.rand(5, *SHAPE)
 
     def log_likelihood(out):
-        sigma = ((x - out) ** 2).mean().sqrt().detach().clamp(min=floor)
+        sigma = ((x - out) ** 2).mean().sqrt().detach().clamp(min=cfg.likelihood.min_scale)
         return normal_log_density(x.flatten(1), out.flatten(1), sigma.expand(5, 48))
 
     pyro.set_rng_seed(SEED)
     ours = Trace_ELBO().differentiable_loss(vae.model, vae.guide, x, num_data=NUM_DATA)
     pyro.set_rng_seed(SEED)
-    assert_same_loss_and_gradients(vae, ours, hand_elbo_loss(vae, x, log_likelihood))
+    assert_same_loss_and_gradients(vae, ours, hand_elbo_loss(vae, x, log_likelihood, NUM_DATA))
 
 
 def test_the_calibrated_sigma_maximizes_the_batch_likelihood():
@@ -236,8 +231,8 @@ def test_held_out_figures_use_the_running_sigma_whatever_the_images():
     """Each training batch's squared error enters the running variance with weight max(1/n, momentum)
     at step n (the mean of the first batches, then a moving average); evaluation (model.eval(), or
     no observation) uses its square root, not the images scored, and leaves it alone."""
-    vae, _ = optimal_vae()
-    assert vae.likelihood(torch.zeros(1, vae.latent_dim)).base_dist.scale[0, 0, 0, 0] == pytest.approx(INITIAL_SCALE)
+    vae = build_vae(optimal_cfg(), SHAPE, 10)
+    assert vae.decode(torch.zeros(1, vae.latent_dim)).base_dist.scale[0, 0, 0, 0] == pytest.approx(INITIAL_SCALE)
     g = torch.Generator().manual_seed(4)
     expected = None
     for step in range(1, 16):
@@ -245,15 +240,17 @@ def test_held_out_figures_use_the_running_sigma_whatever_the_images():
         trace = pyro.poutine.trace(vae.model).get_trace(x)
         variance = ((x - vae.decoder(trace.nodes["z"]["value"])) ** 2).mean().item()
         expected = variance if expected is None else expected + max(1 / step, RUNNING_MOMENTUM) * (variance - expected)
-    assert vae.pixels.running_variance.item() == pytest.approx(expected, rel=1e-5)
-    assert {"pixels.running_variance", "pixels.calibration_steps"} <= set(vae.state_dict())  # saved with the weights
+    assert vae.likelihood.running_variance.item() == pytest.approx(expected, rel=1e-5)
+    assert {"likelihood.running_variance", "likelihood.calibration_steps"} <= set(
+        vae.state_dict()
+    )  # saved with the weights
     vae.eval()
     for images in (x, x[:1], 1 - x):
         site = pyro.poutine.trace(vae.model).get_trace(images).nodes["x"]
         assert torch.allclose(site["fn"].base_dist.scale, torch.tensor(expected).sqrt())
-    assert vae.pixels.running_variance.item() == pytest.approx(expected, rel=1e-5)
+    assert vae.likelihood.running_variance.item() == pytest.approx(expected, rel=1e-5)
     vae.train()
-    assert torch.allclose(vae.likelihood(torch.zeros(2, vae.latent_dim)).base_dist.scale, torch.tensor(expected).sqrt())
+    assert torch.allclose(vae.decode(torch.zeros(2, vae.latent_dim)).base_dist.scale, torch.tensor(expected).sqrt())
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,8 +298,7 @@ def test_bits_per_dim_of_an_exactly_known_log_likelihood(likelihood):
         expected_bits = -log_px.mean().item() / (48 * math.log(2))
     cfg = OmegaConf.create(
         {
-            "eval": {"iwae_k": 5, "chunk_size": 2048},
-            "decoder": {"eval_weight_draws": 1},
+            "eval": {"iwae_k": 5, "chunk_size": 2048, "weight_draws": 1},
             "likelihood": {"name": likelihood},
         }
     )
@@ -318,28 +314,15 @@ def test_bits_per_dim_of_an_exactly_known_log_likelihood(likelihood):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # two runs (tests/test_end_to_end.py runs one in the fast set)
 @pytest.mark.parametrize("likelihood, scale", [("gaussian", "optimal"), ("discretized_logistic", "predicted")])
 def test_both_grey_level_likelihoods_run_on_a_cifar10_archive(tmp_path, monkeypatch, likelihood, scale):
-    (tmp_path / "data").mkdir()
-    write_archive(tmp_path / "data", monkeypatch, per_batch=24)
     cfg = compose_config(
-        [
-            f"likelihood={likelihood}",
-            f"likelihood.scale={scale}",
-            f"data.root={tmp_path / 'data'}",
-            "data.val_size=24",
-            "batch_size=32",
-            "epochs=2",
-            "latent_dim=3",
-            "net.channels=[8,16]",
-            "eval.iwae_k=4",
-            "device=cpu",
-            "threads=1",
-        ]
+        [f"likelihood={likelihood}", f"likelihood.scale={scale}", *tiny_cifar10(tmp_path, monkeypatch), "threads=1"]
     )
-    assert cfg.data.name == "cifar10" and cfg.net.name == "conv" and cfg.data.binarize == "none"
+    assert cfg.dataset.name == "cifar10" and cfg.net.name == "conv" and cfg.dataset.binarize == "none"
     run_experiment(cfg, tmp_path / "run")
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = read_metrics(tmp_path / "run")
     offset = 8 if likelihood == "gaussian" else 0  # the dequantization's log 256 per dimension, in bits
     expected = -metrics["test_log_likelihood"] / (3072 * math.log(2)) + offset
     assert metrics["test_bits_per_dim"] == pytest.approx(expected, rel=1e-9)

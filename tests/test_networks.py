@@ -1,10 +1,14 @@
 """Encoders and decoders: shapes for any leading dims, scale floor, gradients, layer-count errors."""
 
+from typing import NamedTuple
+
 import pytest
 import torch
 
 from pyro_vae.errors import ConfigError
 from pyro_vae.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_sizes
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 LATENT = 3
 MIN_SCALE = 0.25
@@ -13,10 +17,15 @@ SHAPES = [(1, 28, 28), (3, 32, 32), (1, 27, 27), (2, 9, 14)]
 LEADING = [(), (5,), (3, 5)]
 
 
-def conv_pair(image_shape, params_per_pixel=1, channels=CHANNELS, activation="relu"):
+class ConvPair(NamedTuple):
+    encoder: ConvEncoder
+    decoder: ConvDecoder
+
+
+def conv_pair(image_shape, params_per_pixel=1, channels=CHANNELS, activation="relu") -> ConvPair:
     encoder = ConvEncoder(image_shape, channels, LATENT, activation, MIN_SCALE)
     decoder = ConvDecoder(LATENT, channels[::-1], image_shape, params_per_pixel, activation)
-    return encoder, decoder
+    return ConvPair(encoder, decoder)
 
 
 def test_conv_sizes_halve_rounding_down():
@@ -50,7 +59,7 @@ def test_conv_leading_dims_do_not_mix_images():
 
 
 def test_conv_scale_is_positive_and_floored():
-    encoder, _ = conv_pair((1, 28, 28))
+    encoder = conv_pair((1, 28, 28)).encoder
     with torch.no_grad():  # push the raw scales far negative so the floor is what remains
         encoder.head.bias[LATENT:] = -100.0
     _, scale = encoder(torch.rand(7, 1, 28, 28))
@@ -73,10 +82,10 @@ def test_too_many_conv_layers_is_a_config_error(image_shape, max_layers):
     encoder, decoder = conv_pair(image_shape, channels=[2] * max_layers)  # the most that fit still work
     assert decoder(encoder(torch.rand(2, *image_shape))[0]).shape[-2:] == image_shape[1:]
     too_many = [2] * (max_layers + 1)
-    with pytest.raises(ConfigError, match="net.channels") as error:
+    with pytest.raises(ConfigError, match="net.widths") as error:
         ConvEncoder(image_shape, too_many, LATENT, "relu", MIN_SCALE)
     assert "\n" not in str(error.value)
-    with pytest.raises(ConfigError, match="net.channels"):
+    with pytest.raises(ConfigError, match="net.widths"):
         ConvDecoder(LATENT, too_many, image_shape, 1, "relu")
 
 

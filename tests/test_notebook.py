@@ -5,7 +5,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 NOTEBOOK = ROOT / "docs" / "tutorial.ipynb"
 

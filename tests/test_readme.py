@@ -8,7 +8,6 @@ in the official format whose checksums are patched in. The SLURM command cannot 
 cluster: its composed launcher configuration is checked instead.
 """
 
-import json
 import re
 import runpy
 import shlex
@@ -25,14 +24,15 @@ from PIL import Image
 
 from pyro_vae.data.mnist import SHIPPED_ROOT
 
-from .conftest import ROOT, compose_config
-from .test_cifar10 import write_archive
+from .helpers import ROOT, compose_config, read_metrics, write_cifar10_archive
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 README = (ROOT / "README.md").read_text()
 SHRINK = {
-    "data.train_size": "192",
-    "data.val_size": "64",
-    "data.test_size": "32",
+    "dataset.train_size": "192",
+    "dataset.val_size": "64",
+    "dataset.test_size": "32",
     "batch_size": "32",
     "epochs": "1",
     "eval.iwae_k": "4",
@@ -91,7 +91,7 @@ def shrunk(command: str, workspace: Path, index: int):
     ]
     args += [f"{key}={value}" for key, value in shrink.items()]
     if "likelihood=gaussian" in command and "dataset=mnist" not in command or "bernoulli,gaussian" in command:
-        args.append(f"data.root={workspace / 'data'}")  # CIFAR-10: the small archive (MNIST is there too)
+        args.append(f"dataset.root={workspace / 'data'}")  # CIFAR-10: the small archive (MNIST is there too)
     if "-m" in args or "hydra.sweeper.n_trials" in shrink:  # hparams_search configs are multiruns
         args.append(f"hydra.sweep.dir={workspace}/multirun/{index}")
     elif not any(arg.startswith("hydra.run.dir=") for arg in args):
@@ -99,7 +99,8 @@ def shrunk(command: str, workspace: Path, index: int):
     return args
 
 
-def run_command(args, workspace, monkeypatch):
+def run_py_in_process(args, workspace, monkeypatch):
+    """``python run.py ARGS`` run from ``workspace`` in this process, through run.py's Hydra entry point."""
     monkeypatch.chdir(workspace)
     monkeypatch.setattr(sys, "argv", [str(ROOT / "run.py"), *args])
     try:
@@ -114,7 +115,7 @@ def my_run(workspace):
     """``outputs/my_run``: the README's main command, shrunk; the task commands work on it."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         args = shrunk("run.py", workspace, 0)
-        run_command(
+        run_py_in_process(
             [a for a in args if not a.startswith("hydra.run.dir")] + [f"hydra.run.dir={workspace}/outputs/my_run"],
             workspace,
             monkeypatch,
@@ -126,27 +127,28 @@ def test_the_readme_has_its_commands():
     assert (
         len(COMMANDS) >= 20
         and "run.py" in COMMANDS
-        and "run.py task=evaluate run_dir=outputs/my_run eval.iwae_k=5000" in COMMANDS
+        and "run.py task=evaluate task.run_dir=outputs/my_run eval.iwae_k=5000" in COMMANDS
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
 def test_readme_command_runs(command, workspace, my_run, monkeypatch, capsys):
     index = COMMANDS.index(command) + 1
     args = shrunk(command, workspace, index)
-    write_archive(workspace / "data", monkeypatch, per_batch=64)
+    write_cifar10_archive(workspace / "data", monkeypatch, per_batch=64)
     if "+cluster=slurm" in args:  # no cluster here: the launcher it would submit to
         single = [a for a in args if a != "-m" and not a.startswith("hydra.sweep.dir") and "," not in a]
-        run_command(single + ["--cfg", "hydra"], workspace, monkeypatch)
+        run_py_in_process(single + ["--cfg", "hydra"], workspace, monkeypatch)
         assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in capsys.readouterr().out
         return
     if "resume=true" in args:  # the run it resumes, as its first command would have left it
-        run_command(
+        run_py_in_process(
             [a for a in args if a != "resume=true" and not a.startswith("epochs=")] + ["epochs=1"],
             workspace,
             monkeypatch,
         )
-    run_command(args, workspace, monkeypatch)
+    run_py_in_process(args, workspace, monkeypatch)
     if "--cfg" in args:
         assert "latent_dim:" in capsys.readouterr().out
         return
@@ -155,15 +157,15 @@ def test_readme_command_runs(command, workspace, my_run, monkeypatch, capsys):
         task
     )
     if figure:
-        assert (_run_dirs(args)[0] / figure).is_file()
+        assert (run_dirs_of(args)[0] / figure).is_file()
         return
-    metrics = [json.loads((run_dir / "metrics.json").read_text()) for run_dir in _run_dirs(args)]
+    metrics = [read_metrics(run_dir) for run_dir in run_dirs_of(args)]
     assert metrics and all(np.isfinite(m["test_elbo"]) for m in metrics), command
     if "resume=true" in args:
         assert metrics[0]["epochs_completed"] == 2
 
 
-def _run_dirs(args):
+def run_dirs_of(args):
     """The run directory of the command, or the job directories of its sweep."""
     for arg in args:
         if arg.startswith("hydra.sweep.dir="):
@@ -196,12 +198,9 @@ def settings_rows():
     return rows
 
 
-GROUP_NODES = {"dataset": "data"}  # config groups whose options fill a node of another name
-
-
 @pytest.mark.parametrize("overrides, key, default", settings_rows())
 def test_readme_settings_tables_give_the_real_defaults(overrides, key, default):
-    value = OmegaConf.select(compose_config(overrides), GROUP_NODES.get(key, key), default="MISSING")
+    value = OmegaConf.select(compose_config(overrides), key, default="MISSING")
     assert value != "MISSING", f"README documents {key}, which the config does not have"
     if isinstance(value, DictConfig):  # a config group: its chosen option
         value = value.name
@@ -218,6 +217,6 @@ def test_readme_output_contract_names_every_metric_and_column(my_run):
     contract = dict(re.findall(r"^\| `(metrics\.json|history\.csv)` \| (.*) \|$", README, flags=re.M))
     variant_only = {"test_bits_per_dim", "test_elbo_given_weights", "test_weight_kl"}  # Gaussian, Bayesian decoders
     documented = set(re.findall(r"`([a-z_]+)`", contract["metrics.json"])) - variant_only
-    assert documented == set(json.loads((my_run / "metrics.json").read_text()))
+    assert documented == set(read_metrics(my_run))
     columns = re.findall(r"`([a-z_]+(?:, [a-z_]+)+)`", contract["history.csv"])[0]
     assert columns.split(", ") == (my_run / "history.csv").read_text().splitlines()[0].split(",")

@@ -2,6 +2,8 @@
 
 N steps of the project's step and N steps of ``pyro.infer.SVI(model, guide, pyro.optim.Adam, Trace_ELBO)``
 from the same initial weights and seed, on the same minibatches, must reach the same parameters.
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 Both sides use torch's per-tensor Adam arithmetic (``optimizer.fused=false``; Pyro's Adam is one
 torch Adam per parameter), so the only differences are float32 summation orders.
 """
@@ -17,7 +19,7 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro_vae.steps import PyroSVIStep, TorchOptimizerStep, make_step
 from pyro_vae.vae import build_vae
 
-from .conftest import TINY, compose_config
+from .helpers import compose_tiny
 
 NUM_DATA, BATCH, STEPS = 512, 64, 20
 
@@ -35,7 +37,7 @@ def textbook_svi(vae, cfg):
 
 @pytest.mark.parametrize("elbo, step_type", [("trace", TorchOptimizerStep), ("trace_pyro", PyroSVIStep)])
 def test_the_training_step_reaches_the_parameters_of_pyro_svi(elbo, step_type):
-    cfg = compose_config(TINY + [f"elbo={elbo}", "optimizer.fused=false", "lr=1e-2"])
+    cfg = compose_tiny(f"elbo={elbo}", "optimizer.fused=false", "lr=1e-2")
     ours = build_vae(cfg, (1, 4, 4), 10)
     reference = copy.deepcopy(ours)
     start = copy.deepcopy(ours.state_dict())

@@ -3,8 +3,6 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,12 +15,13 @@ from pyro_vae.optimizers import make_optimizer
 from pyro_vae.settings import validate
 from pyro_vae.sweep_summary import collect_jobs, running_status, write_summary
 
-from .conftest import CONF, TINY, compose_config, run_py
+from .helpers import CONF, compose_config, read_metrics, run_py, run_python, tiny
 
-TINY_SWEEP = [o for o in TINY if not o.startswith("latent_dim")] + ["epochs=1"]
+TINY_SWEEP = [o for o in tiny("epochs=1") if not o.startswith("latent_dim=")]  # the sweeps set latent_dim
 
 
-def multirun(sweep_dir, *overrides, check=True):
+def tiny_multirun(sweep_dir, *overrides, check=True):
+    """``python run.py -m`` of the tiny configuration, one epoch, with ``overrides``, into ``sweep_dir``."""
     return run_py(
         "-m", *TINY_SWEEP, *overrides, f"hydra.sweep.dir={sweep_dir}", returncode=0 if check else None, timeout=600
     )
@@ -37,15 +36,16 @@ def assert_rows_match_jobs(sweep_dir, key, values):
     rows = summary_rows(sweep_dir)
     assert [row[key] for row in rows] == [str(v) for v in values]
     for row in rows:
-        metrics = json.loads((sweep_dir / row["job"] / "metrics.json").read_text())
+        metrics = read_metrics(sweep_dir / row["job"])
         assert row["status"] == "completed"
         assert float(row["test_log_likelihood"]) == pytest.approx(metrics["test_log_likelihood"])
     assert (sweep_dir / "sweep_summary.md").read_text().count("| completed |") == len(values)
     assert (sweep_dir / "sweep_summary.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_parallel_sharing_the_cores(tmp_path):
-    multirun(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "latent_dim=2,3")
+    tiny_multirun(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "latent_dim=2,3")
     assert_rows_match_jobs(tmp_path, "latent_dim", [2, 3])
     for job in ("0", "1"):
         assert "JoblibLauncher: 1 torch thread(s) for this job" in (tmp_path / job / "run.log").read_text()
@@ -55,7 +55,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_sharing_the_cores(tmp_path):
 def test_a_killed_joblib_job_fails_alone_and_no_two_jobs_write_one_file(tmp_path):
     """Job 1's process is SIGKILLed after its first epoch; jobs 0 and 2 finish, the summary lists
     job 1 as killed, and every file is the sweep's own or inside exactly one job's directory."""
-    result = multirun(
+    result = tiny_multirun(
         tmp_path,
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
@@ -71,19 +71,21 @@ def test_a_killed_joblib_job_fails_alone_and_no_two_jobs_write_one_file(tmp_path
     assert rows[1]["error"].startswith("JobKilled: the job's process was killed by SIGKILL")
     assert len(checkpoints.read(tmp_path / "1" / checkpoints.LAST)["history"]) >= 1
     for job in ("0", "2"):
-        assert json.loads((tmp_path / job / "metrics.json").read_text())["epochs_completed"] == 3
+        assert read_metrics(tmp_path / job)["epochs_completed"] == 3
     sweep_files = {p.name for p in tmp_path.iterdir() if p.is_file()}
     assert sweep_files == {"multirun.yaml", "sweep_summary.csv", "sweep_summary.md", "sweep_summary.png"}
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1", "2"]
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher(tmp_path):
-    multirun(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "latent_dim=2,3")
+    tiny_multirun(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "latent_dim=2,3")
     assert_rows_match_jobs(tmp_path, "latent_dim", [2, 3])
 
 
+@pytest.mark.slow
 def test_failed_job_is_a_row_with_its_error(tmp_path):
-    result = multirun(tmp_path, "latent_dim=2,0", check=False)
+    result = tiny_multirun(tmp_path, "latent_dim=2,0", check=False)
     assert result.returncode != 0  # Hydra still reports the failure
     rows = summary_rows(tmp_path)
     assert [(r["latent_dim"], r["status"]) for r in rows] == [("2", "completed"), ("0", "failed")]
@@ -91,8 +93,9 @@ def test_failed_job_is_a_row_with_its_error(tmp_path):
     assert rows[1]["test_elbo"] == "" and float(rows[0]["test_elbo"]) < 0
 
 
+@pytest.mark.slow
 def test_optuna_search_of_two_trials(tmp_path):
-    multirun(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "net.hidden_dims=[32]")
+    tiny_multirun(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "net.widths=[32]")
     rows = summary_rows(tmp_path)
     assert len(rows) == 2 and all(r["status"] == "completed" for r in rows)
     assert {r["latent_dim"] for r in rows} <= {"2", "5", "10", "20", "50"}
@@ -128,7 +131,7 @@ def test_summary_of_two_swept_settings(tmp_path):
 
 def test_a_running_job_whose_process_is_gone_is_listed_as_failed(tmp_path):
     """job_status.json says running, in a process of this machine: alive, it stays running; gone, failed."""
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    finished = run_python("-c", "import os; print(os.getpid())")
     for job, pid in enumerate([os.getpid(), int(finished.stdout)]):
         (tmp_path / str(job) / ".hydra").mkdir(parents=True)
         (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"latent_dim={job + 2}"]))
@@ -140,7 +143,7 @@ def test_a_running_job_whose_process_is_gone_is_listed_as_failed(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment" / "fast_nll_screen").glob("*.yaml")))
 def test_fast_nll_screening_candidates_compose_with_the_cosine_over_their_own_epochs(name):
-    cfg = compose_config([f"+experiment=fast_nll_screen/{name}"])
+    cfg = compose_config([f"experiment=fast_nll_screen/{name}"])
     validate(cfg)
     assert cfg.schedule.name == "cosine" and cfg.schedule.epochs == cfg.epochs <= 100
     assert cfg.net.activation in ("tanh", "elu") and cfg.latent_dim == 50 and cfg.optimizer.eps == 1e-4
@@ -169,10 +172,10 @@ EXPERIMENTS = {
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_every_experiment_config_composes_to_its_published_setup(name):
-    cfg = compose_config([f"+experiment={name}"])
+    cfg = compose_config([f"experiment={name}"])
     validate(cfg)
     expected = EXPERIMENTS[name]
-    assert cfg.latent_dim == expected["latent_dim"] and list(cfg.net.hidden_dims) == expected["hidden"]
+    assert cfg.latent_dim == expected["latent_dim"] and list(cfg.net.widths) == expected["hidden"]
     assert cfg.optimizer.name == expected["optimizer"] and cfg.batch_size == expected["batch_size"]
     assert cfg.elbo.name == expected["elbo"]
     assert cfg.elbo.num_particles == expected.get("particles", cfg.elbo.num_particles)

@@ -1,9 +1,8 @@
 """Tasks on a finished run: evaluate, sample, reconstruct and interpolate, through run.py and in-process."""
 
-import json
 import os
-import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -11,35 +10,38 @@ import torch
 from PIL import Image
 
 import pyro_vae
-from pyro_vae import figures, tasks
+from pyro_vae import figures, finished_run, tasks
 from pyro_vae.errors import ConfigError, DataError
-from pyro_vae.experiment import run_experiment
 
-from .conftest import TINY, compose_config, one_line, run_py, snapshot
+from .helpers import compose_config, read_metrics, run_py, run_py_refused, snapshot, train_tiny_run
 
-
-def train(out: Path, *overrides: str, device: str = "cpu") -> Path:
-    cfg = compose_config([o for o in TINY if not o.startswith("device=")] + [f"device={device}", *overrides])
-    run_experiment(cfg, out)
-    return out
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory) -> Path:
-    return train(tmp_path_factory.mktemp("vae") / "run")
+    return train_tiny_run(tmp_path_factory.mktemp("vae") / "run")
 
 
 @pytest.fixture(scope="module")
 def cvae_run(tmp_path_factory) -> Path:
-    return train(tmp_path_factory.mktemp("cvae") / "run", "model=cvae")
+    return train_tiny_run(tmp_path_factory.mktemp("cvae") / "run", "model=cvae")
 
 
-def run_task(out: Path, *args: str, returncode: int = 0, env=None) -> subprocess.CompletedProcess:
-    return run_py(*args, f"hydra.run.dir={out}", returncode=returncode, env=env)
+def task_args(task: str, run_dir: Path, *overrides: str) -> list:
+    """The command line of ``task=TASK`` on the finished run ``run_dir``, on the CPU unless
+    ``overrides`` say otherwise."""
+    return [f"task={task}", f"task.run_dir={run_dir}", "device=cpu", *overrides]
 
 
-def in_process(task: str, run_dir: Path, out: Path, *overrides: str):
-    cfg = compose_config([f"task={task}", f"run_dir={run_dir}", "device=cpu", *overrides])
+def task_by_run_py(task: str, run_dir: Path, out: Path, *overrides: str, env=None) -> None:
+    """The task through ``python run.py``, as a user runs it, writing into ``out``."""
+    run_py(*task_args(task, run_dir, *overrides), f"hydra.run.dir={out}", env=env)
+
+
+def task_in_process(task: str, run_dir: Path, out: Path, *overrides: str):
+    """The task through its function, writing into ``out``; what the function returns."""
+    cfg = compose_config(task_args(task, run_dir, *overrides))
     return tasks.TASKS[task](cfg, out)
 
 
@@ -48,26 +50,33 @@ def write_png(path: Path, height: int, width: int) -> Path:
     return path
 
 
+class Panel(NamedTuple):
+    """A grid of images a figure draws."""
+
+    images: torch.Tensor
+    per_row: int
+
+
 @pytest.fixture
 def tiles(monkeypatch) -> list:
-    """(images, per_row) of every panel the figures draw."""
+    """Every Panel the figures draw, in order."""
     shown = []
     show = figures.show
 
     def spy(ax, images, nrow, title=""):
-        shown.append((images.detach().cpu(), nrow))
+        shown.append(Panel(images.detach().cpu(), nrow))
         show(ax, images, nrow, title)
 
     monkeypatch.setattr(figures, "show", spy)
     return shown
 
 
+@pytest.mark.slow
 def test_evaluate_with_a_larger_k_bounds_the_elbo_and_leaves_the_run_alone(vae_run, tmp_path):
     before = snapshot(vae_run)
-    run_task(tmp_path, "task=evaluate", f"run_dir={vae_run}", "eval.iwae_k=64", "device=cpu")
+    task_by_run_py("evaluate", vae_run, tmp_path, "eval.iwae_k=64")
     assert snapshot(vae_run) == before
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    trained = json.loads((vae_run / "metrics.json").read_text())
+    metrics, trained = read_metrics(tmp_path), read_metrics(vae_run)
     assert metrics["iwae_k"] == 64 and metrics["device"] == "cpu" and metrics["run_dir"] == str(vae_run)
     assert metrics["test_log_likelihood"] >= metrics["test_elbo"]
     assert metrics["test_log_likelihood"] >= trained["test_elbo"]
@@ -75,138 +84,146 @@ def test_evaluate_with_a_larger_k_bounds_the_elbo_and_leaves_the_run_alone(vae_r
 
 
 def test_evaluate_returns_the_test_elbo_with_the_runs_own_k(cvae_run, tmp_path):
-    test_elbo = in_process("evaluate", cvae_run, tmp_path)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    test_elbo = task_in_process("evaluate", cvae_run, tmp_path)
+    metrics = read_metrics(tmp_path)
     assert metrics["test_elbo"] == test_elbo
     assert metrics["iwae_k"] == 8 and metrics["likelihood_of"] == "log p(x|y)"
 
 
+@pytest.mark.slow  # a run of its own
 def test_a_gaussian_run_reports_bits_per_dim_and_dequantizes_image_files(tmp_path, tiles):
-    run_dir = train(tmp_path / "run", "likelihood=gaussian", "dataset=mnist", "net=mlp", "likelihood.scale=per_pixel")
-    in_process("evaluate", run_dir, tmp_path / "evaluate")
-    metrics = json.loads((tmp_path / "evaluate" / "metrics.json").read_text())
-    trained = json.loads((run_dir / "metrics.json").read_text())
+    run_dir = train_tiny_run(
+        tmp_path / "run", "likelihood=gaussian", "dataset=mnist", "net=mlp", "likelihood.scale=per_pixel"
+    )
+    task_in_process("evaluate", run_dir, tmp_path / "evaluate")
+    metrics, trained = read_metrics(tmp_path / "evaluate"), read_metrics(run_dir)
     assert 0 < metrics["test_bits_per_dim"] <= metrics["test_bits_per_dim_elbo"]
     assert metrics["test_bits_per_dim_elbo"] == pytest.approx(trained["test_bits_per_dim_elbo"], rel=0.05)
     image = str(write_png(tmp_path / "a.png", 28, 28))
     tiles.clear()  # the training run drew its own figures
-    in_process("reconstruct", run_dir, tmp_path / "reconstruct", f"reconstruct.images=[{image}]")
-    [(shown, _)] = tiles
+    task_in_process("reconstruct", run_dir, tmp_path / "reconstruct", f"task.images=[{image}]")
+    [panel] = tiles
     uint8 = torch.from_numpy(np.array(Image.open(image))).float()
-    assert torch.all((shown[0, 0] * 256 - uint8).abs() < 1)  # (x + u) / 256, u in [0, 1)
+    assert torch.all((panel.images[0, 0] * 256 - uint8).abs() < 1)  # (x + u) / 256, u in [0, 1)
 
 
 def test_a_task_loads_the_run_onto_the_cpu(vae_run, monkeypatch):
     locations = []
-    read = tasks.checkpoints.read
-    monkeypatch.setattr(tasks.checkpoints, "read", lambda path, where: locations.append(where) or read(path, where))
-    run = tasks.open_run(compose_config(["task=sample", f"run_dir={vae_run}", "device=cpu"]), Path("out"))
+    read = finished_run.checkpoints.read
+    monkeypatch.setattr(
+        finished_run.checkpoints, "read", lambda path, where: locations.append(where) or read(path, where)
+    )
+    run = finished_run.open_run(compose_config(task_args("sample", vae_run)), Path("out"))
     assert locations == [torch.device("cpu")]
     assert all(p.device.type == "cpu" for p in run.vae.parameters())
     assert all(p.device.type == "cpu" for p in pyro_vae.load(vae_run).encoder.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_gpu_trained_run_evaluates_on_a_machine_without_one(tmp_path):
-    run_dir = train(tmp_path / "run", device="cuda")
+    run_dir = train_tiny_run(tmp_path / "run", "device=cuda")
     hidden = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    run_task(tmp_path / "task", "task=evaluate", f"run_dir={run_dir}", "device=auto", env=hidden)
-    assert json.loads((tmp_path / "task" / "metrics.json").read_text())["device"] == "cpu"
+    task_by_run_py("evaluate", run_dir, tmp_path / "task", "device=auto", env=hidden)
+    assert read_metrics(tmp_path / "task")["device"] == "cpu"
 
 
+@pytest.mark.slow
 def test_sample_writes_samples_png(vae_run, tmp_path):
-    run_task(tmp_path, "task=sample", f"run_dir={vae_run}", "sample.n=9", "device=cpu")
+    task_by_run_py("sample", vae_run, tmp_path, "task.n=9")
     assert Image.open(tmp_path / "samples.png").size[0] > 0
 
 
 def test_sample_grid_has_one_tile_per_draw_and_grows_with_n(vae_run, tmp_path, tiles):
-    in_process("sample", vae_run, tmp_path / "small", "sample.n=4")
-    in_process("sample", vae_run, tmp_path / "large", "sample.n=25")
-    assert [(len(images), per_row) for images, per_row in tiles] == [(4, 2), (25, 5)]
+    task_in_process("sample", vae_run, tmp_path / "small", "task.n=4")
+    task_in_process("sample", vae_run, tmp_path / "large", "task.n=25")
+    assert [(len(panel.images), panel.per_row) for panel in tiles] == [(4, 2), (25, 5)]
     small, large = (Image.open(tmp_path / name / "samples.png").size for name in ("small", "large"))
     assert large[0] > small[0] and large[1] > small[1]
 
 
 def test_per_class_samples_give_a_row_per_class(cvae_run, tmp_path, tiles):
-    in_process("sample", cvae_run, tmp_path, "sample.n=3", "sample.per_class=true")
-    assert [(len(images), per_row) for images, per_row in tiles] == [(30, 3)]
-    run_task(
-        tmp_path / "cli", "task=sample", f"run_dir={cvae_run}", "sample.per_class=true", "sample.n=2", "device=cpu"
-    )
-    assert (tmp_path / "cli" / "samples.png").is_file()
+    task_in_process("sample", cvae_run, tmp_path, "task.n=3", "task.per_class=true")
+    assert [(len(panel.images), panel.per_row) for panel in tiles] == [(30, 3)]
 
 
+@pytest.mark.slow
+def test_per_class_samples_through_run_py(cvae_run, tmp_path):
+    task_by_run_py("sample", cvae_run, tmp_path, "task.per_class=true", "task.n=2")
+    assert (tmp_path / "samples.png").is_file()
+
+
+@pytest.mark.slow
 def test_per_class_samples_of_an_unconditional_vae_are_refused(vae_run, tmp_path):
-    result = run_task(
-        tmp_path, "task=sample", f"run_dir={vae_run}", "sample.per_class=true", "device=cpu", returncode=2
-    )
-    assert "sample.per_class=true:" in one_line(result) and "unconditional" in one_line(result)
+    line = run_py_refused(*task_args("sample", vae_run, "task.per_class=true"), f"hydra.run.dir={tmp_path}")
+    assert "task.per_class=true:" in line and "unconditional" in line
     assert not (tmp_path / "samples.png").exists()
 
 
 def test_reconstruct_the_first_test_images(vae_run, tmp_path, tiles):
-    in_process("reconstruct", vae_run, tmp_path, "reconstruct.n=6")
-    assert [(len(images), per_row) for images, per_row in tiles] == [(12, 6)]
-    run_task(tmp_path / "cli", "task=reconstruct", f"run_dir={vae_run}", "device=cpu")
-    assert (tmp_path / "cli" / "reconstructions.png").is_file()
+    task_in_process("reconstruct", vae_run, tmp_path, "task.n=6")
+    assert [(len(panel.images), panel.per_row) for panel in tiles] == [(12, 6)]
 
 
+@pytest.mark.slow
+def test_reconstruct_through_run_py(vae_run, tmp_path):
+    task_by_run_py("reconstruct", vae_run, tmp_path)
+    assert (tmp_path / "reconstructions.png").is_file()
+
+
+@pytest.mark.slow
 def test_reconstruct_image_files(vae_run, tmp_path):
     files = [write_png(tmp_path / name, 28, 28) for name in ("a.png", "b.png")]
     listed = ",".join(f"'{f}'" for f in files)
-    run_task(tmp_path / "out", "task=reconstruct", f"run_dir={vae_run}", f"reconstruct.images=[{listed}]", "device=cpu")
+    task_by_run_py("reconstruct", vae_run, tmp_path / "out", f"task.images=[{listed}]")
     assert (tmp_path / "out" / "reconstructions.png").is_file()
 
 
 def test_image_files_are_binarized_like_the_test_split_every_time(cvae_run, tmp_path, tiles):
     files = [str(write_png(tmp_path / name, 28, 28)) for name in ("a.png", "b.png")]
     for out in ("first", "second"):
-        in_process(
+        task_in_process(
             "reconstruct",
             cvae_run,
             tmp_path / out,
-            f"reconstruct.images=[{','.join(files)}]",
-            "reconstruct.labels=[3,7]",
+            f"task.images=[{','.join(files)}]",
+            "task.labels=[3,7]",
         )
-    (first, per_row), (second, _) = tiles
-    assert per_row == 2 and len(first) == 4
-    assert torch.equal(first, second) and set(first[:2].unique().tolist()) <= {0.0, 1.0}
+    first, second = tiles
+    assert first.per_row == 2 and len(first.images) == 4
+    assert torch.equal(first.images, second.images) and set(first.images[:2].unique().tolist()) <= {0.0, 1.0}
 
 
 def test_a_conditional_vae_needs_the_labels_of_image_files(cvae_run, tmp_path):
     image = str(write_png(tmp_path / "a.png", 28, 28))
-    with pytest.raises(ConfigError, match=r"reconstruct.labels=null: .* conditional VAE .*reconstruct.labels=\[0\]"):
-        in_process("reconstruct", cvae_run, tmp_path / "out", f"reconstruct.images=[{image}]")
+    with pytest.raises(ConfigError, match=r"task.labels=null: .* conditional VAE .*task.labels=\[0\]"):
+        task_in_process("reconstruct", cvae_run, tmp_path / "out", f"task.images=[{image}]")
 
 
+@pytest.mark.slow
 def test_an_image_of_the_wrong_size_is_refused_naming_the_file(vae_run, tmp_path):
     image = write_png(tmp_path / "small.png", 20, 24)
-    result = run_task(
-        tmp_path / "out",
-        "task=reconstruct",
-        f"run_dir={vae_run}",
-        f"reconstruct.images=['{image}']",
-        "device=cpu",
-        returncode=2,
-    )
-    line = one_line(result)
+    args = task_args("reconstruct", vae_run, f"task.images=['{image}']")
+    line = run_py_refused(*args, f"hydra.run.dir={tmp_path / 'out'}")
     assert f"{image}: 24x20 pixels" in line and "28x28" in line
 
 
 def test_interpolate_puts_the_two_inputs_at_the_ends(vae_run, tmp_path, tiles):
-    in_process("interpolate", vae_run, tmp_path, "interpolate.start=2", "interpolate.end=5", "interpolate.steps=5")
-    [(images, per_row)] = tiles
-    run = tasks.open_run(compose_config(["task=interpolate", f"run_dir={vae_run}", "device=cpu"]), tmp_path)
+    task_in_process("interpolate", vae_run, tmp_path, "task.start=2", "task.end=5", "task.steps=5")
+    [panel] = tiles
+    run = finished_run.open_run(compose_config(task_args("interpolate", vae_run)), tmp_path)
     inputs = run.test_view(run.data.test.images)
-    assert per_row == 7 and len(images) == 7
-    assert torch.equal(images[0], inputs[2]) and torch.equal(images[-1], inputs[5])
+    assert panel.per_row == 7 and len(panel.images) == 7
+    assert torch.equal(panel.images[0], inputs[2]) and torch.equal(panel.images[-1], inputs[5])
 
 
+@pytest.mark.slow
 def test_interpolate_a_conditional_vae(cvae_run, tmp_path):
-    run_task(tmp_path, "task=interpolate", f"run_dir={cvae_run}", "device=cpu")
+    task_by_run_py("interpolate", cvae_run, tmp_path)
     assert (tmp_path / "interpolation.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -218,14 +235,14 @@ def test_interpolate_a_conditional_vae(cvae_run, tmp_path):
     ],
 )
 def test_bad_task_settings_exit_with_one_line(tmp_path, args, message):
-    assert message in one_line(run_task(tmp_path, *args, returncode=2))
+    assert message in run_py_refused(*args, f"hydra.run.dir={tmp_path}")
 
 
 def test_a_task_never_writes_into_the_run_directory(vae_run):
     with pytest.raises(ConfigError, match="holds a run .*a directory of its own"):
-        in_process("sample", vae_run, vae_run)
+        task_in_process("sample", vae_run, vae_run)
 
 
 def test_a_run_dir_without_a_checkpoint_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no checkpoint here"):
-        in_process("evaluate", tmp_path, tmp_path / "out")
+        task_in_process("evaluate", tmp_path, tmp_path / "out")

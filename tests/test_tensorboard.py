@@ -2,10 +2,10 @@
 (EventAccumulator), against the run's history.csv, metrics.json and validation passes; resuming
 appends, a refused command writes nothing, and watching a run does not change it."""
 
-import csv
-import json
 import os
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -18,22 +18,30 @@ from pyro_vae.experiment import run_experiment
 from pyro_vae.run_directory import RunDirectoryInUse
 from pyro_vae.settings import validate
 
-from .conftest import TINY, compose_config, one_line, run_py, snapshot
+from .helpers import compose_config, compose_tiny, read_history, read_metrics, run_py_refused, snapshot, tiny
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 # Four epochs, the last one resumed; images at epochs 2 and 4, so that epoch 3 trains right after some.
-WATCHED = TINY + ["logger=tensorboard", "logger.image_every=2"]
-MISSING = r'logger=tensorboard: the tensorboard package is not installed; pip install -e "\.\[tensorboard\]" or use logger=none'
+WATCHED = tiny("logger=tensorboard", "logger.image_every=2")
+MISSING = (
+    r"logger=tensorboard: the tensorboard package is not installed; "
+    r'pip install -e "\.\[tensorboard\]" or use logger=none'
+)
 
 
-def read_history(run_dir):
-    with open(run_dir / "history.csv") as f:
-        return list(csv.DictReader(f))
+@dataclass
+class Watched:
+    """A tiny run with logger=tensorboard: three epochs, then resumed for a fourth."""
+
+    run_dir: Path
+    events: EventAccumulator  # what TensorBoard reads of the run's tensorboard/ folder
+    passes: list  # the validation passes training made, in order
+    first: dict  # snapshot() of tensorboard/ after the first process
 
 
 @pytest.fixture(scope="module")
-def watched(tmp_path_factory):
-    """A tiny run with logger=tensorboard: three epochs, then resumed for a fourth; with the
-    validation passes training made, and the event files after the first process."""
+def watched(tmp_path_factory) -> Watched:
     run_dir = tmp_path_factory.mktemp("watched") / "run"
     passes, evaluate = [], training.evaluate
 
@@ -48,7 +56,7 @@ def watched(tmp_path_factory):
         run_experiment(compose_config(WATCHED + ["epochs=4", "resume=true"]), run_dir)
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     events.Reload()
-    return run_dir, events, passes, first
+    return Watched(run_dir, events, passes, first)
 
 
 # Each column of history.csv (but epoch, the step) and its tag.
@@ -63,8 +71,8 @@ TAGS = {
 
 
 def test_each_epoch_logs_every_column_of_history_csv(watched):
-    run_dir, events, _, _ = watched
-    history = read_history(run_dir)
+    events = watched.events
+    history = read_history(watched.run_dir)
     assert [row["epoch"] for row in history] == ["1", "2", "3", "4"]
     assert set(history[0]) == {"epoch", *TAGS}
     per_epoch = {tag for tag in events.Tags()["scalars"] if events.Scalars(tag)[0].step == 1}
@@ -76,7 +84,7 @@ def test_each_epoch_logs_every_column_of_history_csv(watched):
 
 
 def test_each_epoch_logs_the_kl_and_reconstruction_of_its_validation_pass(watched):
-    _, events, passes, _ = watched
+    events, passes = watched.events, watched.passes
     assert len(passes) == 4  # one validation pass per epoch, none added for logging
     for tag, field in (("val/kl", "kl"), ("val/reconstruction", "reconstruction")):
         logged = events.Scalars(tag)
@@ -86,7 +94,7 @@ def test_each_epoch_logs_the_kl_and_reconstruction_of_its_validation_pass(watche
 
 
 def test_images_every_image_every_epochs(watched):
-    _, events, _, _ = watched
+    events = watched.events
     assert sorted(events.Tags()["images"]) == ["images/prior_samples", "images/reconstructions"]
     pairs, samples = events.Images("images/reconstructions"), events.Images("images/prior_samples")
     assert [e.step for e in pairs] == [e.step for e in samples] == [2, 4]
@@ -104,14 +112,14 @@ def session_start_hparams(events):
 
 
 def test_the_end_logs_the_settings_as_hparams_and_the_results_of_metrics_json_beside_them(watched):
-    run_dir, events, _, _ = watched
+    events = watched.events
     hparams = session_start_hparams(events)
     assert hparams["latent_dim"] == 4 and hparams["lr"] == pytest.approx(1e-3) and hparams["optimizer.name"] == "adam"
-    assert hparams["net.hidden_dims"] == "[64]" and hparams["decoder.bayesian"] == "false"
-    assert hparams["data.train_size"] == 512 and "data.root" not in hparams  # null: left out
+    assert hparams["net.widths"] == "[64]" and hparams["decoder.bayesian"] == "false"
+    assert hparams["dataset.train_size"] == 512 and "dataset.root" not in hparams  # null: left out
     # What resume may change is not an hparam (it would go stale); the metrics carry it.
     assert not {"epochs", "eval.iwae_k", "resume", "logger.name", "threads"} & set(hparams)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_metrics(watched.run_dir)
     results = {
         "test/elbo": "test_elbo",
         "test/log_likelihood": "test_log_likelihood",
@@ -128,7 +136,7 @@ def test_the_end_logs_the_settings_as_hparams_and_the_results_of_metrics_json_be
 
 
 def test_a_resumed_run_appends_and_keeps_what_was_written(watched):
-    run_dir, _, _, first = watched
+    run_dir, first = watched.run_dir, watched.first
     now = snapshot(run_dir / "tensorboard")
     assert len(first) == 1 and len(now) == 2  # one event file per process
     assert all(now[name] == content for name, content in first.items())  # the first left as it was
@@ -138,19 +146,19 @@ def test_a_resumed_run_appends_and_keeps_what_was_written(watched):
     assert [e.step for e in alone.Scalars("val/elbo")] == [1, 2, 3]
 
 
+@pytest.mark.slow  # a second run
 def test_watching_a_run_does_not_change_it(watched, tmp_path):
     """The same run without a logger and without a resume trains to the same numbers: the
     images are drawn under a forked RNG."""
-    run_dir = watched[0]
-    run_experiment(compose_config(TINY + ["epochs=4"]), tmp_path / "plain")
+    run_experiment(compose_tiny("epochs=4"), tmp_path / "plain")
     assert not (tmp_path / "plain" / "tensorboard").exists()
-    plain, logged = read_history(tmp_path / "plain"), read_history(run_dir)
+    plain, logged = read_history(tmp_path / "plain"), read_history(watched.run_dir)
     for column in ("train_elbo", "val_elbo", "lr", "kl_weight"):
         assert [row[column] for row in logged] == [row[column] for row in plain], column
 
 
 def test_a_refused_resume_writes_nothing(watched):
-    run_dir = watched[0]
+    run_dir = watched.run_dir
     before = snapshot(run_dir)
     with pytest.raises(RunDirectoryInUse, match="lr=0.01"):
         run_experiment(compose_config(WATCHED + ["epochs=5", "resume=true", "lr=0.01"]), run_dir)
@@ -168,7 +176,7 @@ def test_a_missing_tensorboard_package_is_refused_before_any_work(monkeypatch, t
     with pytest.raises(ConfigError, match=MISSING):
         run_experiment(compose_config(WATCHED), tmp_path / "run")
     assert not (tmp_path / "run").exists()
-    validate(compose_config(TINY))  # logger=none needs no tensorboard
+    validate(compose_tiny())  # logger=none needs no tensorboard
 
 
 @pytest.mark.slow
@@ -178,8 +186,8 @@ def test_run_py_without_tensorboard_says_which_extra_to_install_in_one_line(tmp_
     (hidden / "__init__.py").write_text('raise ImportError("tensorboard is hidden by this test")\n')
     env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
     run_dir = tmp_path / "run"
-    result = run_py("logger=tensorboard", f"hydra.run.dir={run_dir}", returncode=2, env=env, timeout=120)
-    assert 'pip install -e ".[tensorboard]"' in one_line(result)
+    line = run_py_refused("logger=tensorboard", f"hydra.run.dir={run_dir}", env=env, timeout=120)
+    assert 'pip install -e ".[tensorboard]"' in line
     assert snapshot(run_dir) == {}  # Hydra's output folder check made it; nothing went in
 
 

@@ -1,6 +1,6 @@
 """Datasets as uint8 tensors on the training device, and the pixel transforms that feed the VAE."""
 
 from .datasets import DataSplits, load_data
-from .pixels import PixelTransform
+from .transform import LEVELS, PixelTransform, observed_view
 
-__all__ = ["DataSplits", "load_data", "PixelTransform"]
+__all__ = ["DataSplits", "LEVELS", "load_data", "PixelTransform", "observed_view"]

@@ -6,7 +6,8 @@ import torch
 
 
 class MinibatchSampler:
-    """Yields ``len(self)`` full (images, labels) batches per epoch from a fresh permutation; the ragged tail is dropped."""
+    """Yields ``len(self)`` full (images, labels) batches per epoch from a fresh permutation;
+    the ragged tail is dropped."""
 
     def __init__(
         self,

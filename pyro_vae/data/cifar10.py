@@ -1,4 +1,5 @@
-"""CIFAR-10 from the official python release under ``data.root``: its archive, the extracted folder, or downloaded."""
+"""CIFAR-10 from the official python release under ``dataset.root``: its archive, the extracted folder,
+or downloaded."""
 
 import hashlib
 import io
@@ -37,7 +38,7 @@ IMAGE_SHAPE = (3, 32, 32)
 
 
 def _redownload(root: Path) -> str:
-    return f"delete it and download {URL} into {root} again, or set data.download=true on a networked machine"
+    return f"delete it and download {URL} into {root} again, or set dataset.download=true on a networked machine"
 
 
 def _check_md5(raw: bytes, expected: str, source: Path, root: Path) -> None:
@@ -130,15 +131,16 @@ def load_cifar10(root: Optional[str], download: bool = False) -> Dict[str, Label
     """The train (50000) and test (10000) splits as uint8 images (N, 3, 32, 32) with int64 labels."""
     if root is None:
         raise DataError(
-            f"data.root=null: CIFAR-10 is not shipped with pyro-vae; set data.root to the folder holding {ARCHIVE} "
-            f"(or its extracted {FOLDER}/), with data.download=true to fetch it there"
+            "dataset.root=null: CIFAR-10 is not shipped with pyro-vae; set dataset.root to the folder holding "
+            f"{ARCHIVE} "
+            f"(or its extracted {FOLDER}/), with dataset.download=true to fetch it there"
         )
     folder = Path(root).expanduser()
     if not (folder / FOLDER).is_dir() and not (folder / ARCHIVE).is_file():
         if not download:
             raise DataError(
                 f"{folder / ARCHIVE}: not found; download {URL} into {folder} (or its extracted {FOLDER}/), "
-                "or set data.download=true on a networked machine"
+                "or set dataset.download=true on a networked machine"
             )
         _download(folder)
     batches = _read_folder(folder) if (folder / FOLDER).is_dir() else _read_archive(folder)

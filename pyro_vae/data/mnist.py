@@ -1,4 +1,4 @@
-"""MNIST from its four IDX files: shipped with the package, or from ``data.root``, or downloaded."""
+"""MNIST from its four IDX files: shipped with the package, or from ``dataset.root``, or downloaded."""
 
 from importlib import resources
 from pathlib import Path
@@ -67,8 +67,8 @@ def _read(root: Path, name: str, download: bool) -> torch.Tensor:
         _download(root, name)
         path = _locate(root, name)
     fix = (
-        f"put the official {name}.gz in {root} (or set data.download=true on a networked machine); "
-        "data.root=null uses the copy shipped with pyro-vae"
+        f"put the official {name}.gz in {root} (or set dataset.download=true on a networked machine); "
+        "dataset.root=null uses the copy shipped with pyro-vae"
     )
     return parse_idx(read_verified_bytes(path, FILES[name][0], fix), path)
 

@@ -59,9 +59,9 @@ def carve_splits(
     test_size: Optional[int],
 ) -> DataSplits:
     """Hold out the last ``val_size`` training images for validation, then take the first N of each split."""
-    _check_size("data.val_size", val_size, len(train) - 1)
+    _check_size("dataset.val_size", val_size, len(train) - 1)
     fit = LabelledImages(train.images[:-val_size], train.labels[:-val_size])
     val = LabelledImages(train.images[-val_size:], train.labels[-val_size:])
-    _check_size("data.train_size", train_size, len(fit))
-    _check_size("data.test_size", test_size, len(test))
+    _check_size("dataset.train_size", train_size, len(fit))
+    _check_size("dataset.test_size", test_size, len(test))
     return DataSplits(name, fit.head(train_size), val, test.head(test_size), class_names)

@@ -1,0 +1,79 @@
+"""A finished run, loaded for a task: its VAE on this machine's device and the config it was trained with.
+
+A task's command line may change only how test figures are estimated or where this machine keeps
+the data (``COMMAND_LINE_SETTINGS``); everything else comes from the config stored in the checkpoint.
+"""
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Set, Tuple
+
+import pyro
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from . import checkpoints
+from .data import DataSplits, PixelTransform, load_data
+from .errors import ConfigError
+from .run_directory import check_output_dir
+from .settings import apply_threads, resolve_device
+from .vae import VAE
+
+# Settings that a task takes from its own command line when given there, and otherwise from the
+# run: they change how the test figures are estimated or where this machine keeps the data, never
+# the model or the images it sees.
+COMMAND_LINE_SETTINGS = frozenset(
+    {"eval.iwae_k", "eval.chunk_size", "eval.weight_draws", "dataset.root", "dataset.download"}
+)
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """The VAE of a finished run on the task's device, with the config and image shape it was trained with."""
+
+    path: Path
+    cfg: DictConfig
+    vae: VAE
+    image_shape: Tuple[int, int, int]
+    device: torch.device
+
+    @cached_property
+    def data(self) -> DataSplits:
+        """The run's data set, loaded on first use (most tasks need only its test split)."""
+        return load_data(self.cfg.dataset, self.device)
+
+    def test_view(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``images`` binarized or dequantized exactly as the run's test split was, from the run's seed."""
+        return PixelTransform.of_run(self.cfg).fixed(images, "test")
+
+
+def open_run(cfg: DictConfig, output_dir: Path) -> FinishedRun:
+    """The run of ``cfg.task.run_dir``, loaded onto ``cfg.device`` whatever device it was trained on."""
+    if cfg.task.run_dir is None:
+        raise ConfigError(
+            f"task={cfg.task.name}: works on a finished run; pass task.run_dir=PATH of a run directory with "
+            "checkpoint.pt"
+        )
+    check_output_dir(cfg, output_dir)
+    path = Path(cfg.task.run_dir).expanduser()
+    device = resolve_device(cfg.device)
+    apply_threads(cfg.threads)
+    record = checkpoints.read(path / checkpoints.BEST, device)
+    vae = checkpoints.vae_from_record(record).to(device).eval()
+    run_cfg = OmegaConf.create(record["config"])
+    for key in _command_line_keys() & COMMAND_LINE_SETTINGS:
+        OmegaConf.update(run_cfg, key, OmegaConf.select(cfg, key), force_add=True)
+    # The task's own random draws (prior samples, importance samples) repeat with its seed.
+    pyro.set_rng_seed(cfg.seed)
+    return FinishedRun(path, run_cfg, vae, tuple(record["image_shape"]), device)
+
+
+def _command_line_keys() -> Set[str]:
+    """The settings given on this job's command line (none when called outside Hydra)."""
+    if not HydraConfig.initialized():
+        return set()
+    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+    return {override.key_or_group for override in overrides}

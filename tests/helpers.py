@@ -1,0 +1,218 @@
+"""What the test modules share besides fixtures (those are in conftest.py): the tiny configuration,
+``python run.py`` and other scripts run as a user runs them, and readers of what a run leaves."""
+
+import copy
+import csv
+import functools
+import hashlib
+import io
+import json
+import pickle
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from pyro_vae import config
+from pyro_vae.config import CONF
+from pyro_vae.data import cifar10
+from pyro_vae.experiment import run_experiment
+
+__all__ = [
+    "CIFAR10_BATCHES",
+    "CIFAR10_PER_BATCH",
+    "CONF",
+    "ROOT",
+    "TINY",
+    "assert_same_loss_and_gradients",
+    "cifar10_batch_pickle",
+    "compose_config",
+    "compose_tiny",
+    "md5",
+    "one_line",
+    "parameter_gradients",
+    "read_history",
+    "read_metrics",
+    "run_py",
+    "run_py_refused",
+    "run_python",
+    "snapshot",
+    "tiny",
+    "tiny_cifar10",
+    "train_tiny_run",
+    "write_cifar10_archive",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A configuration small enough for CI: a few hundred MNIST images, one narrow hidden layer.
+TINY = [
+    "dataset.train_size=512",
+    "dataset.val_size=256",
+    "dataset.test_size=128",
+    "net.widths=[64]",
+    "latent_dim=4",
+    "batch_size=64",
+    "epochs=2",
+    "eval.iwae_k=8",
+    "device=cpu",
+]
+
+
+@functools.cache
+def _composed(overrides: Tuple[str, ...]) -> DictConfig:
+    return config.compose_config(overrides)
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """``pyro_vae.config.compose_config(overrides)``, each call its own copy. Composition is
+    deterministic and costs Hydra a fifth of a second, so each distinct list is composed once a
+    session; a refused one raises every time."""
+    return copy.deepcopy(_composed(tuple(overrides)))
+
+
+def tiny(*overrides: str) -> List[str]:
+    """TINY with ``overrides`` in place of its own value of each key they set (appended where
+    TINY sets none), so that a command line names each key once: ``tiny("epochs=1")``."""
+    keys = {override.split("=", 1)[0] for override in overrides}
+    return [o for o in TINY if o.split("=", 1)[0] not in keys] + list(overrides)
+
+
+def compose_tiny(*overrides: str) -> DictConfig:
+    """The config of ``python run.py TINY OVERRIDES``."""
+    return compose_config(tiny(*overrides))
+
+
+def train_tiny_run(run_dir: Path, *overrides: str) -> Path:
+    """A whole run of the tiny configuration with ``overrides``, in-process, into ``run_dir``."""
+    run_experiment(compose_tiny(*overrides), run_dir)
+    return run_dir
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def read_history(run_dir: Path) -> List[dict]:
+    """The rows of ``history.csv``, as strings."""
+    with open(run_dir / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def run_python(
+    *args: str, cwd: Path = ROOT, returncode: Optional[int] = 0, env=None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """``python ARGS`` in a fresh process from ``cwd``; asserts its exit status unless
+    ``returncode`` is None."""
+    result = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if returncode is not None:
+        assert result.returncode == returncode, result.stdout + result.stderr
+    return result
+
+
+def run_py(*args: str, returncode: Optional[int] = 0, env=None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python run.py ARGS`` as a user runs it, from the repository root; asserts its exit
+    status unless ``returncode`` is None."""
+    return run_python(str(ROOT / "run.py"), *args, returncode=returncode, env=env, timeout=timeout)
+
+
+def one_line(result: subprocess.CompletedProcess) -> str:
+    """The single line a refused command prints (stdout and stderr together)."""
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def run_py_refused(*args: str, env=None, timeout: int = 300) -> str:
+    """``python run.py ARGS``, which must refuse: exit status 2 and one line of output, no
+    traceback; that line."""
+    result = run_py(*args, returncode=2, env=env, timeout=timeout)
+    assert "Traceback" not in result.stderr, result.stderr
+    return one_line(result)
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with its bytes and modification time: equal snapshots mean
+    nothing there was written, rewritten or appended to."""
+    return {p.relative_to(folder): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def parameter_gradients(module: torch.nn.Module, loss: torch.Tensor) -> tuple:
+    """d loss / d every parameter of ``module``, in ``module.parameters()`` order."""
+    return torch.autograd.grad(loss, list(module.parameters()))
+
+
+def assert_same_loss_and_gradients(vae, ours: torch.Tensor, hand: torch.Tensor) -> None:
+    """Float32 sums over a few hundred terms in a different order: relative error 1e-5 at most,
+    the gradients compared as whole tensors (relative to their norm) so cancellations do not count."""
+    assert torch.allclose(ours, hand, rtol=1e-5, atol=1e-4), (ours.item(), hand.item())
+    pairs = zip(vae.named_parameters(), parameter_gradients(vae, ours), parameter_gradients(vae, hand))
+    for (name, _), g_ours, g_hand in pairs:
+        assert (g_ours - g_hand).norm() <= 1e-5 * g_hand.norm() + 1e-6, name
+
+
+# A small CIFAR-10 archive in the official format (python pickles in a tar.gz), its checksums patched in.
+CIFAR10_PER_BATCH = 4
+CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def md5(raw: bytes) -> str:
+    return hashlib.md5(raw).hexdigest()
+
+
+def cifar10_batch_pickle(data: np.ndarray, labels: list, name: str) -> bytes:
+    batch = {
+        b"batch_label": name.encode(),
+        b"labels": labels,
+        b"data": data,
+        b"filenames": [f"{name}_{i}.png".encode() for i in range(len(labels))],
+    }
+    return pickle.dumps(batch, protocol=2)
+
+
+def write_cifar10_archive(root, monkeypatch, replace=None, per_batch=CIFAR10_PER_BATCH):
+    """Write a small cifar-10-python.tar.gz into ``root``, patch the checksums to match, return its content.
+
+    ``replace`` maps a batch name to the bytes to store instead of the good pickle (their MD5 is patched in too).
+    """
+    rng = np.random.default_rng(0)
+    members, content = {}, {}
+    for name in CIFAR10_BATCHES:
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=per_batch).tolist()
+        content[name] = (data, labels)
+        members[name] = (replace or {}).get(name, cifar10_batch_pickle(data, labels, name))
+    members["batches.meta"] = pickle.dumps({b"label_names": [n.encode() for n in cifar10.CLASS_NAMES]}, protocol=2)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, raw in members.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(raw)
+            archive.addfile(info, io.BytesIO(raw))
+    (root / "cifar-10-python.tar.gz").write_bytes(buffer.getvalue())
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", md5(buffer.getvalue()))
+    monkeypatch.setattr(cifar10, "BATCH_MD5", {name: md5(members[name]) for name in CIFAR10_BATCHES})
+    return content
+
+
+def tiny_cifar10(folder: Path, monkeypatch) -> List[str]:
+    """A small CIFAR-10 archive (24 images a batch) written into ``folder / "data"``, and the
+    overrides of a short run on it: two epochs of a narrow convolutional VAE, on the CPU. A
+    grey-level ``likelihood=`` override selects CIFAR-10."""
+    (folder / "data").mkdir()
+    write_cifar10_archive(folder / "data", monkeypatch, per_batch=24)
+    return [
+        f"dataset.root={folder / 'data'}",
+        "dataset.val_size=24",
+        "batch_size=32",
+        "epochs=2",
+        "latent_dim=3",
+        "net.widths=[8,16]",
+        "eval.iwae_k=4",
+        "device=cpu",
+    ]
