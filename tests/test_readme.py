@@ -81,10 +81,11 @@ def shrunk(command: str, workspace: Path, index: int):
         shrink["hydra.sweeper.n_trials"] = "2"
     if "hydra/launcher=joblib" not in args:
         shrink.pop("hydra.launcher.n_jobs")
-    # A task's run_dir=outputs/my_run is the shared finished run; each command writes its own outputs/.
+    # A task's task.run_dir=outputs/my_run is the shared finished run; each command writes its own outputs/.
     args = [
         arg.replace(
-            "=outputs/", f"={workspace}/outputs/" if arg.startswith("run_dir=") else f"={workspace}/{index}/outputs/"
+            "=outputs/",
+            f"={workspace}/outputs/" if arg.startswith("task.run_dir=") else f"={workspace}/{index}/outputs/",
         )
         for arg in args
         if arg.split("=")[0].lstrip("+~") not in shrink

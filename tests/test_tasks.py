@@ -227,10 +227,10 @@ def test_interpolate_a_conditional_vae(cvae_run, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["task=evaluate"], "task=evaluate: works on a finished run; pass run_dir=PATH"),
+        (["task=evaluate"], "task=evaluate: works on a finished run; pass task.run_dir=PATH"),
         (
             ["task=evalute"],
-            "task=evalute: unknown task; choose one of train, evaluate, sample, reconstruct, interpolate",
+            "task=evalute: unknown choice; choose one of evaluate, interpolate, reconstruct, sample, train",
         ),
     ],
 )
