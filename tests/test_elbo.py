@@ -66,11 +66,14 @@ def closed_form_kl(loc, scale):
     return 0.5 * (loc**2 + scale**2 - 1 - torch.log(scale**2)).sum(-1)
 
 
+# Pyro's validation on: the checked path every objective takes on a run's first step; off: the rest.
+@pytest.mark.parametrize("validation", [True, False], ids=["validated", "unvalidated"])
 @pytest.mark.parametrize("elbo", [Trace_ELBO(), DeviceTrace_ELBO()], ids=["Trace_ELBO", "DeviceTrace_ELBO"])
-def test_trace_elbo_equals_hand_derivation_with_same_draw(small_vae, binary_batch, elbo):
+def test_trace_elbo_equals_hand_derivation_with_same_draw(small_vae, binary_batch, elbo, validation):
     x = binary_batch
     pyro.set_rng_seed(SEED)
-    ours = elbo.differentiable_loss(small_vae.model, small_vae.guide, x, num_data=NUM_DATA)
+    with pyro.validation_enabled(validation):
+        ours = elbo.differentiable_loss(small_vae.model, small_vae.guide, x, num_data=NUM_DATA)
     pyro.set_rng_seed(SEED)
     assert_same_loss_and_gradients(small_vae, ours, hand_terms(small_vae, x).elbo_loss(len(x)))
 
@@ -217,12 +220,14 @@ def test_trace_elbo_equals_hand_derivation_for_the_gaussian_decoder(scale_mode):
     assert_same_loss_and_gradients(vae, ours, hand_elbo_loss(vae, x, log_likelihood, NUM_DATA))
 
 
-def test_device_trace_elbo_equals_pyro_trace_elbo_with_particles(small_vae, binary_batch):
+@pytest.mark.parametrize("validation", [True, False], ids=["validated", "unvalidated"])
+def test_device_trace_elbo_equals_pyro_trace_elbo_with_particles(small_vae, binary_batch, validation):
     kwargs = dict(num_particles=4, vectorize_particles=True, max_plate_nesting=1)
     pyro.set_rng_seed(SEED)
     expected = Trace_ELBO(**kwargs).differentiable_loss(small_vae.model, small_vae.guide, binary_batch)
     pyro.set_rng_seed(SEED)
-    ours = DeviceTrace_ELBO(**kwargs).differentiable_loss(small_vae.model, small_vae.guide, binary_batch)
+    with pyro.validation_enabled(validation):
+        ours = DeviceTrace_ELBO(**kwargs).differentiable_loss(small_vae.model, small_vae.guide, binary_batch)
     assert_same_loss_and_gradients(small_vae, ours, expected)
 
 
