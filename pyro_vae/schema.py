@@ -27,6 +27,8 @@ from omegaconf import MISSING
 
 @dataclass
 class DecoderConfig:
+    """decoder.*: the Bayesian decoder's switch and scales."""
+
     bayesian: bool = MISSING
     prior_scale: float = MISSING
     init_scale: float = MISSING
@@ -34,12 +36,16 @@ class DecoderConfig:
 
 @dataclass
 class EarlyStoppingConfig:
+    """early_stopping.*: null patience never stops early."""
+
     patience: Optional[int] = MISSING
     threshold: float = MISSING
 
 
 @dataclass
 class EvalConfig:
+    """eval.*: how the test figures are estimated."""
+
     iwae_k: int = MISSING
     chunk_size: int = MISSING
     weight_draws: int = MISSING
@@ -50,11 +56,15 @@ class EvalConfig:
 
 @dataclass
 class ModelConfig:
+    """model=vae|cvae."""
+
     name: str = MISSING
 
 
 @dataclass
 class DatasetConfig:
+    """dataset=mnist|cifar10: where the files are and how the splits are carved."""
+
     name: str = MISSING
     root: Optional[str] = MISSING
     download: bool = MISSING
@@ -98,33 +108,45 @@ class RMSpropConfig(OptimizerConfig):
 
 @dataclass
 class ElboConfig:
+    """elbo=trace|trace_pyro|jit|meanfield."""
+
     name: str = MISSING
     num_particles: int = MISSING
 
 
 @dataclass
 class IwaeConfig(ElboConfig):
+    """elbo=iwae: also the encoder's gradient estimator."""
+
     gradient: str = MISSING
 
 
 @dataclass
 class ScheduleConfig:
+    """schedule=constant."""
+
     name: str = MISSING
 
 
 @dataclass
 class BurdaScheduleConfig(ScheduleConfig):
+    """schedule=burda: stage i lasts 3^i epochs."""
+
     stages: int = MISSING
 
 
 @dataclass
 class CosineScheduleConfig(ScheduleConfig):
+    """schedule=cosine: the fraction of lr left after schedule.epochs."""
+
     final_factor: float = MISSING
     epochs: int = MISSING
 
 
 @dataclass
 class PlateauScheduleConfig(ScheduleConfig):
+    """schedule=plateau: as torch's ReduceLROnPlateau, on the validation ELBO."""
+
     factor: float = MISSING
     patience: int = MISSING
     threshold: float = MISSING
@@ -133,6 +155,8 @@ class PlateauScheduleConfig(ScheduleConfig):
 
 @dataclass
 class LikelihoodConfig:
+    """likelihood=bernoulli: no settings of its own."""
+
     name: str = MISSING
 
 
@@ -147,32 +171,44 @@ class ScaledLikelihoodConfig(LikelihoodConfig):
 
 @dataclass
 class LoggerConfig:
+    """logger=none."""
+
     name: str = MISSING
 
 
 @dataclass
 class TensorBoardConfig(LoggerConfig):
+    """logger=tensorboard: also how often images are logged."""
+
     image_every: int = MISSING
 
 
 @dataclass
 class TaskConfig:
+    """task=train: the run itself."""
+
     name: str = MISSING
 
 
 @dataclass
 class FinishedRunTaskConfig(TaskConfig):
+    """task=evaluate: works on the run in run_dir."""
+
     run_dir: Optional[str] = MISSING
 
 
 @dataclass
 class SampleTaskConfig(FinishedRunTaskConfig):
+    """task=sample."""
+
     n: int = MISSING
     per_class: bool = MISSING
 
 
 @dataclass
 class ReconstructTaskConfig(FinishedRunTaskConfig):
+    """task=reconstruct: test images, or image files."""
+
     n: int = MISSING
     images: Optional[List[str]] = MISSING
     labels: Optional[List[int]] = MISSING
@@ -180,6 +216,8 @@ class ReconstructTaskConfig(FinishedRunTaskConfig):
 
 @dataclass
 class InterpolateTaskConfig(FinishedRunTaskConfig):
+    """task=interpolate: between two test images."""
+
     start: int = MISSING
     end: int = MISSING
     steps: int = MISSING
