@@ -63,20 +63,25 @@ def run_command_line() -> None:
     of the wrong type, an unknown group option) are refused in one line with exit status 2, as
     ``main`` refuses a bad value; every other error is reported by Hydra as before, and
     HYDRA_FULL_ERROR=1 still shows any error in full."""
-    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    users_setting = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises the error instead of printing its report
     try:
         main()
     except Exception as error:
-        refusal = None if full_error else composition_refusal(error, sys.argv[1:])
+        refusal = None if users_setting == "1" else composition_refusal(error, sys.argv[1:])
         if refusal is None:
-            if full_error:
+            if users_setting == "1":
                 raise
             del os.environ["HYDRA_FULL_ERROR"]
             _report_as_hydra_does(error)  # exits with status 1
             raise
         print(refusal_line(refusal), file=sys.stderr)
         sys.exit(2)
+    finally:  # called in-process (tests, notebooks), the caller's environment is left as it was
+        if users_setting is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = users_setting
 
 
 def _report_as_hydra_does(error: Exception) -> None:
