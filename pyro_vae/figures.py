@@ -129,7 +129,7 @@ def interpolation(vae: VAE, ends: torch.Tensor, labels: torch.Tensor, steps: int
     the other between them; a conditional VAE decodes all of them with the first image's label."""
     z = vae.encode(ends, labels).mean
     line = torch.lerp(z[0], z[1], torch.linspace(0, 1, steps, device=z.device)[:, None])
-    decoded = _decode(vae, line, labels[:1].expand(steps) if vae.conditional else None)
+    decoded = _decode(vae, line, labels[:1].expand(steps))  # an unconditional VAE ignores the label
     fig = Figure(figsize=((steps + 2) * 0.9, 1.8))
     show(fig.subplots(), torch.cat([ends[:1], decoded, ends[1:]]), steps + 2, title)
     save(fig, path)
@@ -208,7 +208,7 @@ def latent_space(vae: VAE, images: torch.Tensor, labels: torch.Tensor, class_nam
 @torch.no_grad()
 def manifold(vae: VAE, path: Path, steps: int = MANIFOLD_STEPS) -> None:
     """For a 2-D latent space: decodings over a grid of prior quantiles (Kingma & Welling, Figure 4)."""
-    quantiles = torch.linspace(0.5 / steps, 1 - 0.5 / steps, steps, device=vae.prior(1).mean.device)
+    quantiles = torch.linspace(0.5 / steps, 1 - 0.5 / steps, steps, device=vae.prior_loc.device)
     values = torch.distributions.Normal(0.0, 1.0).icdf(quantiles)
     z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")
     z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=-1)

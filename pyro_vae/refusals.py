@@ -61,7 +61,7 @@ def check_against_schema(cfg: DictConfig, prefix: str = "") -> None:
     schema = cfg._metadata.object_type
     if not (isinstance(schema, type) and is_dataclass(schema)):
         return
-    declared = [f.name for f in fields(schema)]
+    declared = _settings_of(cfg)
     for key in declared:
         if cfg._get_node(key, validate_access=False) is None:
             raise ConfigError(f"~{prefix}{key}: {prefix}{key} cannot be removed; every run reads it")
