@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from .data import LEVELS
 from .errors import ConfigError
+from .values import is_number
 
 # A learned sigma starts at min_scale + INITIAL_SCALE, near the calibrated sigma (the RMS error
 # of the reconstructions) of an early decoder: one that ignores z has the RMS deviation of the
@@ -227,6 +228,6 @@ def build_likelihood(likelihood: DictConfig, image_shape: Tuple[int, int, int]) 
         )
     for key in ("fixed_scale", "min_scale"):
         value = likelihood[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        if not (is_number(value) and value > 0):
             raise ConfigError(f"likelihood.{key}={value}: must be a number > 0")
     return likelihood_type(image_shape, likelihood.scale, likelihood.fixed_scale, likelihood.min_scale)

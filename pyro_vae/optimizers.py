@@ -6,7 +6,6 @@ wraps the same class and arguments in Pyro's ``PyroOptim``, which keeps one per 
 """
 
 import logging
-import math
 from functools import cache
 from typing import Any, Dict, Iterable, Tuple, Type
 
@@ -16,6 +15,7 @@ from pyro.optim import PyroOptim
 from pyro.optim.clipped_adam import ClippedAdam
 
 from .errors import ConfigError
+from .values import is_number
 
 NAMES = ("adam", "clipped_adam", "rmsprop", "adagrad")
 
@@ -30,7 +30,7 @@ def optimizer_arguments(
     Each loss estimates the bound of all ``num_data`` training images, so ClippedAdam's
     per-image ``clip_norm`` is scaled by it: the clamp then means the same whatever the data.
     """
-    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
+    if not (is_number(lr) and lr > 0):
         raise ConfigError(f"lr={lr}: must be a positive finite number, e.g. lr=1e-3")
     name = optimizer.name
     if name == "adam":

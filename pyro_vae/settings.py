@@ -1,7 +1,5 @@
 """Checks on the composed config that modules cannot make on their own, and the device and thread choices."""
 
-import math
-
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -12,12 +10,13 @@ from .networks import ACTIVATIONS, NETWORKS
 from .objectives import make_objective
 from .optimizers import optimizer_arguments
 from .tensorboard_logger import LOGGERS, require_tensorboard
+from .values import is_integer, is_number
 
 MODELS = ("vae", "cvae")
 
 
 def positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not (is_integer(value) and value >= 1):
         raise ConfigError(f"{name}={value}: must be a positive integer")
 
 
@@ -61,11 +60,9 @@ def _check_variants(cfg: DictConfig) -> None:
     """The model variants and the objectives they can be trained with."""
     if cfg.model.name not in MODELS:
         raise ConfigError(f"model={cfg.model.name}: choose one of {', '.join(MODELS)}")
-    if not (isinstance(cfg.kl_weight, (int, float)) and cfg.kl_weight >= 0):
+    if not (is_number(cfg.kl_weight) and cfg.kl_weight >= 0):
         raise ConfigError(f"kl_weight={cfg.kl_weight}: must be a number >= 0 (1 is the ELBO)")
-    if isinstance(cfg.kl_warmup_epochs, bool) or not (
-        isinstance(cfg.kl_warmup_epochs, int) and cfg.kl_warmup_epochs >= 0
-    ):
+    if not (is_integer(cfg.kl_warmup_epochs) and cfg.kl_warmup_epochs >= 0):
         raise ConfigError(f"kl_warmup_epochs={cfg.kl_warmup_epochs}: must be an integer >= 0")
     reweighted = cfg.kl_weight != 1 or cfg.kl_warmup_epochs > 0
     if reweighted and cfg.elbo.name == "iwae":
@@ -99,20 +96,15 @@ def _check_variants(cfg: DictConfig) -> None:
         )
 
 
-def _number(value) -> bool:
-    """A finite int or float; ``true`` and strings are not numbers."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_decoder(cfg: DictConfig) -> None:
     """The Bayesian decoder's scales: each smaller one fails in float32 (see ``bayesian.MIN_SCALE``)."""
     decoder = cfg.decoder
-    if not (_number(decoder.prior_scale) and decoder.prior_scale >= MIN_SCALE):
+    if not (is_number(decoder.prior_scale) and decoder.prior_scale >= MIN_SCALE):
         raise ConfigError(
             f"decoder.prior_scale={decoder.prior_scale}: must be a number >= {MIN_SCALE:g}, the standard deviation "
             "of the weights' prior"
         )
-    if not (_number(decoder.init_scale) and decoder.init_scale >= MIN_SCALE):
+    if not (is_number(decoder.init_scale) and decoder.init_scale >= MIN_SCALE):
         raise ConfigError(
             f"decoder.init_scale={decoder.init_scale}: must be a number >= {MIN_SCALE:g}, the initial standard "
             "deviation of q(W)"
@@ -123,23 +115,23 @@ def _check_stopping(cfg: DictConfig) -> None:
     """The plateau and cosine schedules and early stopping: patience in epochs, threshold in nats."""
     if cfg.schedule.name == "plateau":
         schedule = cfg.schedule
-        if not (_number(schedule.factor) and 0 < schedule.factor < 1):
+        if not (is_number(schedule.factor) and 0 < schedule.factor < 1):
             raise ConfigError(
                 f"schedule.factor={schedule.factor}: must be a number in (0, 1), the learning rate's multiplier"
             )
         positive_int("schedule.patience", schedule.patience)
         _check_threshold("schedule.threshold", schedule.threshold)
-        if not (_number(schedule.min_lr) and schedule.min_lr >= 0):
+        if not (is_number(schedule.min_lr) and schedule.min_lr >= 0):
             raise ConfigError(f"schedule.min_lr={schedule.min_lr}: must be a number >= 0")
     if cfg.schedule.name == "cosine":
-        if not (_number(cfg.schedule.final_factor) and 0 <= cfg.schedule.final_factor < 1):
+        if not (is_number(cfg.schedule.final_factor) and 0 <= cfg.schedule.final_factor < 1):
             raise ConfigError(
                 f"schedule.final_factor={cfg.schedule.final_factor}: must be a number in [0, 1), the fraction of lr "
                 "left after the last epoch"
             )
         positive_int("schedule.epochs", cfg.schedule.epochs)
     patience = cfg.early_stopping.patience
-    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+    if patience is not None and not (is_integer(patience) and patience >= 1):
         raise ConfigError(
             f"early_stopping.patience={patience}: must be a positive integer, or null to never stop early"
         )
@@ -147,7 +139,7 @@ def _check_stopping(cfg: DictConfig) -> None:
 
 
 def _check_threshold(name: str, value) -> None:
-    if not (_number(value) and value >= 0):
+    if not (is_number(value) and value >= 0):
         raise ConfigError(f"{name}={value}: must be a number of nats >= 0 by which an epoch must beat the best")
 
 

@@ -22,6 +22,7 @@ from .finished_run import FinishedRun, open_run
 from .image_files import read_image
 from .reporting import write_metrics
 from .settings import positive_int
+from .values import is_integer
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +116,11 @@ def interpolate_run(cfg: DictConfig, output_dir: Path) -> None:
     """Decode a straight line between the posterior means of test images ``task.start`` and
     ``task.end`` into ``interpolation.png``, with the two inputs at the ends."""
     settings = cfg.task
-    if isinstance(settings.steps, bool) or not isinstance(settings.steps, int) or settings.steps < 2:
+    if not (is_integer(settings.steps) and settings.steps >= 2):
         raise ConfigError(f"task.steps={settings.steps}: must be an integer >= 2 (both ends count)")
     run = open_run(cfg, output_dir)
     test = run.data.test
-    ends = [_test_index(f"interpolate.{key}", settings[key], len(test)) for key in ("start", "end")]
+    ends = [_test_index(f"task.{key}", settings[key], len(test)) for key in ("start", "end")]
     path = output_dir / "interpolation.png"
     title = f"test images {ends[0]} and {ends[1]} (ends), decoded along the line between their posterior means"
     figures.interpolation(run.vae, run.test_view(test.images)[ends], test.labels[ends], settings.steps, title, path)
@@ -127,7 +128,7 @@ def interpolate_run(cfg: DictConfig, output_dir: Path) -> None:
 
 
 def _test_index(name: str, index: Any, size: int) -> int:
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
+    if not (is_integer(index) and 0 <= index < size):
         raise ConfigError(f"{name}={index}: must be the index of a test image, from 0 to {size - 1}")
     return index
 

@@ -217,6 +217,20 @@ def test_interpolate_puts_the_two_inputs_at_the_ends(vae_run, tmp_path, tiles):
     assert torch.equal(panel.images[0], inputs[2]) and torch.equal(panel.images[-1], inputs[5])
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("task.start=10000", r"task.start=10000: must be the index of a test image, from 0 to \d+"),
+        ("task.end=-1", r"task.end=-1: must be the index of a test image"),
+        ("task.steps=1", r"task.steps=1: must be an integer >= 2"),
+    ],
+)
+def test_interpolate_refuses_a_bad_setting_by_its_name(vae_run, tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        task_in_process("interpolate", vae_run, tmp_path, override)
+    assert not (tmp_path / "interpolation.png").exists()
+
+
 @pytest.mark.slow
 def test_interpolate_a_conditional_vae(cvae_run, tmp_path):
     task_by_run_py("interpolate", cvae_run, tmp_path)

@@ -169,6 +169,7 @@ def test_bayesian_train_and_val_figures_are_one_bound_on_the_same_images(batch):
         (["kl_weight=0.5", "elbo=iwae"], "elbo=iwae does not separate"),
         (["kl_warmup_epochs=2", "elbo=jit"], "elbo=jit would recompile"),
         (["kl_weight=-1"], r"kl_weight=-1(\.0)?: must be a number >= 0"),
+        (["kl_weight=inf"], r"kl_weight=inf: must be a number >= 0"),
         (["model=gan"], "model=gan: unknown choice; choose one of cvae, vae"),
     ],
 )
