@@ -5,7 +5,7 @@ Built with matplotlib's object API (no pyplot state, no display needed) and writ
 
 import math
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from matplotlib.figure import Figure
@@ -158,9 +158,27 @@ def uncertainty(
     save(fig, path)
 
 
-def elbo_curve(history: Sequence[Dict[str, float]], path: Path, train_bound: str = "ELBO") -> None:
+class Mark(NamedTuple):
+    """A figure set beside a learning curve: with an ``epoch``, a point (a checkpoint's test bound);
+    without one, a dashed line across (a published figure)."""
+
+    label: str
+    value: float
+    epoch: Optional[int] = None
+
+
+def test_bound_mark(metrics: Mapping[str, Any], epoch: int) -> Mark:
+    """The test log-likelihood bound of ``metrics`` (of ``metrics.json``), at the epoch of the checkpoint it scored."""
+    label = f"test {metrics['likelihood_of']} bound, K = {metrics['iwae_k']} (epoch {epoch})"
+    return Mark(label, metrics["test_log_likelihood"], epoch)
+
+
+def elbo_curve(
+    history: Sequence[Dict[str, float]], path: Path, train_bound: str = "ELBO", marks: Sequence[Mark] = ()
+) -> None:
     """Train and validation figures per epoch, each named by its bound (``train_bound``: the
-    training objective's); long runs on a log epoch axis, the first epochs' low values off the scale."""
+    training objective's), and ``marks`` beside them; long runs on a log epoch axis, the first
+    epochs' low values off the scale."""
     epochs = [row["epoch"] for row in history]
     train, val = [row["train_elbo"] for row in history], [row["val_elbo"] for row in history]
     long_run = len(history) > 50
@@ -169,15 +187,20 @@ def elbo_curve(history: Sequence[Dict[str, float]], path: Path, train_bound: str
     ax = fig.subplots()
     ax.plot(epochs, train, label=f"train {train_bound} (minibatch estimate)", **style)
     ax.plot(epochs, val, label="validation ELBO", **style)
+    for mark in marks:
+        if mark.epoch is None:
+            ax.axhline(mark.value, color="black", linestyle="--", linewidth=1, label=mark.label)
+        else:
+            ax.plot([mark.epoch], [mark.value], "k*", ms=10, label=mark.label)
     if long_run:
         ax.set_xscale("log")
-        settled = train[len(train) // 20 :] + val[len(val) // 20 :]
+        settled = train[len(train) // 20 :] + val[len(val) // 20 :] + [mark.value for mark in marks]
         low, high = min(settled), max(settled)
         ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
     ax.set_xlabel("epoch")
     ax.set_ylabel("bound on log p(x) (nats per image)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     save(fig, path)
 
 
@@ -225,9 +248,11 @@ def write_all(
     history: Sequence[Dict[str, float]],
     out_dir: Path,
     train_bound: str = "ELBO",
+    curve_marks: Sequence[Mark] = (),
 ) -> List[Path]:
     """Every figure of the output contract into ``out_dir`` from (images, labels) of each split
-    (``train_bound`` names the training objective in the learning curve); returns their paths."""
+    (``train_bound`` names the training objective in the learning curve, ``curve_marks`` are set
+    beside it); returns their paths."""
     vae.eval()
     (test_images, test_labels) = test
     paths = {
@@ -238,7 +263,7 @@ def write_all(
     decoding(vae, test_images[0], test_labels[0], paths["decoding"])
     reconstructions(vae, {"train": train, "test": test}, paths["reconstructions"])
     samples(vae, paths["samples"])
-    elbo_curve(history, paths["elbo_curve"], train_bound)
+    elbo_curve(history, paths["elbo_curve"], train_bound, curve_marks)
     latent_space(vae, test_images, test_labels, class_names, paths["latent_space"])
     if vae.latent_dim == 2 and not vae.conditional:
         paths["manifold"] = out_dir / "manifold.png"

@@ -32,13 +32,15 @@ COMMAND_LINE_SETTINGS = frozenset(
 
 @dataclass(frozen=True)
 class FinishedRun:
-    """The VAE of a finished run on the task's device, with the config and image shape it was trained with."""
+    """The VAE of a finished run on the task's device (its best checkpoint, of epoch ``epoch``), with the
+    config and image shape it was trained with."""
 
     path: Path
     cfg: DictConfig
     vae: VAE
     image_shape: Tuple[int, int, int]
     device: torch.device
+    epoch: int
 
     @cached_property
     def data(self) -> DataSplits:
@@ -68,7 +70,7 @@ def open_run(cfg: DictConfig, output_dir: Path) -> FinishedRun:
         OmegaConf.update(run_cfg, key, OmegaConf.select(cfg, key), force_add=True)
     # The task's own random draws (prior samples, importance samples) repeat with its seed.
     pyro.set_rng_seed(cfg.seed)
-    return FinishedRun(path, run_cfg, vae, tuple(record["image_shape"]), device)
+    return FinishedRun(path, run_cfg, vae, tuple(record["image_shape"]), device, record["epoch"])
 
 
 def _command_line_keys() -> Set[str]:

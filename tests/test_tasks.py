@@ -88,6 +88,7 @@ def test_evaluate_returns_the_test_elbo_with_the_runs_own_k(cvae_run, tmp_path):
     metrics = read_metrics(tmp_path)
     assert metrics["test_elbo"] == test_elbo
     assert metrics["iwae_k"] == 8 and metrics["likelihood_of"] == "log p(x|y)"
+    assert metrics["best_epoch"] == read_metrics(cvae_run)["best_epoch"]  # which checkpoint was scored
 
 
 @pytest.mark.slow  # a run of its own

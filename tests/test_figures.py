@@ -1,0 +1,56 @@
+"""The learning curve: its marks (a checkpoint's test bound, a published figure) are drawn and in view."""
+
+import pytest
+from matplotlib.figure import Figure
+
+from pyro_vae import figures
+
+from .helpers import read_metrics, run_python, train_tiny_run
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """Figures handed to ``figures.save``, kept instead of written."""
+    kept = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: kept.append(fig))
+    return kept
+
+
+def history(epochs: int) -> list:
+    return [{"epoch": e, "train_elbo": -90.0 - 10 / e, "val_elbo": -95.0 - 10 / e} for e in range(1, epochs + 1)]
+
+
+def test_marks_are_a_point_at_their_epoch_and_a_line_across(drawn, tmp_path):
+    metrics = {"likelihood_of": "log p(x)", "iwae_k": 5000, "test_log_likelihood": -86.8}
+    marks = [figures.test_bound_mark(metrics, 60), figures.Mark("published", -85.5)]
+    figures.elbo_curve(history(80), tmp_path / "curve.png", "ELBO", marks)
+    [fig] = drawn
+    assert isinstance(fig, Figure)
+    [ax] = fig.axes
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels[2:] == ["test log p(x) bound, K = 5000 (epoch 60)", "published"]
+    point, line = ax.lines[2], ax.lines[3]
+    assert list(point.get_xdata()) == [60] and list(point.get_ydata()) == [-86.8]
+    assert set(line.get_ydata()) == {-85.5}
+    low, high = ax.get_ylim()
+    assert low < -95.0 and -85.5 < high  # the published line above the curves is not clipped away
+
+
+def test_a_curve_without_marks_has_the_two_bounds_only(drawn, tmp_path):
+    figures.elbo_curve(history(5), tmp_path / "curve.png", "IWAE bound (k = 5)")
+    [ax] = drawn[0].axes
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels == ["train IWAE bound (k = 5) (minibatch estimate)", "validation ELBO"]
+
+
+@pytest.mark.slow  # a run of its own, then the script in a fresh process
+def test_the_readme_curve_script_draws_a_run_with_its_published_figure(tmp_path):
+    run_dir = train_tiny_run(tmp_path / "run", "epochs=3")
+    out = tmp_path / "curve.png"
+    result = run_python(
+        "docs/learning_curve.py", str(run_dir), "--published", "-85.54", "--source", "Burda et al.", "--out", str(out)
+    )
+    metrics = read_metrics(run_dir)
+    assert out.stat().st_size > 0
+    assert f"3 epochs, test bound {metrics['test_log_likelihood']:.2f}" in result.stdout
+    assert f"of the checkpoint of epoch {metrics['best_epoch']}" in result.stdout
