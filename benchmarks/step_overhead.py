@@ -7,7 +7,9 @@ for ``elbo=iwae`` with K particles -(N / B) sum_i [logsumexp_k log w_ik - log K]
 Networks: the default MLP (512, 256; latent 20) and Burda et al.'s (tanh 200, 200; latent 50).
 Batch 20 is Burda et al.'s protocol, where the per-step cost dominates. For context it also
 times Pyro's textbook loop (``SVI.step`` with ``pyro.optim.Adam``), the other objectives and
-the Bayesian decoder (default network); ``vs_trace`` is each row's time over that of
+the Bayesian decoder (default network), and one ablation: ``elbo=trace`` with ``pyro.module``
+made a no-op, the share of the overhead that registering parameters with Pyro takes at every
+step. ``vs_trace`` is each row's time over that of
 ``elbo=trace`` with the same network and decoder, in the same run.
 Prints a table and writes benchmarks/results/step_overhead.json.
 
@@ -82,6 +84,22 @@ def project_step(cfg, image_shape, num_data):
     return validated_off
 
 
+def without_module_registration(cfg, image_shape, num_data):
+    """An ablation, not a way to train: the project's step with ``pyro.module`` a no-op, which
+    measures what registering every parameter with Pyro at every step costs (a torch optimizer
+    does not need it; Pyro's SVI does)."""
+    step = project_step(cfg, image_shape, num_data)
+
+    def unregistered(batch):
+        registering, pyro.module = pyro.module, lambda name, module: module
+        try:
+            return step(batch)
+        finally:
+            pyro.module = registering
+
+    return unregistered
+
+
 def textbook_svi_step(cfg, image_shape, num_data):
     vae = fresh_vae(cfg, image_shape)
     svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": cfg.lr}), loss=Trace_ELBO(max_plate_nesting=1))
@@ -125,6 +143,9 @@ def main() -> None:
                 candidates[f"elbo={objective}"] = partial(
                     project_step, config(base + [f"elbo={objective}"]), shape, num_data
                 )
+            candidates["elbo=trace, pyro.module skipped (ablation)"] = partial(
+                without_module_registration, config(base + ["elbo=trace"]), shape, num_data
+            )
             for k in args.particles:
                 candidates[f"hand-written iwae k={k}"] = partial(hand_written_step, cfg, shape, num_data, particles=k)
                 iwae = base + ["elbo=iwae", f"elbo.num_particles={k}"]
