@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from .atomic import write_json
 from .job_process import runs_in_a_worker_pool
+from .refusals import refusal_line
 from .run_directory import RunDirectoryInUse
 from .sweep_summary import STATUS_FILE, running_status, write_summary
 
@@ -115,5 +116,7 @@ def _require_writable_folder(key: str, folder: str) -> None:
     except OSError as exc:
         writable, reason = False, exc.strerror or type(exc).__name__
     if not writable:
-        log.error("%s=%s: cannot be created or written (%s); choose a folder you can write to", key, folder, reason)
+        # Hydra has not set up the job's logging yet: the line is printed as run.py prints every refusal.
+        message = f"{key}={folder}: cannot be created or written ({reason}); choose a folder you can write to"
+        print(refusal_line(message), file=sys.stderr)
         sys.exit(2)

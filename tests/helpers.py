@@ -129,10 +129,11 @@ def one_line(result: subprocess.CompletedProcess) -> str:
 
 
 def run_py_refused(*args: str, env=None, timeout: int = 300) -> str:
-    """``python run.py ARGS``, which must refuse: exit status 2 and one line of output, no
-    traceback; that line."""
+    """``python run.py ARGS``, which must refuse: exit status 2 and one line on stderr (stdout
+    empty), no traceback; that line."""
     result = run_py(*args, returncode=2, env=env, timeout=timeout)
     assert "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == "", result.stdout
     return one_line(result)
 
 

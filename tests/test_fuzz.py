@@ -87,3 +87,4 @@ def test_every_drawn_command_finishes_or_is_refused_cleanly(tmp_path_factory, dr
         assert (out / "metrics.json").is_file() or "task=" in " ".join(drawn), (drawn, output)
     else:
         assert len(output.splitlines()) == 1 and "[pyro_vae][ERROR] - " in output, (drawn, output)
+        assert result.stdout == "", (drawn, output)  # on stderr, as every refusal
