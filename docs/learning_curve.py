@@ -11,11 +11,13 @@ log-likelihood, so negative (minus the published NLL).
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from pyro_vae import checkpoints, figures
+from pyro_vae.errors import DataError, PyroVAEError
 from pyro_vae.objectives import training_bound_name
 
 
@@ -29,7 +31,13 @@ def main() -> None:
     args = parser.parse_args()
 
     last = checkpoints.read(args.run_dir / checkpoints.LAST)
-    metrics = json.loads((args.evaluation or args.run_dir / "metrics.json").read_text())
+    metrics_path = args.evaluation or args.run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    if "best_epoch" not in metrics:
+        raise DataError(
+            f"{metrics_path}: does not say which checkpoint it scored (no best_epoch); evaluate the run again "
+            "with task=evaluate"
+        )
     marks = [figures.test_bound_mark(metrics, metrics["best_epoch"])]
     if args.published is not None:
         marks.append(figures.Mark(f"{args.source}: test log p(x), K = 5000", args.published))
@@ -40,4 +48,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (PyroVAEError, OSError) as error:  # a path or file to fix: one line, as run.py refuses
+        print(error, file=sys.stderr)
+        sys.exit(2)

@@ -1,6 +1,9 @@
 """The learning curve: its marks (a checkpoint's test bound, a published figure) are drawn and in view."""
 
+import json
+
 import pytest
+import torch
 from matplotlib.figure import Figure
 
 from pyro_vae import figures
@@ -54,3 +57,18 @@ def test_the_readme_curve_script_draws_a_run_with_its_published_figure(tmp_path)
     assert out.stat().st_size > 0
     assert f"3 epochs, test bound {metrics['test_log_likelihood']:.2f}" in result.stdout
     assert f"of the checkpoint of epoch {metrics['best_epoch']}" in result.stdout
+
+
+def test_the_curve_script_refuses_a_missing_run_and_an_evaluation_without_its_checkpoint(tmp_path):
+    run_dir, out = tmp_path / "run", tmp_path / "curve.png"
+    run_dir.mkdir()
+    missing = run_python("docs/learning_curve.py", str(run_dir), "--out", str(out), returncode=2)
+    assert (
+        missing.stderr.strip()
+        == f"{run_dir / 'last.pt'}: no checkpoint here; is this the directory of a finished pyro-vae run?"
+    )
+    torch.save({"history": []}, run_dir / "last.pt")
+    (run_dir / "metrics.json").write_text(json.dumps({"test_log_likelihood": -90.0}))  # as task=evaluate wrote before
+    unnamed = run_python("docs/learning_curve.py", str(run_dir), "--out", str(out), returncode=2)
+    assert unnamed.stderr.strip().startswith(f"{run_dir / 'metrics.json'}: does not say which checkpoint it scored")
+    assert not out.exists()
