@@ -197,6 +197,8 @@ def elbo_curve(
         settled = train[len(train) // 20 :] + val[len(val) // 20 :] + [mark.value for mark in marks]
         low, high = min(settled), max(settled)
         ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
     ax.set_xlabel("epoch")
     ax.set_ylabel("bound on log p(x) (nats per image)")
     ax.grid(alpha=0.3)
