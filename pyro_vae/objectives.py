@@ -20,7 +20,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent, Normal
 
 from .errors import ConfigError
-from .values import is_integer
+from .values import positive_int
 
 # The model has one plate (the data); declaring it spares Pyro a trace to discover it.
 MAX_PLATE_NESTING = 1
@@ -175,8 +175,7 @@ def make_objective(elbo: DictConfig) -> ELBO:
     own SVI), ``meanfield`` (analytic KL), ``jit`` (:class:`CorrectedJitTrace_ELBO`) or ``iwae``
     (:class:`IWAE_ELBO`)."""
     particles = elbo.num_particles
-    if not (is_integer(particles) and particles >= 1):
-        raise ConfigError(f"elbo.num_particles={particles}: must be a positive integer")
+    positive_int("elbo.num_particles", particles)
     common = dict(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=MAX_PLATE_NESTING)
     if elbo.name == "trace":
         return DeviceTrace_ELBO(**common)

@@ -10,14 +10,9 @@ from .networks import ACTIVATIONS, NETWORKS
 from .objectives import make_objective
 from .optimizers import optimizer_arguments
 from .tensorboard_logger import LOGGERS, require_tensorboard
-from .values import is_integer, is_number
+from .values import is_integer, is_number, positive_int
 
 MODELS = ("vae", "cvae")
-
-
-def positive_int(name: str, value) -> None:
-    if not (is_integer(value) and value >= 1):
-        raise ConfigError(f"{name}={value}: must be a positive integer")
 
 
 def validate(cfg: DictConfig) -> None:

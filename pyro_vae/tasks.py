@@ -21,8 +21,7 @@ from .experiment import run_experiment
 from .finished_run import FinishedRun, open_run
 from .image_files import read_image
 from .reporting import write_metrics
-from .settings import positive_int
-from .values import is_integer
+from .values import is_integer, positive_int
 
 log = logging.getLogger(__name__)
 

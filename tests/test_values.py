@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from pyro_vae.values import is_integer, is_number
+from pyro_vae.errors import ConfigError
+from pyro_vae.values import is_integer, is_number, positive_int
 
 
 @pytest.mark.parametrize("value", [0, 1, -3, 10**12])
@@ -25,3 +26,13 @@ def test_finite_floats_are_numbers(value):
 @pytest.mark.parametrize("value", [True, False, math.inf, -math.inf, math.nan, "0.5", None])
 def test_bools_infinities_nan_and_strings_are_not_numbers(value):
     assert not is_number(value)
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 2.0, "3"])
+def test_positive_int_refuses_by_the_settings_name(value):
+    with pytest.raises(ConfigError, match=rf"^task.n={value}: must be a positive integer$"):
+        positive_int("task.n", value)
+
+
+def test_positive_int_accepts_one():
+    positive_int("task.n", 1)
