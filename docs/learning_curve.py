@@ -30,7 +30,7 @@ def scored_bound(metrics_path: Path) -> figures.Mark:
             f"{metrics_path}: does not say which checkpoint it scored (no best_epoch); evaluate the run again "
             "with task=evaluate"
         )
-    return figures.test_bound_mark(metrics, metrics["best_epoch"])
+    return figures.test_bound_mark(metrics)
 
 
 def main() -> None:

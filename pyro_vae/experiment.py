@@ -80,7 +80,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
         state.history,
         run_dir / "figures",
         training_bound_name(cfg),
-        [figures.test_bound_mark(metrics, best["epoch"])],
+        [figures.test_bound_mark(metrics)],
     )
     log.info("wrote %s", run_dir)
     return state.best_val_elbo

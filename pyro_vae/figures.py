@@ -167,8 +167,10 @@ class Mark(NamedTuple):
     epoch: Optional[int] = None
 
 
-def test_bound_mark(metrics: Mapping[str, Any], epoch: int) -> Mark:
-    """The test log-likelihood bound of ``metrics`` (of ``metrics.json``), at the epoch of the checkpoint it scored."""
+def test_bound_mark(metrics: Mapping[str, Any]) -> Mark:
+    """The test log-likelihood bound of ``metrics`` (of ``metrics.json``), at ``best_epoch``, the
+    epoch of the checkpoint it scored."""
+    epoch = metrics["best_epoch"]
     label = f"test {metrics['likelihood_of']} bound, K = {metrics['iwae_k']} (epoch {epoch})"
     return Mark(label, metrics["test_log_likelihood"], epoch)
 

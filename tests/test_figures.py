@@ -24,8 +24,8 @@ def history(epochs: int) -> list:
 
 
 def test_marks_are_a_point_at_their_epoch_and_a_line_across(drawn, tmp_path):
-    metrics = {"likelihood_of": "log p(x)", "iwae_k": 5000, "test_log_likelihood": -86.8}
-    marks = [figures.test_bound_mark(metrics, 60), figures.Mark("published", -85.5)]
+    metrics = {"likelihood_of": "log p(x)", "iwae_k": 5000, "test_log_likelihood": -86.8, "best_epoch": 60}
+    marks = [figures.test_bound_mark(metrics), figures.Mark("published", -85.5)]
     figures.elbo_curve(history(80), tmp_path / "curve.png", "ELBO", marks)
     [fig] = drawn
     assert isinstance(fig, Figure)
