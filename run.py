@@ -13,12 +13,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from pyro_vae.errors import PyroVAEError
-from pyro_vae.job_process import run_in_child_process, runs_in_a_worker_pool
-from pyro_vae.refusals import check_against_schema, composition_refusal, refusal_line
-from pyro_vae.run_directory import RunDirectoryInUse, check_output_dir, write_config_record
-from pyro_vae.schema import register_schemas
-from pyro_vae.settings import validate
-from pyro_vae.tasks import TASKS
+from pyro_vae.runs.job_process import run_in_child_process, runs_in_a_worker_pool
+from pyro_vae.runs.refusals import check_against_schema, composition_refusal, refusal_line
+from pyro_vae.runs.run_directory import RunDirectoryInUse, check_output_dir, write_config_record
+from pyro_vae.runs.schema import register_schemas
+from pyro_vae.runs.settings import validate
+from pyro_vae.runs.tasks import TASKS
 
 log = logging.getLogger("pyro_vae")
 

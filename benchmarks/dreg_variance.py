@@ -17,8 +17,8 @@ import torch
 from common import add_results_argument, config, save_results, table
 
 from pyro_vae.data import PixelTransform, load_data
-from pyro_vae.objectives import IWAE_ELBO
-from pyro_vae.vae import build_vae
+from pyro_vae.modelling.objectives import IWAE_ELBO
+from pyro_vae.modelling.vae import build_vae
 
 
 def encoder_gradients(vae, x, k: int, gradient: str, repeats: int) -> torch.Tensor:

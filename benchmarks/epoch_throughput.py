@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from pyro_vae.data import PixelTransform, load_data, mnist
-from pyro_vae.steps import make_step
-from pyro_vae.training import run_epoch
-from pyro_vae.vae import build_vae
+from pyro_vae.modelling.vae import build_vae
+from pyro_vae.runs.steps import make_step
+from pyro_vae.runs.training import run_epoch
 
 
 def fresh_vae(cfg):

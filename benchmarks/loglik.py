@@ -23,8 +23,8 @@ from common import add_results_argument, config, save_results, table
 
 from pyro_vae import load
 from pyro_vae.data import PixelTransform, load_data
-from pyro_vae.evaluation import evaluate
-from pyro_vae.vae import build_vae
+from pyro_vae.modelling.estimators import evaluate
+from pyro_vae.modelling.vae import build_vae
 
 DEFAULT_CHUNK = 2048  # eval.chunk_size in conf/config.yaml
 

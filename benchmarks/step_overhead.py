@@ -28,9 +28,9 @@ from common import add_results_argument, config, ms_per_call, save_results, tabl
 from pyro.infer import SVI, Trace_ELBO
 
 from pyro_vae.data import PixelTransform, load_data
-from pyro_vae.optimizers import fused_adam_runs_on
-from pyro_vae.steps import make_step
-from pyro_vae.vae import build_vae
+from pyro_vae.modelling.vae import build_vae
+from pyro_vae.runs.optimizers import fused_adam_runs_on
+from pyro_vae.runs.steps import make_step
 
 OBJECTIVES = ("trace", "trace_pyro", "meanfield", "jit")
 BAYESIAN_OBJECTIVES = ("trace", "meanfield", "jit")

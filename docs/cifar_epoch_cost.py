@@ -19,11 +19,11 @@ from pyro_vae import compose_config
 from pyro_vae.data import PixelTransform
 from pyro_vae.data.batches import MinibatchSampler
 from pyro_vae.data.splits import LabelledImages
-from pyro_vae.evaluation import evaluate
-from pyro_vae.settings import apply_threads
-from pyro_vae.steps import make_step
-from pyro_vae.training import run_epoch
-from pyro_vae.vae import build_vae
+from pyro_vae.modelling.estimators import evaluate
+from pyro_vae.modelling.vae import build_vae
+from pyro_vae.runs.settings import apply_threads
+from pyro_vae.runs.steps import make_step
+from pyro_vae.runs.training import run_epoch
 
 TRAIN, TEST, SHAPE = 45_000, 10_000, (3, 32, 32)
 STEPS, TEST_IMAGES = 40, 20

@@ -13,8 +13,8 @@ import torch
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-from pyro_vae import checkpoints, figures
 from pyro_vae.data import PixelTransform, load_data
+from pyro_vae.runs import checkpoints, figures
 
 
 def test_images(run_dir: Path, count: int) -> torch.Tensor:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pyro_vae import checkpoints, figures
 from pyro_vae.errors import DataError, PyroVAEError
-from pyro_vae.objectives import training_bound_name
+from pyro_vae.modelling.objectives import training_bound_name
+from pyro_vae.runs import checkpoints, figures
 
 
 def scored_bound(metrics_path: Path) -> figures.Mark:

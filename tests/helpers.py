@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from pyro_vae import config
-from pyro_vae.config import CONF
 from pyro_vae.data import cifar10
-from pyro_vae.experiment import run_experiment
+from pyro_vae.runs import config
+from pyro_vae.runs.config import CONF
+from pyro_vae.runs.training_run import run_experiment
 
 __all__ = [
     "CIFAR10_BATCHES",
@@ -70,7 +70,7 @@ def _composed(overrides: Tuple[str, ...]) -> DictConfig:
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """``pyro_vae.config.compose_config(overrides)``, each call its own copy. Composition is
+    """``pyro_vae.runs.config.compose_config(overrides)``, each call its own copy. Composition is
     deterministic and costs Hydra a fifth of a second, so each distinct list is composed once a
     session; a refused one raises every time."""
     return copy.deepcopy(_composed(tuple(overrides)))

@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 
-from pyro_vae import atomic
 from pyro_vae.errors import OutputError, PyroVAEError
-from pyro_vae.experiment import run_experiment
+from pyro_vae.runs import atomic
+from pyro_vae.runs.training_run import run_experiment
 
 from .helpers import compose_tiny
 

@@ -4,12 +4,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from pyro_vae import optimizers
 from pyro_vae.errors import ConfigError
-from pyro_vae.objectives import make_objective
-from pyro_vae.optimizers import make_optimizer
-from pyro_vae.schema import GROUP_SCHEMAS, Config, register_schemas
-from pyro_vae.settings import apply_threads, resolve_device, validate
+from pyro_vae.modelling.objectives import make_objective
+from pyro_vae.runs import optimizers
+from pyro_vae.runs.optimizers import make_optimizer
+from pyro_vae.runs.schema import GROUP_SCHEMAS, Config, register_schemas
+from pyro_vae.runs.settings import apply_threads, resolve_device, validate
 
 from .helpers import CONF, compose_config, one_line, run_py
 

@@ -10,8 +10,8 @@ import torch
 
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.data.batches import MinibatchSampler
-from pyro_vae.steps import make_step
-from pyro_vae.vae import build_vae
+from pyro_vae.modelling.vae import build_vae
+from pyro_vae.runs.steps import make_step
 
 from .helpers import compose_tiny, read_metrics, train_tiny_run
 

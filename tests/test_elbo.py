@@ -19,8 +19,8 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-from pyro_vae.objectives import IWAE_ELBO, CorrectedJitTrace_ELBO, DeviceTrace_ELBO
-from pyro_vae.vae import build_vae
+from pyro_vae.modelling.objectives import IWAE_ELBO, CorrectedJitTrace_ELBO, DeviceTrace_ELBO
+from pyro_vae.modelling.vae import build_vae
 
 from .hand_densities import (
     bernoulli_log_density,

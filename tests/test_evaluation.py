@@ -6,7 +6,7 @@ import pyro
 import pytest
 import torch
 
-from pyro_vae.evaluation import bits_per_dim, evaluate
+from pyro_vae.modelling.estimators import bits_per_dim, evaluate
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -27,10 +27,10 @@ from pyro.infer import Trace_ELBO
 from torch import nn
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-from pyro_vae.evaluation import evaluate
-from pyro_vae.evaluation import test_metrics as project_test_metrics
-from pyro_vae.likelihoods import BernoulliPixels, GaussianPixels
-from pyro_vae.vae import VAE, build_vae
+from pyro_vae.modelling.estimators import evaluate
+from pyro_vae.modelling.estimators import test_metrics as project_test_metrics
+from pyro_vae.modelling.likelihoods import BernoulliPixels, GaussianPixels
+from pyro_vae.modelling.vae import VAE, build_vae
 
 from .hand_densities import bernoulli_log_density, normal_log_density, standard_normal_log_density
 from .helpers import compose_config

@@ -6,7 +6,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from pyro_vae import figures
+from pyro_vae.runs import figures
 
 from .helpers import read_metrics, run_python, train_tiny_run
 

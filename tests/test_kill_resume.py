@@ -11,13 +11,13 @@ import signal
 import pytest
 import torch
 
-from pyro_vae import checkpoints
+from pyro_vae.runs import checkpoints
 
 from .helpers import run_py, run_python, tiny
 
 KILL_AFTER_STEPS_OF_EPOCH_2 = """
 import os, runpy, signal, sys
-import pyro_vae.training as training
+import pyro_vae.runs.training as training
 
 run_epoch = training.run_epoch
 

@@ -14,9 +14,8 @@ from torch import nn
 
 from pyro_vae.data import PixelTransform
 from pyro_vae.errors import ConfigError
-from pyro_vae.evaluation import test_metrics as project_test_metrics
-from pyro_vae.experiment import run_experiment
-from pyro_vae.likelihoods import (
+from pyro_vae.modelling.estimators import test_metrics as project_test_metrics
+from pyro_vae.modelling.likelihoods import (
     INITIAL_SCALE,
     RUNNING_MOMENTUM,
     DiscretizedLogistic,
@@ -24,8 +23,9 @@ from pyro_vae.likelihoods import (
     GaussianPixels,
     GreyLevels,
 )
-from pyro_vae.settings import validate
-from pyro_vae.vae import VAE, build_vae
+from pyro_vae.modelling.vae import VAE, build_vae
+from pyro_vae.runs.settings import validate
+from pyro_vae.runs.training_run import run_experiment
 
 from .hand_densities import (
     discretized_logistic_log_mass,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pyro_vae.errors import ConfigError
-from pyro_vae.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_sizes
+from pyro_vae.modelling.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_sizes
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 import pyro_vae
-from pyro_vae import figures, finished_run, tasks
 from pyro_vae.errors import ConfigError, DataError
+from pyro_vae.runs import figures, finished_run, tasks
 
 from .helpers import compose_config, read_metrics, run_py, run_py_refused, snapshot, train_tiny_run
 

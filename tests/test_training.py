@@ -6,17 +6,17 @@ import pyro
 import pytest
 import torch
 
-import pyro_vae.training as training
-from pyro_vae import checkpoints
+import pyro_vae.runs.training as training
 from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.errors import ConfigError, DivergenceError
-from pyro_vae.evaluation import Evaluation
-from pyro_vae.experiment import run_experiment
-from pyro_vae.objectives import DeviceTrace_ELBO
-from pyro_vae.schedules import burda_factor, epochs_without_improvement, make_schedule, step_schedule
-from pyro_vae.settings import validate
-from pyro_vae.training import TrainingState, fit
-from pyro_vae.vae import VAE, build_vae
+from pyro_vae.modelling.estimators import Evaluation
+from pyro_vae.modelling.objectives import DeviceTrace_ELBO
+from pyro_vae.modelling.vae import VAE, build_vae
+from pyro_vae.runs import checkpoints
+from pyro_vae.runs.schedules import burda_factor, epochs_without_improvement, make_schedule, step_schedule
+from pyro_vae.runs.settings import validate
+from pyro_vae.runs.training import TrainingState, fit
+from pyro_vae.runs.training_run import run_experiment
 
 from .helpers import compose_config, compose_tiny
 

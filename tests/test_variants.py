@@ -9,11 +9,11 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 import pyro_vae
 from pyro_vae.errors import ConfigError
-from pyro_vae.evaluation import evaluate
-from pyro_vae.objectives import make_objective
-from pyro_vae.settings import validate
-from pyro_vae.training import kl_weight_at
-from pyro_vae.vae import build_vae
+from pyro_vae.modelling.estimators import evaluate
+from pyro_vae.modelling.objectives import make_objective
+from pyro_vae.modelling.vae import build_vae
+from pyro_vae.runs.settings import validate
+from pyro_vae.runs.training import kl_weight_at
 
 from .helpers import compose_config, compose_tiny, read_metrics, train_tiny_run
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 from omegaconf.nodes import BooleanNode, FloatNode, IntegerNode, StringNode
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .schema import GROUP_SCHEMAS
 
 # Hydra's own console format: the refusals of run.py's task function look the same.

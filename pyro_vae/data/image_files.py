@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DataError
+from ..errors import DataError
 
 
 def read_image(path: Path, image_shape: Sequence[int]) -> torch.Tensor:

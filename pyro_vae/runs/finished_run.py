@@ -15,12 +15,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from ..data import DataSplits, PixelTransform, load_data
+from ..errors import ConfigError
+from ..modelling.vae import VAE
 from . import checkpoints
-from .data import DataSplits, PixelTransform, load_data
-from .errors import ConfigError
 from .run_directory import check_output_dir
 from .settings import apply_threads, resolve_device
-from .vae import VAE
 
 # Settings that a task takes from its own command line when given there, and otherwise from the
 # run: they change how the test figures are estimated or where this machine keeps the data, never

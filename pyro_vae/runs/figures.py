@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
+from ..modelling.vae import VAE
 from .atomic import atomic_path
-from .vae import VAE
 
 MANIFOLD_STEPS = 20
 

@@ -12,9 +12,9 @@ from typing import Any, Dict, List, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import ConfigError
 from . import checkpoints
 from .atomic import write_text
-from .errors import ConfigError
 
 # Settings a resumed run takes from its new command line, all applied from the next epoch on:
 # the epoch budget, early stopping, evaluation, what watches the run, the device and threads, and where

@@ -17,9 +17,9 @@ from torch import nn
 from torch.distributions.utils import broadcast_all
 from torch.nn import functional as F
 
-from .data import LEVELS
-from .errors import ConfigError
-from .values import is_number
+from ..data import LEVELS
+from ..errors import ConfigError
+from ..runs.values import is_number
 
 # A learned sigma starts at min_scale + INITIAL_SCALE, near the calibrated sigma (the RMS error
 # of the reconstructions) of an early decoder: one that ignores z has the RMS deviation of the

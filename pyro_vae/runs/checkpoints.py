@@ -10,9 +10,9 @@ from typing import Any, Dict, Union
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import DataError
+from ..modelling.vae import VAE, build_vae
 from .atomic import save_torch
-from .errors import DataError
-from .vae import VAE, build_vae
 
 BEST = "checkpoint.pt"
 LAST = "last.pt"

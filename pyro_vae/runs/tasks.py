@@ -3,8 +3,8 @@
 Each task rebuilds the run's VAE from its ``checkpoint.pt`` on this machine's device (so a
 GPU-trained model works on a CPU), reads the run's own data settings from the config stored in
 the checkpoint, and writes only into its own Hydra output directory: the run directory is
-never modified. ``task=train`` (the default) is :func:`pyro_vae.experiment.run_experiment`.
-Loading the run is :mod:`pyro_vae.finished_run`; its figures are drawn by :mod:`pyro_vae.figures`.
+never modified. ``task=train`` (the default) is :func:`pyro_vae.runs.training_run.run_experiment`.
+Loading the run is :mod:`pyro_vae.runs.finished_run`; its figures are drawn by :mod:`pyro_vae.runs.figures`.
 """
 
 import logging
@@ -14,13 +14,13 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..data.image_files import read_image
+from ..errors import ConfigError
+from ..modelling.estimators import test_metrics
 from . import figures
-from .errors import ConfigError
-from .evaluation import test_metrics
-from .experiment import run_experiment
 from .finished_run import FinishedRun, open_run
-from .image_files import read_image
 from .reporting import write_metrics
+from .training_run import run_experiment
 from .values import is_integer, positive_int
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from pyro.poutine import Trace
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent, Normal
 
-from .errors import ConfigError
-from .values import positive_int
+from ..errors import ConfigError
+from ..runs.values import positive_int
 
 # The model has one plate (the data); declaring it spares Pyro a trace to discover it.
 MAX_PLATE_NESTING = 1

@@ -6,7 +6,7 @@ check of a count or a size goes through here, so that ``latent_dim=true`` is ref
 
 import math
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def is_integer(value: object) -> bool:

@@ -15,9 +15,9 @@ from omegaconf import DictConfig
 from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.elbo import ELBO
 
-from .objectives import make_objective
+from ..modelling.objectives import make_objective
+from ..modelling.vae import VAE
 from .optimizers import make_optimizer, make_pyro_optimizer
-from .vae import VAE
 
 
 class TrainingStep(Protocol):

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from pyro.optim import PyroOptim
 from pyro.optim.clipped_adam import ClippedAdam
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .values import is_number
 
 NAMES = ("adam", "clipped_adam", "rmsprop", "adagrad")

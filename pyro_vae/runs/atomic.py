@@ -15,7 +15,7 @@ from typing import Any, Iterator, Union
 
 import torch
 
-from .errors import OutputError
+from ..errors import OutputError
 
 PathLike = Union[str, os.PathLike]
 

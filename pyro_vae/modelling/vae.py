@@ -19,9 +19,9 @@ from pyro import poutine
 from torch import nn
 from torch.nn import functional as F
 
-from .bayesian import MeanFieldWeights, make_bayesian_
 from .likelihoods import build_likelihood
 from .networks import NETWORKS
+from .weights import MeanFieldWeights, make_bayesian_
 
 
 class VAE(nn.Module):

@@ -2,7 +2,7 @@
 
 The joblib launcher runs jobs inside a pool of loky workers; when one worker dies (``kill -9``,
 the OOM killer) loky shuts the whole pool down, and every other job of the sweep dies with it.
-Here the worker only waits for a child ``python -m pyro_vae.job_process`` that does the job's
+Here the worker only waits for a child ``python -m pyro_vae.runs.job_process`` that does the job's
 work: a killed child is one failed job, recorded as such in the sweep summary, and the worker
 goes on to the next job.
 """
@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import torch
 from omegaconf import DictConfig
 
-from .errors import PyroVAEError
+from ..errors import PyroVAEError
 
 Task = Callable[[DictConfig, Path], Optional[float]]
 

@@ -18,15 +18,15 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from ..data import DataSplits, PixelTransform
+from ..data.batches import MinibatchSampler
+from ..errors import ConfigError, DivergenceError
+from ..modelling.estimators import evaluate
+from ..modelling.vae import VAE
 from . import checkpoints
-from .data import DataSplits, PixelTransform
-from .data.batches import MinibatchSampler
-from .errors import ConfigError, DivergenceError
-from .evaluation import evaluate
 from .schedules import epochs_without_improvement, make_schedule, step_schedule
 from .steps import TrainingStep, make_step
 from .tensorboard_logger import NO_LOGGER, RunLogger
-from .vae import VAE
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 TensorBoard's event files go to ``RUN_DIR/tensorboard/``. Each epoch: every column of
 ``history.csv`` (``val_elbo`` as ``val/elbo``, ``lr`` as ``train/lr``: see :func:`scalar_tag`),
 and the validation pass's closed-form KL(q(z|x) || p(z)) and reconstruction term E_q[log p(x|z)]
-(``val/kl``, ``val/reconstruction``: :func:`~pyro_vae.evaluation.evaluate` computes them beside
+(``val/kl``, ``val/reconstruction``: :func:`~pyro_vae.modelling.estimators.evaluate` computes them beside
 the validation ELBO, so they cost no extra pass). Every ``logger.image_every`` epochs:
 reconstructions of validation images and decoded prior draws. At the end: the run's settings as
 hparams beside its results, the ``test_*`` and ``val_*`` figures of ``metrics.json`` (``test_elbo``
@@ -25,11 +25,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid
 
+from ..errors import ConfigError
+from ..modelling.estimators import Evaluation
+from ..modelling.vae import VAE
 from . import figures
-from .errors import ConfigError
-from .evaluation import Evaluation
 from .run_directory import changeable_on_resume, flatten
-from .vae import VAE
 
 LOGGERS = ("none", "tensorboard")
 FOLDER = "tensorboard"

@@ -3,11 +3,11 @@
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .bayesian import MIN_SCALE
-from .errors import ConfigError
-from .likelihoods import build_likelihood
-from .networks import ACTIVATIONS, NETWORKS
-from .objectives import make_objective
+from ..errors import ConfigError
+from ..modelling.likelihoods import build_likelihood
+from ..modelling.networks import ACTIVATIONS, NETWORKS
+from ..modelling.objectives import make_objective
+from ..modelling.weights import MIN_SCALE
 from .optimizers import optimizer_arguments
 from .tensorboard_logger import LOGGERS, require_tensorboard
 from .values import is_integer, is_number, positive_int

@@ -9,8 +9,8 @@ extends the schema of its keys, e.g. ``conf/optimizer/adam.yaml`` starts with::
 
 The values stay in the YAML files; a schema declares the keys and their types (``MISSING``: the
 YAML file sets it). Hydra then refuses, while it composes, an unknown key, a value of the wrong
-type and an unknown group option; ``pyro_vae.refusals`` words each refusal as one line. Ranges
-and rules between settings stay in ``pyro_vae.settings``.
+type and an unknown group option; ``pyro_vae.runs.refusals`` words each refusal as one line. Ranges
+and rules between settings stay in ``pyro_vae.runs.settings``.
 
 The schemas are stored at the top of Hydra's ConfigStore (not in a config group), so they are
 neither options of a group (``net=...``) nor listed by ``python run.py --help``.

@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig
 from torch.distributions import kl_divergence
 
-from .data import observed_view
+from ..data import observed_view
 from .vae import VAE
 
 log = logging.getLogger(__name__)

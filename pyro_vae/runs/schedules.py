@@ -7,7 +7,7 @@ import torch
 from omegaconf import DictConfig
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 NAMES = ("constant", "plateau", "burda", "cosine")
 

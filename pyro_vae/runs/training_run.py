@@ -9,17 +9,17 @@ from pathlib import Path
 import pyro
 from omegaconf import DictConfig
 
+from ..data import PixelTransform, load_data
+from ..errors import ConfigError
+from ..modelling.estimators import test_metrics
+from ..modelling.objectives import training_bound_name
+from ..modelling.vae import build_vae
 from . import checkpoints, figures
-from .data import PixelTransform, load_data
-from .errors import ConfigError
-from .evaluation import test_metrics
-from .objectives import training_bound_name
 from .reporting import write_history, write_metrics
 from .run_directory import check_output_dir
 from .settings import apply_threads, resolve_device, validate
 from .tensorboard_logger import make_logger
 from .training import fit
-from .vae import build_vae
 
 log = logging.getLogger(__name__)
 
