@@ -1,8 +1,10 @@
-"""Every ``python run.py`` command of the README, and its Python snippet, run as written but shrunk.
+"""Every ``python run.py`` command of the README and the documentation pages (``docs/*.md``), and
+their Python snippet, run as written but shrunk; their settings tables and output contract checked
+against the code.
 
 Shrunk means: the data cut to a few hundred images, one epoch (two for a resumed run), K = 4
 at most two Optuna trials and two joblib workers, with outputs under a temporary folder; everything else is the
-README's own command line. The commands run in-process through ``run.py``'s Hydra entry point
+page's own command line. The commands run in-process through ``run.py``'s Hydra entry point
 (``sys.argv`` set as the shell would), so that the CIFAR-10 commands can read a small archive
 in the official format whose checksums are patched in. The SLURM command cannot run without a
 cluster: its composed launcher configuration is checked instead.
@@ -28,7 +30,11 @@ from .helpers import ROOT, compose_config, read_metrics, write_cifar10_archive
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-README = (ROOT / "README.md").read_text()
+# The README and every documentation page: a command is checked wherever it lives.
+PAGES = {
+    path.relative_to(ROOT).as_posix(): path.read_text()
+    for path in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))]
+}
 SHRINK = {
     "dataset.train_size": "192",
     "dataset.val_size": "64",
@@ -41,15 +47,17 @@ SHRINK = {
 
 
 def readme_commands():
-    """Each ``python run.py`` command of the README, from code blocks and inline code, comments dropped."""
+    """Each ``python run.py`` command of the README and the pages, from code blocks and inline code,
+    comments dropped, each once."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
-        for line in block.splitlines():
-            line = line.split("#")[0].strip()
-            if "run.py" in line:
-                commands.append(line[line.index("run.py") :])
-    for inline in re.findall(r"`(python run\.py[^`]*)`", README):
-        commands.append(" ".join(inline.split())[len("python ") :])
+    for text in PAGES.values():
+        for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+            for line in block.splitlines():
+                line = line.split("#")[0].strip()
+                if "run.py" in line:
+                    commands.append(line[line.index("run.py") :])
+        for inline in re.findall(r"`(python run\.py[^`]*)`", text):
+            commands.append(" ".join(inline.split())[len("python ") :])
     return list(dict.fromkeys(commands))
 
 
@@ -59,7 +67,7 @@ COMMANDS = readme_commands()
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A working folder holding ``outputs/``, a data folder with MNIST and a small CIFAR-10
-    archive, and the image files the README's reconstruct command names."""
+    archive, and the image files the reconstruct command names."""
     folder = tmp_path_factory.mktemp("readme")
     data = folder / "data"
     data.mkdir()
@@ -175,7 +183,7 @@ def run_dirs_of(args):
 
 
 def test_readme_python_snippet_runs(my_run):
-    (snippet,) = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    (snippet,) = [s for text in PAGES.values() for s in re.findall(r"```python\n(.*?)```", text, flags=re.S)]
     path = re.search(r'pyro_vae\.load\("([^"]+)"\)', snippet).group(1)
     namespace = {}
     exec(snippet.replace(path, str(my_run)), namespace)
@@ -183,26 +191,36 @@ def test_readme_python_snippet_runs(my_run):
 
 
 def settings_rows():
-    """(overrides, key, documented default) for every row of the README's setting tables; a row
-    that names a choice (`net=conv`, `elbo=iwae`) is read with it, the Gaussian section's with
-    likelihood=gaussian."""
+    """(overrides, key, documented default) for every row of the setting tables of the README and
+    the pages; a row that names a choice (`net=conv`, `elbo=iwae`) is read with it, those under the
+    heading of the Gaussian decoder with likelihood=gaussian."""
     rows = []
-    for match in re.finditer(r"\| setting \| default \| meaning \|\n\| --- .*\n((?:\|.*\n)+)", README):
-        section = ["likelihood=gaussian"] if "## The Gaussian decoder" in README[: match.start()] else []
-        for line in match.group(1).splitlines():
-            cells = [cell.strip() for cell in line.strip("|").split("|")]
-            names = re.findall(r"`([^`]+)`", cells[0])
-            keys = [name for name in names if "=" not in name]
-            overrides = section + [name for name in names if "=" in name]
-            defaults = [d.strip().strip("`") for d in re.split(r",\s*(?![^\[]*\])", cells[1])]
-            rows += [(overrides, key, default) for key, default in zip(keys, defaults[-len(keys) :])]
+    for text in PAGES.values():
+        for match in re.finditer(r"\| setting \| default \| meaning \|\n\| --- .*\n((?:\|.*\n)+)", text):
+            rows += table_rows(
+                match.group(1), gaussian=bool(re.search(r"^#+ The Gaussian decoder", text[: match.start()], flags=re.M))
+            )
+    return rows
+
+
+def table_rows(table: str, gaussian: bool):
+    """(overrides, key, documented default) for each line of one settings table."""
+    rows = []
+    section = ["likelihood=gaussian"] if gaussian else []
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        names = re.findall(r"`([^`]+)`", cells[0])
+        keys = [name for name in names if "=" not in name]
+        overrides = section + [name for name in names if "=" in name]
+        defaults = [d.strip().strip("`") for d in re.split(r",\s*(?![^\[]*\])", cells[1])]
+        rows += [(overrides, key, default) for key, default in zip(keys, defaults[-len(keys) :])]
     return rows
 
 
 @pytest.mark.parametrize("overrides, key, default", settings_rows())
 def test_readme_settings_tables_give_the_real_defaults(overrides, key, default):
     value = OmegaConf.select(compose_config(overrides), key, default="MISSING")
-    assert value != "MISSING", f"README documents {key}, which the config does not have"
+    assert value != "MISSING", f"the documentation names {key}, which the config does not have"
     if isinstance(value, DictConfig):  # a config group: its chosen option
         value = value.name
     documented = yaml.safe_load(default)
@@ -215,7 +233,9 @@ def test_readme_settings_tables_give_the_real_defaults(overrides, key, default):
 
 
 def test_readme_output_contract_names_every_metric_and_column(my_run):
-    contract = dict(re.findall(r"^\| `(metrics\.json|history\.csv)` \| (.*) \|$", README, flags=re.M))
+    contract = dict(
+        re.findall(r"^\| `(metrics\.json|history\.csv)` \| (.*) \|$", "\n".join(PAGES.values()), flags=re.M)
+    )
     variant_only = {"test_bits_per_dim", "test_elbo_given_weights", "test_weight_kl"}  # Gaussian, Bayesian decoders
     documented = set(re.findall(r"`([a-z_]+)`", contract["metrics.json"])) - variant_only
     assert documented == set(read_metrics(my_run))

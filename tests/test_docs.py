@@ -1,0 +1,115 @@
+"""The README as a short front door and the documentation pages behind it (``docs/*.md``, built
+into a site by ``mkdocs.yml``): every relative link leads to a file, every page is in the site's
+navigation, the test command is the same wherever it is written, and the strict build passes."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from .helpers import ROOT
+
+README = ROOT / "README.md"
+PAGES = sorted((ROOT / "docs").glob("*.md"))
+README_LIMIT = 15_000  # characters: the details live in docs/
+
+
+def without_code(text: str) -> str:
+    """The Markdown text with its fenced blocks, indented blocks and inline code taken out, where
+    brackets and parentheses are not links."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    text = re.sub(r"^(?: {4}|\t).*$", "", text, flags=re.M)
+    return re.sub(r"`[^`]*`", "", text)
+
+
+def relative_links(path):
+    """The targets of the Markdown links and images of ``path`` that are not web addresses or
+    anchors on the same page, without their anchor."""
+    targets = re.findall(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)", without_code(path.read_text()))
+    return [
+        target.split("#")[0]
+        for target in targets
+        if not re.match(r"[a-z][a-z0-9+.-]*:", target, flags=re.I) and not target.startswith("#")
+    ]
+
+
+def test_the_readme_is_a_short_front_door():
+    assert len(README.read_text()) < README_LIMIT
+
+
+@pytest.mark.parametrize("page", [README, *PAGES], ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_every_relative_link_leads_to_a_file(page):
+    links = relative_links(page)
+    missing = [target for target in links if not (page.parent / target).exists()]
+    assert not missing, f"{page.name} links to files that do not exist: {missing}"
+    if page.parent.name == "docs":  # the site is built from docs/ alone: a link out of it breaks there
+        outside = [t for t in links if not (page.parent / t).resolve().is_relative_to((ROOT / "docs").resolve())]
+        assert not outside, f"{page.name} links out of docs/: {outside}"
+
+
+def test_the_link_check_finds_links():
+    assert "docs/figures/samples.png" in relative_links(README)
+    assert "figures/reconstructions.png" in relative_links(ROOT / "docs" / "runs.md")
+
+
+@pytest.mark.parametrize("page", [README, *PAGES], ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_every_table_row_has_the_cells_of_its_header(page):
+    """A ``|`` inside a cell, p(x|z) say, must be written ``\\|``, or it splits the cell in two."""
+    width = None
+    for number, line in enumerate(page.read_text().splitlines(), 1):
+        if not line.startswith("|"):
+            width = None
+            continue
+        cells = len(re.split(r"(?<!\\)\|", line.strip().strip("|")))
+        width = width or cells
+        assert cells == width, f"{page.name}:{number} has {cells} cells, its header {width}"
+
+
+def test_every_page_is_in_the_site_navigation():
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+
+    def pages(nav):
+        for entry in nav:
+            value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+            yield from pages(value) if isinstance(value, list) else [value]
+
+    assert config["docs_dir"] == "docs"
+    assert sorted(pages(config["nav"])) == [page.name for page in PAGES]
+
+
+def readme_test_command():
+    (command,) = {
+        line.strip()
+        for block in re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+        for line in block.splitlines()
+        if '".[test]"' in line
+    }
+    return command
+
+
+def test_the_test_command_is_one_command_everywhere():
+    """``.ci/run`` runs the README's test command verbatim, the home page shows the same, and it
+    runs the strict documentation build."""
+    command = readme_test_command()
+    assert "mkdocs build --strict" in command and "--quiet" not in command  # --quiet hides what --strict counts
+    assert (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1] == command
+    for page in PAGES:
+        for line in page.read_text().splitlines():
+            if '".[test]"' in line and "ruff" in line:
+                assert line.strip() == command, page.name
+
+
+@pytest.mark.slow
+def test_the_site_builds_strictly(tmp_path):
+    """``mkdocs build --strict``: a broken link or anchor, a page left out of the navigation or a
+    docstring the API reference cannot read fails it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "site" / "api" / "index.html").is_file()
