@@ -16,9 +16,8 @@ from pyro_vae.errors import PyroVAEError
 from pyro_vae.runs.job_process import run_in_child_process, runs_in_a_worker_pool
 from pyro_vae.runs.refusals import check_against_schema, composition_refusal, refusal_line
 from pyro_vae.runs.run_directory import RunDirectoryInUse, check_output_dir, write_config_record
-from pyro_vae.runs.schema import register_schemas
+from pyro_vae.runs.schema import option, register_schemas
 from pyro_vae.runs.settings import validate
-from pyro_vae.runs.tasks import TASKS
 
 log = logging.getLogger("pyro_vae")
 
@@ -47,10 +46,11 @@ def main(cfg: DictConfig) -> Optional[float]:
         log.error("%s", exc)
         sys.exit(2)
     write_config_record(cfg, hydra_cfg, output_dir)
+    task = option("task", cfg.task.name).component()  # conf/task/: declared in schema.OPTIONS
     try:
         if multirun and runs_in_a_worker_pool(hydra_cfg.launcher):
-            return run_in_child_process(TASKS[cfg.task.name], cfg, output_dir)  # a killed job fails alone
-        return TASKS[cfg.task.name](cfg, output_dir)
+            return run_in_child_process(task, cfg, output_dir)  # a killed job fails alone
+        return task(cfg, output_dir)
     except PyroVAEError as exc:
         if multirun:
             raise

@@ -16,9 +16,9 @@ import pyro
 import torch
 from common import add_results_argument, config, save_results, table
 
-from pyro_vae.data import PixelTransform, load_data
+from pyro_vae.data import PixelTransform
 from pyro_vae.modelling.objectives import IWAE_ELBO
-from pyro_vae.modelling.vae import build_vae
+from pyro_vae.runs.builders import build_vae, load_dataset
 
 
 def encoder_gradients(vae, x, k: int, gradient: str, repeats: int) -> torch.Tensor:
@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = config([f"dataset.test_size={args.batch}"])
-    data = load_data(cfg.dataset, torch.device("cpu"))
+    data = load_dataset(cfg, torch.device("cpu"))
     x = PixelTransform("dynamic", seed=0, likelihood="bernoulli").fixed(data.test.images, "test")
     pyro.set_rng_seed(0)
     vae = build_vae(cfg, data.image_shape, data.num_classes)

@@ -25,8 +25,8 @@ from pyro.infer import SVI, Trace_ELBO
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from pyro_vae.data import PixelTransform, load_data, mnist
-from pyro_vae.modelling.vae import build_vae
+from pyro_vae.data import mnist
+from pyro_vae.runs.builders import build_vae, load_dataset, pixel_transform
 from pyro_vae.runs.steps import make_step
 from pyro_vae.runs.training import run_epoch
 
@@ -38,8 +38,8 @@ def fresh_vae(cfg):
 
 
 def project_epoch(cfg, run_dir: Path) -> float:
-    data = load_data(cfg.dataset, torch.device(cfg.device))
-    sampler = PixelTransform.of_run(cfg).minibatches(data.train, cfg.batch_size)
+    data = load_dataset(cfg, torch.device(cfg.device))
+    sampler = pixel_transform(cfg).minibatches(data.train, cfg.batch_size)
     vae = fresh_vae(cfg)
     step = make_step(vae, cfg, len(data.train))
     start = time.perf_counter()

@@ -22,9 +22,8 @@ import torch
 from common import add_results_argument, config, save_results, table
 
 from pyro_vae import load
-from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.modelling.estimators import evaluate
-from pyro_vae.modelling.vae import build_vae
+from pyro_vae.runs.builders import build_vae, load_dataset, pixel_transform
 
 DEFAULT_CHUNK = 2048  # eval.chunk_size in conf/config.yaml
 
@@ -39,9 +38,9 @@ def measure(
     """Runs in a fresh process: load the data and model, then time one evaluation."""
     cfg = config([f"experiment={experiment}"] if experiment else [])
     pyro.set_rng_seed(0)
-    data = load_data(cfg.dataset, torch.device("cpu"))
+    data = load_dataset(cfg, torch.device("cpu"))
     vae = load(run_dir) if run_dir else build_vae(cfg, data.image_shape, data.num_classes)
-    test = PixelTransform.of_run(cfg).fixed(data.test.images, "test")
+    test = pixel_transform(cfg).fixed(data.test.images, "test")
     test = test[:images] if images else test
     before = _peak_rss_mib()
     start = time.perf_counter()

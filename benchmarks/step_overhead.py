@@ -27,8 +27,8 @@ import torch
 from common import add_results_argument, config, ms_per_call, save_results, table
 from pyro.infer import SVI, Trace_ELBO
 
-from pyro_vae.data import PixelTransform, load_data
-from pyro_vae.modelling.vae import build_vae
+from pyro_vae.data import PixelTransform
+from pyro_vae.runs.builders import build_vae, load_dataset
 from pyro_vae.runs.optimizers import fused_adam_runs_on
 from pyro_vae.runs.steps import make_step
 
@@ -124,7 +124,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.trace's deprecation, for elbo=jit
 
-    data = load_data(config().dataset, torch.device("cpu"))
+    data = load_dataset(config(), torch.device("cpu"))
     num_data, shape = len(data.train), data.image_shape
     pixels = PixelTransform("dynamic", seed=0, likelihood="bernoulli")
     rows = []

@@ -16,11 +16,10 @@ import pyro
 import torch
 
 from pyro_vae import compose_config
-from pyro_vae.data import PixelTransform
 from pyro_vae.data.batches import MinibatchSampler
 from pyro_vae.data.splits import LabelledImages
 from pyro_vae.modelling.estimators import evaluate
-from pyro_vae.modelling.vae import build_vae
+from pyro_vae.runs.builders import build_vae, pixel_transform
 from pyro_vae.runs.settings import apply_threads
 from pyro_vae.runs.steps import make_step
 from pyro_vae.runs.training import run_epoch
@@ -34,7 +33,7 @@ def main(overrides: List[str]) -> None:
     apply_threads(cfg.threads)
     pyro.set_rng_seed(0)
     images = torch.randint(0, 256, ((STEPS + 2) * cfg.batch_size, *SHAPE), dtype=torch.uint8)
-    transform = PixelTransform.of_run(cfg)
+    transform = pixel_transform(cfg)
     vae = build_vae(cfg, SHAPE, 10)
     step = make_step(vae, cfg, TRAIN)
 

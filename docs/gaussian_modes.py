@@ -13,15 +13,15 @@ import torch
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.runs import checkpoints, figures
+from pyro_vae.runs.builders import load_dataset, pixel_transform
 
 
 def test_images(run_dir: Path, count: int) -> torch.Tensor:
     """The run's first ``count`` test images, in the view its likelihood scores."""
     cfg = OmegaConf.create(checkpoints.read(run_dir / checkpoints.BEST)["config"])
-    images = load_data(cfg.dataset, torch.device("cpu")).test.images[:count]
-    return PixelTransform.of_run(cfg).fixed(images, "test")
+    images = load_dataset(cfg, torch.device("cpu")).test.images[:count]
+    return pixel_transform(cfg).fixed(images, "test")
 
 
 @torch.no_grad()

@@ -6,7 +6,8 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from pyro_vae.modelling.vae import VAE, build_vae
+from pyro_vae.modelling.vae import VAE
+from pyro_vae.runs.builders import build_vae
 
 from .helpers import compose_tiny
 

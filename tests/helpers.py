@@ -217,3 +217,14 @@ def tiny_cifar10(folder: Path, monkeypatch) -> List[str]:
         "eval.iwae_k=4",
         "device=cpu",
     ]
+
+
+def program(vae, num_data: int):
+    """``vae``'s model and guide, its data plate standing for a data set of ``num_data`` images."""
+    vae.num_data = num_data
+    return vae.model, vae.guide
+
+
+def inputs(vae, x, y):
+    """What ``vae``'s model and guide take: the images, and the labels of a conditional VAE."""
+    return (x, y) if vae.conditional else (x,)

@@ -5,10 +5,10 @@ import torch
 from omegaconf import OmegaConf
 
 from pyro_vae.errors import ConfigError
-from pyro_vae.modelling.objectives import make_objective
 from pyro_vae.runs import optimizers
+from pyro_vae.runs.builders import make_objective
 from pyro_vae.runs.optimizers import make_optimizer
-from pyro_vae.runs.schema import GROUP_SCHEMAS, Config, register_schemas
+from pyro_vae.runs.schema import OPTIONS, Config, register_schemas
 from pyro_vae.runs.settings import apply_threads, resolve_device, validate
 
 from .helpers import CONF, compose_config, one_line, run_py
@@ -87,13 +87,12 @@ def test_adam_falls_back_to_foreach_with_one_warning_where_torch_has_no_fused_cp
 
 
 def test_invalid_objective_optimizer_and_device_are_refused():
-    cfg = compose_config(["elbo.num_particles=0"])
     with pytest.raises(ConfigError, match="elbo.num_particles=0: must be a positive integer"):
-        make_objective(cfg.elbo)
+        validate(compose_config(["elbo.num_particles=0"]))
     with pytest.raises(ConfigError, match="lr=-0.1: must be a positive finite number"):
-        make_optimizer(cfg.optimizer, -0.1, [torch.nn.Parameter(torch.zeros(3))], 1)
-    with pytest.raises(ConfigError, match="device=tpu: choose auto, cpu or cuda"):
-        resolve_device("tpu")
+        validate(compose_config(["lr=-0.1"]))
+    with pytest.raises(ConfigError, match="device=tpu: choose one of auto, cpu, cuda"):
+        compose_config(["device=tpu"])
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device=cuda: no CUDA device"):
             resolve_device("cuda")
@@ -181,11 +180,13 @@ def test_composition_refuses_unknown_keys_wrong_types_and_unknown_choices_in_one
 
 
 def test_every_file_of_a_config_group_has_a_schema_and_gives_its_node_that_type():
-    assert set(GROUP_SCHEMAS) <= {p.name for p in CONF.iterdir() if p.is_dir()}
-    for group, schemas in GROUP_SCHEMAS.items():
-        assert sorted(p.stem for p in (CONF / group).glob("*.yaml")) == sorted(schemas), group
-        for option, schema in schemas.items():
-            assert OmegaConf.get_type(compose_config([f"{group}={option}"])[group]) is schema, (group, option)
+    assert set(OPTIONS) <= {p.name for p in CONF.iterdir() if p.is_dir()}
+    for group, options in OPTIONS.items():
+        assert sorted(p.stem for p in (CONF / group).glob("*.yaml")) == sorted(options), group
+        for name, declared in options.items():
+            assert OmegaConf.get_type(compose_config([f"{group}={name}"])[group]) is declared.schema, (group, name)
+            if declared.builds is not None:
+                assert declared.component() is not None  # what it builds imports
     assert OmegaConf.get_type(compose_config()) is Config
 
 

@@ -8,9 +8,8 @@ import pyro
 import pytest
 import torch
 
-from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.data.batches import MinibatchSampler
-from pyro_vae.modelling.vae import build_vae
+from pyro_vae.runs.builders import build_vae, load_dataset, pixel_transform
 from pyro_vae.runs.steps import make_step
 
 from .helpers import compose_tiny, read_metrics, train_tiny_run
@@ -26,10 +25,10 @@ def test_one_epoch_on_cuda_end_to_end(tmp_path):
 
 def test_training_steps_never_wait_on_the_host():
     cfg = compose_tiny("device=cuda")
-    data = load_data(cfg.dataset, torch.device("cuda"))
+    data = load_dataset(cfg, torch.device("cuda"))
     assert data.train.images.is_cuda
     vae = build_vae(cfg, data.image_shape, data.num_classes).cuda()
-    pixels = PixelTransform(cfg.dataset.binarize, cfg.seed, cfg.likelihood.name)
+    pixels = pixel_transform(cfg)
     sampler = MinibatchSampler(
         pixels.training_source(data.train.images), data.train.labels, cfg.batch_size, pixels.training_batch
     )

@@ -7,10 +7,15 @@ import shutil
 import pytest
 import torch
 
-from pyro_vae.data import PixelTransform, load_data, mnist
+from pyro_vae.data import Binarization, Observation, PixelTransform, mnist
 from pyro_vae.data.batches import MinibatchSampler
 from pyro_vae.data.idx import parse_idx, read_verified_bytes
 from pyro_vae.errors import ConfigError, DataError
+from pyro_vae.runs.builders import load_dataset
+from pyro_vae.runs.schema import option
+from pyro_vae.runs.settings import validate
+
+from .helpers import compose_config
 
 
 def idx_bytes(array: torch.Tensor) -> bytes:
@@ -112,7 +117,7 @@ def test_download_fetches_missing_files_through_torchvision(tmp_path, monkeypatc
 
 
 def test_splits_hold_out_validation_and_take_heads(tiny_cfg):
-    data = load_data(tiny_cfg.dataset, torch.device("cpu"))
+    data = load_dataset(tiny_cfg, torch.device("cpu"))
     assert (len(data.train), len(data.val), len(data.test)) == (512, 256, 128)
     full = mnist.load_mnist()
     assert torch.equal(data.val.images, full["train"].images[-256:])
@@ -123,25 +128,25 @@ def test_splits_hold_out_validation_and_take_heads(tiny_cfg):
 def test_split_sizes_out_of_range_are_refused(tiny_cfg):
     tiny_cfg.dataset.train_size = 10**6
     with pytest.raises(ConfigError, match=r"dataset\.train_size=1000000: must be null or an integer from 1 to"):
-        load_data(tiny_cfg.dataset, torch.device("cpu"))
+        load_dataset(tiny_cfg, torch.device("cpu"))
 
 
 def test_binarization_modes():
     images = torch.tensor([[0, 64, 128, 255]] * 4000, dtype=torch.uint8)
-    dynamic = PixelTransform("dynamic", seed=0, likelihood="bernoulli")
+    dynamic = PixelTransform("dynamic", seed=0, observes=Observation.binary)
     first, second = dynamic.training_batch(images), dynamic.training_batch(images)
     assert set(first.unique().tolist()) <= {0.0, 1.0} and not torch.equal(first, second)
     assert torch.allclose(first.mean(0), images[0].float() / 255, atol=0.03)
     assert torch.equal(dynamic.fixed(images, "test"), dynamic.fixed(images, "test"))
     assert not torch.equal(dynamic.fixed(images, "test"), dynamic.fixed(images, "val"))
-    static = PixelTransform("static", seed=0, likelihood="bernoulli")
+    static = PixelTransform("static", seed=0, observes=Observation.binary)
     source = static.training_source(images)
     assert torch.equal(static.training_batch(source), source) and set(source.unique().tolist()) <= {0.0, 1.0}
 
 
 def test_dequantization_spreads_each_grey_level_over_its_bin():
     images = torch.tensor([[0, 64, 255]] * 4000, dtype=torch.uint8)
-    view = PixelTransform("none", seed=0, likelihood="gaussian").training_batch(images)
+    view = PixelTransform("none", seed=0, observes=Observation.dequantized).training_batch(images)
     low, high = images.float() / 256, (images.float() + 1) / 256
     assert torch.all((view >= low) & (view < high))
     assert torch.allclose(view.mean(0), (images[0].float() + 0.5) / 256, atol=2e-3)
@@ -165,8 +170,12 @@ def test_dequantization_spreads_each_grey_level_over_its_bin():
     ],
 )
 def test_pixel_modes_that_make_no_sense_are_refused(binarize, likelihood, message):
+    observes = option("likelihood", likelihood).component().observes
     with pytest.raises(ConfigError, match=message):
-        PixelTransform(binarize, seed=0, likelihood=likelihood)
+        PixelTransform(binarize, seed=0, observes=observes, likelihood=likelihood)
+    if binarize in Binarization.values():  # the run refuses the same pair before it reads any data
+        with pytest.raises(ConfigError, match=message):
+            validate(compose_config([f"likelihood={likelihood}", f"dataset.binarize={binarize}"]))
 
 
 def test_minibatch_sampler_covers_a_permutation_in_full_batches():

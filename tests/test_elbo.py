@@ -20,7 +20,7 @@ import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from pyro_vae.modelling.objectives import IWAE_ELBO, CorrectedJitTrace_ELBO, DeviceTrace_ELBO
-from pyro_vae.modelling.vae import build_vae
+from pyro_vae.runs.builders import build_vae
 
 from .hand_densities import (
     bernoulli_log_density,
@@ -29,7 +29,7 @@ from .hand_densities import (
     normal_log_density,
     standard_normal_log_density,
 )
-from .helpers import assert_same_loss_and_gradients, compose_tiny, parameter_gradients
+from .helpers import assert_same_loss_and_gradients, compose_tiny, parameter_gradients, program
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -73,7 +73,7 @@ def test_trace_elbo_equals_hand_derivation_with_same_draw(small_vae, binary_batc
     x = binary_batch
     pyro.set_rng_seed(SEED)
     with pyro.validation_enabled(validation):
-        ours = elbo.differentiable_loss(small_vae.model, small_vae.guide, x, num_data=NUM_DATA)
+        ours = elbo.differentiable_loss(*program(small_vae, NUM_DATA), x)
     pyro.set_rng_seed(SEED)
     assert_same_loss_and_gradients(small_vae, ours, hand_terms(small_vae, x).elbo_loss(len(x)))
 
@@ -89,11 +89,11 @@ def test_jit_trace_elbo_equals_hand_derivation_in_expectation(small_vae, binary_
     400 draws on each side, the two means within 5 standard errors of their difference."""
     x, draws = binary_batch, 400
     jit = CorrectedJitTrace_ELBO(ignore_jit_warnings=True)
-    model, guide = small_vae.model, small_vae.guide  # one compiled graph: the cache is keyed by their id()
+    model, guide = program(small_vae, NUM_DATA)  # one compiled graph: the cache is keyed by their id()
     ours, hand = [], []
     for seed in range(draws):
         pyro.set_rng_seed(seed)
-        ours.append(flat_loss_and_gradients(small_vae, jit.differentiable_loss(model, guide, x, num_data=NUM_DATA)))
+        ours.append(flat_loss_and_gradients(small_vae, jit.differentiable_loss(model, guide, x)))
         hand.append(flat_loss_and_gradients(small_vae, hand_terms(small_vae, x).elbo_loss(len(x))))
     ours, hand = torch.stack(ours), torch.stack(hand)
     assert not torch.allclose(ours[0], ours[1])  # the draws do vary
@@ -104,7 +104,7 @@ def test_jit_trace_elbo_equals_hand_derivation_in_expectation(small_vae, binary_
 def test_meanfield_elbo_equals_closed_form_kl_derivation(small_vae, binary_batch):
     x = binary_batch
     pyro.set_rng_seed(SEED)
-    ours = TraceMeanField_ELBO().differentiable_loss(small_vae.model, small_vae.guide, x, num_data=NUM_DATA)
+    ours = TraceMeanField_ELBO().differentiable_loss(*program(small_vae, NUM_DATA), x)
     pyro.set_rng_seed(SEED)
     terms = hand_terms(small_vae, x)
     hand = -(NUM_DATA / len(x)) * (terms.log_lik - closed_form_kl(terms.loc, terms.scale)).sum()
@@ -115,7 +115,7 @@ def test_meanfield_elbo_equals_closed_form_kl_derivation(small_vae, binary_batch
 def test_iwae_loss_and_gradients_equal_the_hand_written_bound(small_vae, binary_batch, k):
     x = binary_batch
     pyro.set_rng_seed(SEED)
-    ours = IWAE_ELBO(k).differentiable_loss(small_vae.model, small_vae.guide, x, num_data=NUM_DATA)
+    ours = IWAE_ELBO(k).differentiable_loss(*program(small_vae, NUM_DATA), x)
     pyro.set_rng_seed(SEED)
     terms = hand_terms(small_vae, x, particles=k)
     log_w = (terms.log_lik + terms.log_prior - terms.log_q).reshape(k, len(x))
@@ -126,14 +126,14 @@ def test_iwae_loss_and_gradients_equal_the_hand_written_bound(small_vae, binary_
 
 def test_iwae_with_one_particle_is_the_elbo(small_vae, binary_batch):
     pyro.set_rng_seed(SEED)
-    iwae = IWAE_ELBO(1).differentiable_loss(small_vae.model, small_vae.guide, binary_batch, num_data=NUM_DATA)
+    iwae = IWAE_ELBO(1).differentiable_loss(*program(small_vae, NUM_DATA), binary_batch)
     pyro.set_rng_seed(SEED)
-    elbo = Trace_ELBO().differentiable_loss(small_vae.model, small_vae.guide, binary_batch, num_data=NUM_DATA)
+    elbo = Trace_ELBO().differentiable_loss(*program(small_vae, NUM_DATA), binary_batch)
     assert torch.allclose(iwae, elbo, rtol=1e-6)
 
 
 def encoder_and_decoder_gradients(vae, x, k, gradient):
-    loss = IWAE_ELBO(k, gradient).differentiable_loss(vae.model, vae.guide, x, num_data=len(x))
+    loss = IWAE_ELBO(k, gradient).differentiable_loss(*program(vae, len(x)), x)
     encoder, decoder = list(vae.encoder.parameters()), list(vae.decoder.parameters())
     g = torch.autograd.grad(loss, encoder + decoder)
 
@@ -168,7 +168,7 @@ def test_dreg_is_the_hand_written_doubly_reparameterized_surrogate(small_vae, bi
     encoder's DReG gradient (Tucker et al. 2019, eq. 6)."""
     x, k = binary_batch, 5
     pyro.set_rng_seed(SEED)
-    ours = IWAE_ELBO(k, "dreg").differentiable_loss(small_vae.model, small_vae.guide, x, num_data=NUM_DATA)
+    ours = IWAE_ELBO(k, "dreg").differentiable_loss(*program(small_vae, NUM_DATA), x)
     ours_encoder = torch.autograd.grad(ours, list(small_vae.encoder.parameters()))
     pyro.set_rng_seed(SEED)
     loc, scale = small_vae.encoder(x, None)
@@ -215,7 +215,7 @@ def test_trace_elbo_equals_hand_derivation_for_the_gaussian_decoder(scale_mode):
         return normal_log_density(x.flatten(1), loc.flatten(1), scale.flatten(1))
 
     pyro.set_rng_seed(SEED)
-    ours = Trace_ELBO().differentiable_loss(vae.model, vae.guide, x, num_data=NUM_DATA)
+    ours = Trace_ELBO().differentiable_loss(*program(vae, NUM_DATA), x)
     pyro.set_rng_seed(SEED)
     assert_same_loss_and_gradients(vae, ours, hand_elbo_loss(vae, x, log_likelihood, NUM_DATA))
 

@@ -7,6 +7,8 @@ import torch
 
 from pyro_vae.errors import ConfigError
 from pyro_vae.modelling.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_sizes
+from pyro_vae.runs.config import compose_config
+from pyro_vae.runs.settings import validate
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -78,15 +80,20 @@ def test_conv_gradients_reach_every_parameter(image_shape):
 
 
 @pytest.mark.parametrize("image_shape, max_layers", [((1, 28, 28), 4), ((3, 32, 32), 5), ((1, 40, 3), 1)])
-def test_too_many_conv_layers_is_a_config_error(image_shape, max_layers):
+def test_too_many_conv_layers_are_refused(image_shape, max_layers):
     encoder, decoder = conv_pair(image_shape, channels=[2] * max_layers)  # the most that fit still work
     assert decoder(encoder(torch.rand(2, *image_shape))[0]).shape[-2:] == image_shape[1:]
     too_many = [2] * (max_layers + 1)
-    with pytest.raises(ConfigError, match="net.widths") as error:
+    with pytest.raises(ValueError, match=f"use at most {max_layers} layers") as error:
         ConvEncoder(image_shape, too_many, LATENT, "relu", MIN_SCALE)
     assert "\n" not in str(error.value)
-    with pytest.raises(ConfigError, match="net.widths"):
+    with pytest.raises(ValueError, match=f"use at most {max_layers} layers"):
         ConvDecoder(LATENT, too_many, image_shape, 1, "relu")
+
+
+def test_a_run_refuses_more_conv_layers_than_its_images_allow_before_reading_them():
+    with pytest.raises(ConfigError, match=r"net.widths=\[2, 2, 2, 2, 2\]: 5 stride-2 convolutions .* use at most 4 "):
+        validate(compose_config(["net=conv", "net.widths=[2,2,2,2,2]"]))
 
 
 @pytest.mark.parametrize("lead", LEADING)

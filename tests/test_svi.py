@@ -16,10 +16,10 @@ import pytest
 import torch
 from pyro.infer import SVI, Trace_ELBO
 
-from pyro_vae.modelling.vae import build_vae
+from pyro_vae.runs.builders import build_vae
 from pyro_vae.runs.steps import PyroSVIStep, TorchOptimizerStep, make_step
 
-from .helpers import compose_tiny
+from .helpers import compose_tiny, program
 
 NUM_DATA, BATCH, STEPS = 512, 64, 20
 
@@ -31,8 +31,8 @@ def minibatches():
 
 def textbook_svi(vae, cfg):
     adam = pyro.optim.Adam({"lr": cfg.lr, "betas": tuple(cfg.optimizer.betas), "eps": cfg.optimizer.eps})
-    svi = SVI(vae.model, vae.guide, adam, loss=Trace_ELBO())
-    return lambda x: svi.step(x, None, num_data=NUM_DATA)
+    svi = SVI(*program(vae, NUM_DATA), adam, loss=Trace_ELBO())
+    return svi.step
 
 
 @pytest.mark.parametrize("elbo, step_type", [("trace", TorchOptimizerStep), ("trace_pyro", PyroSVIStep)])
@@ -45,7 +45,8 @@ def test_the_training_step_reaches_the_parameters_of_pyro_svi(elbo, step_type):
 
     pyro.clear_param_store()
     pyro.set_rng_seed(11)
-    step = make_step(ours, cfg, NUM_DATA)
+    ours.num_data = NUM_DATA
+    step = make_step(ours, cfg)
     assert isinstance(step, step_type)
     our_losses = [step(x, None).item() for x in batches]
 

@@ -9,8 +9,8 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
-from pyro_vae.modelling.objectives import make_objective
 from pyro_vae.runs import checkpoints
+from pyro_vae.runs.builders import make_objective
 from pyro_vae.runs.optimizers import make_optimizer
 from pyro_vae.runs.settings import validate
 from pyro_vae.runs.sweep_summary import collect_jobs, running_status, write_summary

@@ -11,7 +11,9 @@ from PIL import Image
 
 import pyro_vae
 from pyro_vae.errors import ConfigError, DataError
-from pyro_vae.runs import figures, finished_run, tasks
+from pyro_vae.runs import figures, finished_run
+from pyro_vae.runs.run_directory import check_output_dir
+from pyro_vae.runs.schema import option
 
 from .helpers import compose_config, read_metrics, run_py, run_py_refused, snapshot, train_tiny_run
 
@@ -40,9 +42,11 @@ def task_by_run_py(task: str, run_dir: Path, out: Path, *overrides: str, env=Non
 
 
 def task_in_process(task: str, run_dir: Path, out: Path, *overrides: str):
-    """The task through its function, writing into ``out``; what the function returns."""
+    """The task through its function, writing into ``out`` once ``run.py``'s check of it passes;
+    what the function returns."""
     cfg = compose_config(task_args(task, run_dir, *overrides))
-    return tasks.TASKS[task](cfg, out)
+    check_output_dir(cfg, out)
+    return option("task", task).component()(cfg, out)
 
 
 def write_png(path: Path, height: int, width: int) -> Path:

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import pyro_vae.runs.training as training
-from pyro_vae.data import PixelTransform, load_data
 from pyro_vae.errors import ConfigError, DivergenceError
 from pyro_vae.modelling.estimators import Evaluation
 from pyro_vae.modelling.objectives import DeviceTrace_ELBO
-from pyro_vae.modelling.vae import VAE, build_vae
+from pyro_vae.modelling.vae import VAE
 from pyro_vae.runs import checkpoints
+from pyro_vae.runs.builders import build_vae, load_dataset, pixel_transform
 from pyro_vae.runs.schedules import burda_factor, epochs_without_improvement, make_schedule, step_schedule
 from pyro_vae.runs.settings import validate
 from pyro_vae.runs.training import TrainingState, fit
@@ -33,9 +33,9 @@ def fit_new_vae(cfg, run_dir) -> Fitted:
     (resuming from ``run_dir`` where ``cfg.resume``)."""
     pyro.clear_param_store()
     pyro.set_rng_seed(cfg.seed)
-    data = load_data(cfg.dataset, torch.device("cpu"))
+    data = load_dataset(cfg, torch.device("cpu"))
     vae = build_vae(cfg, data.image_shape, data.num_classes)
-    pixels = PixelTransform(cfg.dataset.binarize, cfg.seed, cfg.likelihood.name)
+    pixels = pixel_transform(cfg)
     return Fitted(vae, fit(vae, data, pixels, cfg, run_dir))
 
 

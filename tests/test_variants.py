@@ -10,12 +10,12 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 import pyro_vae
 from pyro_vae.errors import ConfigError
 from pyro_vae.modelling.estimators import evaluate
-from pyro_vae.modelling.objectives import make_objective
-from pyro_vae.modelling.vae import build_vae
+from pyro_vae.runs.builders import build_vae, make_objective
 from pyro_vae.runs.settings import validate
+from pyro_vae.runs.steps import kl_weighting
 from pyro_vae.runs.training import kl_weight_at
 
-from .helpers import compose_config, compose_tiny, read_metrics, train_tiny_run
+from .helpers import compose_config, compose_tiny, inputs, program, read_metrics, train_tiny_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -32,16 +32,18 @@ def batch():
     return torch.bernoulli(torch.full((6, 1, 4, 4), 0.3)), torch.tensor([0, 1, 2, 3, 4, 9])
 
 
-def guide_trace(vae, x, y, **kwargs):
-    return poutine.trace(vae.guide).get_trace(x, y, num_data=NUM_DATA, **kwargs)
+def guide_trace(vae, x, y, kl_weight=1.0):
+    _, guide = program(vae, NUM_DATA)
+    with kl_weighting(kl_weight):
+        return poutine.trace(guide).get_trace(*inputs(vae, x, y))
 
 
-def pyro_loss(vae, trace, x, y, elbo=None, **kwargs):
+def pyro_loss(vae, trace, x, y, elbo=None, kl_weight=1.0):
     """Pyro's loss with the guide's draws fixed to those of ``trace``."""
     elbo = elbo or Trace_ELBO()
-    return elbo.differentiable_loss(
-        vae.model, poutine.replay(vae.guide, trace=trace), x, y, num_data=NUM_DATA, **kwargs
-    )
+    model, guide = program(vae, NUM_DATA)
+    with kl_weighting(kl_weight):
+        return elbo.differentiable_loss(model, poutine.replay(guide, trace=trace), *inputs(vae, x, y))
 
 
 def test_conditional_vae_needs_and_uses_the_label(batch):
@@ -107,9 +109,8 @@ def test_bayesian_elbo_counts_the_weight_kl_once_per_dataset(batch):
     loss = pyro_loss(vae, trace, x, y)
     assert torch.allclose(loss, hand, rtol=1e-5)
     # doubling the dataset doubles the data terms and leaves the weight KL alone
-    doubled = Trace_ELBO().differentiable_loss(
-        vae.model, poutine.replay(vae.guide, trace=trace), x, y, num_data=2 * NUM_DATA
-    )
+    model, guide = program(vae, 2 * NUM_DATA)
+    doubled = Trace_ELBO().differentiable_loss(model, poutine.replay(guide, trace=trace), *inputs(vae, x, y))
     assert torch.allclose(2 * loss - doubled, -(log_prior_w - log_q_w), rtol=1e-4, atol=1e-2)
     grads = torch.autograd.grad(loss, list(vae.weight_guide.parameters()))
     assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
@@ -148,7 +149,7 @@ def test_bayesian_train_and_val_figures_are_one_bound_on_the_same_images(batch):
     with torch.no_grad():
         train = torch.stack(
             [
-                -objective.differentiable_loss(vae.model, vae.guide, x, y, num_data=num_data) / num_data
+                -objective.differentiable_loss(*program(vae, num_data), *inputs(vae, x, y)) / num_data
                 for _ in range(2000)
             ]
         )
@@ -208,7 +209,7 @@ def test_tiny_initial_weight_scales_learn(batch, init_scale, elbo):
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
     for _ in range(5):
         optimizer.zero_grad()
-        elbo().differentiable_loss(vae.model, vae.guide, x, y, num_data=NUM_DATA).backward()
+        elbo().differentiable_loss(*program(vae, NUM_DATA), *inputs(vae, x, y)).backward()
         assert all(torch.isfinite(p.grad).all() and (p.grad != 0).all() for p in scale_parameters)
         optimizer.step()
     for site in guide.sites:

@@ -1,6 +1,16 @@
 """Datasets as uint8 tensors on the training device, and the pixel transforms that feed the VAE."""
 
-from .datasets import DataSplits, load_data
-from .transform import LEVELS, PixelTransform, observed_view
+from .datasets import load_data
+from .splits import DatasetReader, DataSplits
+from .transform import LEVELS, Binarization, Choice, Observation, PixelTransform
 
-__all__ = ["DataSplits", "LEVELS", "load_data", "PixelTransform", "observed_view"]
+__all__ = [
+    "Binarization",
+    "Choice",
+    "DataSplits",
+    "DatasetReader",
+    "LEVELS",
+    "load_data",
+    "Observation",
+    "PixelTransform",
+]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .splits import LabelledImages
+from .splits import DatasetReader, LabelledImages
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -151,3 +151,6 @@ def load_cifar10(root: Optional[str], download: bool = False) -> Dict[str, Label
         labels = torch.from_numpy(np.concatenate([labels for _, labels in parts]))
         splits[split] = LabelledImages(images, labels)
     return splits
+
+
+READER = DatasetReader(load_cifar10, CLASS_NAMES, IMAGE_SHAPE)

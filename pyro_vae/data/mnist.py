@@ -8,7 +8,7 @@ import torch
 
 from ..errors import DataError
 from .idx import parse_idx, read_verified_bytes
-from .splits import LabelledImages
+from .splits import DatasetReader, LabelledImages
 
 SHIPPED_ROOT = Path(str(resources.files("pyro_vae.data") / "files" / "mnist"))
 
@@ -86,3 +86,6 @@ def load_mnist(root: Optional[str] = None, download: bool = False) -> Dict[str, 
             )
         splits[split] = LabelledImages(images.unsqueeze(1), labels.long())
     return splits
+
+
+READER = DatasetReader(load_mnist, CLASS_NAMES, (1, 28, 28))

@@ -1,7 +1,7 @@
 """Labelled image tensors and the train / validation / test carving of a dataset."""
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -23,6 +23,16 @@ class LabelledImages:
 
     def to(self, device: torch.device) -> "LabelledImages":
         return LabelledImages(self.images.to(device), self.labels.to(device))
+
+
+@dataclass(frozen=True)
+class DatasetReader:
+    """What a data set's module offers: ``load(root, download)`` -> its ``train`` and ``test`` splits,
+    its class names and its image shape (known before reading, so settings are checked first)."""
+
+    load: Callable[[Optional[str], bool], Dict[str, "LabelledImages"]]
+    class_names: Tuple[str, ...]
+    image_shape: Tuple[int, int, int]
 
 
 @dataclass(frozen=True)

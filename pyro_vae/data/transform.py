@@ -1,87 +1,109 @@
-"""The data transform: how uint8 pixels become the values the likelihood scores.
+"""The data transform: how uint8 pixels become the values a likelihood scores.
 
-The likelihood config decides (``OBSERVED_VIEWS``): binary likelihoods see Bernoulli draws
-of the grey levels (``dataset.binarize``: ``dynamic`` redraws every batch, ``static`` draws once);
-densities on [0, 1] see the grey levels dequantized, (x + u) / 256 with u ~ U[0, 1), so that
-they bound the discrete likelihood; likelihoods of the discrete grey levels see them as they
-are, x / 255. Training batches get a fresh random view each time they are drawn; validation and
-test sets get one fixed, seeded view so that their figures compare between epochs and runs.
+A likelihood declares what it observes (:class:`Observation`), and the transform makes that view:
+Bernoulli draws of the grey levels (``dataset.binarize``: ``dynamic`` redraws every batch,
+``static`` draws once); the grey levels dequantized, (x + u) / 256 with u ~ U[0, 1), for a density
+on [0, 1] that bounds the discrete likelihood; or the grey levels as they are, x / 255, for a
+probability mass on them. Training batches get a fresh random view each time they are drawn;
+validation and test sets get one fixed view, seeded per split, so that their figures compare
+between epochs and runs.
 """
 
+from enum import Enum
+
 import torch
-from omegaconf import DictConfig
 
 from ..errors import ConfigError
 from .batches import MinibatchSampler
 from .splits import LabelledImages
 
 LEVELS = 256  # grey levels of an 8-bit image
-MODES = ("dynamic", "static", "none")
 
-# likelihood=NAME -> the view of the pixels it scores: Bernoulli draws of them (binary), the grey
-# levels dequantized for a density on [0, 1], or the grey levels themselves for a mass on them.
-OBSERVED_VIEWS = {"bernoulli": "binary", "gaussian": "dequantized", "discretized_logistic": "grey_levels"}
+
+class Choice(str, Enum):
+    """A closed set of string values, each member named by its value (OmegaConf converts a string
+    to a member by name): compares equal to its value and prints as it, so a config field typed
+    with it reads like the string the YAML holds, and Hydra refuses any other value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+    @classmethod
+    def values(cls) -> "list[str]":
+        return [member.value for member in cls]
+
+
+class Observation(Choice):
+    """The view of the 8-bit pixels that a likelihood scores."""
+
+    binary = "binary"  # Bernoulli draws of the grey levels
+    dequantized = "dequantized"  # (k + u) / 256: a density on [0, 1]
+    grey_levels = "grey_levels"  # k / 255: a mass on the 256 levels
+
+
+class Binarization(Choice):
+    """dataset.binarize: how binary pixels are drawn from the grey levels."""
+
+    dynamic = "dynamic"  # a fresh draw every training batch
+    static = "static"  # one draw, fixed for the whole run
+    none = "none"  # no binarization: the likelihood models grey levels
+
 
 # Each fixed view gets its own seed offset, so no two of them share a random draw.
-_VIEW_SALTS = {"train": 1, "val": 2, "test": 3, "figures": 4}
+_SPLIT_SALTS = {"train": 1, "val": 2, "test": 3, "figures": 4}
 
 
-def observed_view(likelihood: str) -> str:
-    """The view of the pixels that ``likelihood=NAME`` scores: binary, dequantized or grey_levels."""
-    if likelihood not in OBSERVED_VIEWS:
-        raise ConfigError(f"likelihood={likelihood}: unknown likelihood; choose one of {', '.join(OBSERVED_VIEWS)}")
-    return OBSERVED_VIEWS[likelihood]
+def binarization_mismatch(binarize: str, observes: Observation, likelihood: str) -> "str | None":
+    """Why ``dataset.binarize=binarize`` cannot feed ``likelihood`` (which observes ``observes``), or None."""
+    if observes != Observation.binary and binarize != Binarization.none:
+        return f"dataset.binarize={binarize}: likelihood={likelihood} models grey levels; set dataset.binarize=none"
+    if observes == Observation.binary and binarize == Binarization.none:
+        return (
+            f"dataset.binarize=none: likelihood={likelihood} needs binary pixels; set dataset.binarize=dynamic "
+            "or static, or use likelihood=gaussian or discretized_logistic for grey levels"
+        )
+    return None
 
 
 class PixelTransform:
-    """Maps uint8 images to the float observations that ``likelihood`` (its config name) scores."""
+    """Maps uint8 images to the float observations of ``observes``, the view a likelihood scores."""
 
-    def __init__(self, binarize: str, seed: int, likelihood: str) -> None:
-        if binarize not in MODES:
-            raise ConfigError(f"dataset.binarize={binarize}: choose one of {', '.join(MODES)}")
-        self.observes = observed_view(likelihood)
-        if self.observes != "binary" and binarize != "none":
-            raise ConfigError(
-                f"dataset.binarize={binarize}: likelihood={likelihood} models grey levels; set dataset.binarize=none"
-            )
-        if self.observes == "binary" and binarize == "none":
-            raise ConfigError(
-                f"dataset.binarize=none: likelihood={likelihood} needs binary pixels; set dataset.binarize=dynamic "
-                "or static, "
-                "or use likelihood=gaussian or discretized_logistic for grey levels"
-            )
-        self.binarize = binarize
+    def __init__(self, binarize: str, seed: int, observes: Observation, likelihood: str = "the likelihood") -> None:
+        if binarize not in Binarization.values():
+            raise ConfigError(f"dataset.binarize={binarize}: choose one of {', '.join(Binarization.values())}")
+        mismatch = binarization_mismatch(binarize, observes, likelihood)
+        if mismatch:
+            raise ConfigError(mismatch)
+        self.observes = Observation(observes)
+        self.binarize = Binarization(binarize)
         self.seed = seed
 
     def _view(self, images: torch.Tensor, generator) -> torch.Tensor:
-        if self.observes == "grey_levels":
+        if self.observes == Observation.grey_levels:
             return images.float().div_(LEVELS - 1)
         uniform = torch.rand(images.shape, generator=generator, device=images.device)
-        if self.observes == "dequantized":
+        if self.observes == Observation.dequantized:
             return uniform.add_(images).div_(LEVELS)
         # P(U < k/255) = k/255: a Bernoulli draw of each grey level, about 3x faster on the CPU
         # than torch.bernoulli (benchmarks/epoch_throughput.py).
         return (uniform < images.float().div_(LEVELS - 1)).float()
 
-    def fixed(self, images: torch.Tensor, view: str) -> torch.Tensor:
-        """One reproducible view of ``images`` for ``view`` (train, val, test or figures), seeded by ``seed``."""
-        generator = torch.Generator(device=images.device).manual_seed(self.seed * 1_000_003 + _VIEW_SALTS[view])
+    def fixed(self, images: torch.Tensor, split: str) -> torch.Tensor:
+        """One reproducible view of ``images`` for ``split`` (train, val, test or figures), seeded by ``seed``."""
+        generator = torch.Generator(device=images.device).manual_seed(self.seed * 1_000_003 + _SPLIT_SALTS[split])
         return self._view(images, generator)
 
     def training_source(self, images: torch.Tensor) -> torch.Tensor:
         """What the minibatch sampler indexes: precomputed once for static binarization, raw otherwise."""
-        return self.fixed(images, "train") if self.binarize == "static" else images
+        return self.fixed(images, "train") if self.binarize == Binarization.static else images
 
     def training_batch(self, source_batch: torch.Tensor) -> torch.Tensor:
         """A fresh view of a minibatch drawn from :meth:`training_source`."""
-        if self.binarize == "static":
+        if self.binarize == Binarization.static:
             return source_batch
         return self._view(source_batch, generator=None)
-
-    @classmethod
-    def of_run(cls, cfg: DictConfig) -> "PixelTransform":
-        """The transform of a run's config: its ``dataset.binarize``, ``seed`` and ``likelihood``."""
-        return cls(cfg.dataset.binarize, cfg.seed, cfg.likelihood.name)
 
     def minibatches(self, train: LabelledImages, batch_size: int) -> MinibatchSampler:
         """Shuffled training batches of ``train``, each with a fresh view (or the static one)."""

@@ -11,21 +11,15 @@ figure conditional on W is reported beside it as ``elbo_given_weights``.
 """
 
 import itertools
-import logging
 import math
-import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 import pyro
 import torch
-from omegaconf import DictConfig
 from torch.distributions import kl_divergence
 
-from ..data import observed_view
 from .vae import VAE
-
-log = logging.getLogger(__name__)
 
 # Active-unit threshold on Cov_x(E_q[z_u]) from Burda et al. (2016), section 5.2.
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -102,51 +96,6 @@ def evaluate(
     weight_kl = vae.weight_guide.kl_to_prior().item() / num_data
     figures["elbo_given_weights"], figures["elbo"] = figures["elbo"], figures["elbo"] - weight_kl
     return Evaluation(**figures, active_units=active, weight_kl=weight_kl)
-
-
-def test_metrics(
-    vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int
-) -> Dict[str, Any]:
-    """The test figures of ``metrics.json`` for float observations ``images``, estimated with
-    ``cfg.eval``, for a VAE trained on ``num_data`` images.
-
-    Shared by training runs and ``task=evaluate`` so that both report the same quantities.
-    """
-    started = time.perf_counter()
-    test = evaluate(
-        vae,
-        images,
-        labels,
-        num_samples=cfg.eval.iwae_k,
-        chunk_size=cfg.eval.chunk_size,
-        weight_draws=cfg.eval.weight_draws,
-        num_data=num_data,
-    )
-    log.info(
-        "test ELBO %.2f, test log-likelihood %.2f (K=%d, %.0f s), KL %.2f, active units %d/%d",
-        test.elbo,
-        test.log_likelihood,
-        cfg.eval.iwae_k,
-        time.perf_counter() - started,
-        test.kl,
-        test.active_units,
-        vae.latent_dim,
-    )
-    metrics = {
-        **test.as_dict("test"),
-        "iwae_k": cfg.eval.iwae_k,
-        "likelihood": cfg.likelihood.name,
-        # A conditional VAE's figures are log p(x | y), conditional on the test label.
-        "likelihood_of": "log p(x|y)" if vae.conditional else "log p(x)",
-        "latent_dim": vae.latent_dim,
-    }
-    observation = observed_view(cfg.likelihood.name)
-    if observation != "binary":
-        num_dims = math.prod(images.shape[1:])
-        dequantized = observation == "dequantized"
-        metrics["test_bits_per_dim"] = bits_per_dim(test.log_likelihood, num_dims, dequantized)
-        metrics["test_bits_per_dim_elbo"] = bits_per_dim(test.elbo, num_dims, dequantized)
-    return metrics
 
 
 def bits_per_dim(log_likelihood: float, num_dims: int, dequantized: bool = True) -> float:

@@ -1,9 +1,9 @@
 """The decoder's observation model p(x|z): turns decoder outputs into a distribution with one event per image.
 
-Each scores one view of the 8-bit pixels, which the data transform prepares
-(``pyro_vae.data.transform.OBSERVED_VIEWS``): Bernoulli draws of the grey levels (Bernoulli),
-dequantized grey levels, (k + u) / 256, for a density on [0, 1] (Gaussian), or the grey levels
-themselves, k / 255, for a probability mass on them (discretized logistic).
+Each declares the view of the 8-bit pixels it scores (``observes``), which the data transform
+prepares: Bernoulli draws of the grey levels (Bernoulli), dequantized grey levels, (k + u) / 256,
+for a density on [0, 1] (Gaussian), or the grey levels themselves, k / 255, for a probability
+mass on them (discretized logistic).
 """
 
 import math
@@ -11,15 +11,12 @@ from typing import Optional, Tuple, Type
 
 import pyro.distributions as dist
 import torch
-from omegaconf import DictConfig
 from pyro.distributions import constraints
 from torch import nn
 from torch.distributions.utils import broadcast_all
 from torch.nn import functional as F
 
-from ..data import LEVELS
-from ..errors import ConfigError
-from ..runs.values import is_number
+from ..data.transform import LEVELS, Choice, Observation
 
 # A learned sigma starts at min_scale + INITIAL_SCALE, near the calibrated sigma (the RMS error
 # of the reconstructions) of an early decoder: one that ignores z has the RMS deviation of the
@@ -37,9 +34,20 @@ INITIAL_SCALE = 0.2
 RUNNING_MOMENTUM = 0.1
 
 
+class ScaleMode(Choice):
+    """Where a location-scale likelihood's scale comes from (see :class:`LocationScalePixels`)."""
+
+    learned = "learned"
+    per_pixel = "per_pixel"
+    predicted = "predicted"
+    fixed = "fixed"
+    optimal = "optimal"  # the Gaussian only: the calibrated sigma
+
+
 class BernoulliPixels(nn.Module):
     """Independent Bernoulli pixels parameterised by logits (never sigmoid + clamp)."""
 
+    observes = Observation.binary
     params_per_pixel = 1
 
     def forward(self, logits: torch.Tensor, observed: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
@@ -125,8 +133,9 @@ class LocationScalePixels(nn.Module):
     ones start at ``min_scale + INITIAL_SCALE`` (see there why).
     """
 
-    scales = ("learned", "per_pixel", "predicted", "fixed")
+    scales = (ScaleMode.learned, ScaleMode.per_pixel, ScaleMode.predicted, ScaleMode.fixed)
     family: Type[dist.TorchDistribution]
+    observes: Observation
 
     def __init__(self, image_shape: Tuple[int, int, int], scale: str, fixed_scale: float, min_scale: float) -> None:
         super().__init__()
@@ -172,8 +181,9 @@ class GaussianPixels(LocationScalePixels):
     step it is ``INITIAL_SCALE``.
     """
 
-    scales = (*LocationScalePixels.scales, "optimal")
+    scales = (*LocationScalePixels.scales, ScaleMode.optimal)
     family = dist.Normal
+    observes = Observation.dequantized
 
     def __init__(self, image_shape: Tuple[int, int, int], scale: str, fixed_scale: float, min_scale: float) -> None:
         super().__init__(image_shape, scale, fixed_scale, min_scale)
@@ -200,34 +210,4 @@ class DiscretizedLogisticPixels(LocationScalePixels):
     """Independent :class:`DiscretizedLogistic` pixels: a probability mass on the 256 grey levels."""
 
     family = DiscretizedLogistic
-
-
-LIKELIHOODS = {
-    "bernoulli": BernoulliPixels,
-    "gaussian": GaussianPixels,
-    "discretized_logistic": DiscretizedLogisticPixels,
-}
-
-
-def likelihood_class(name: str) -> Type[nn.Module]:
-    """The pixel distribution class of ``likelihood=name``."""
-    if name not in LIKELIHOODS:
-        raise ConfigError(f"likelihood={name}: unknown likelihood; choose one of {', '.join(LIKELIHOODS)}")
-    return LIKELIHOODS[name]
-
-
-def build_likelihood(likelihood: DictConfig, image_shape: Tuple[int, int, int]) -> nn.Module:
-    """The pixel distribution named by ``likelihood.name``."""
-    likelihood_type = likelihood_class(likelihood.name)
-    if likelihood_type is BernoulliPixels:
-        return BernoulliPixels()
-    if likelihood.scale not in likelihood_type.scales:
-        raise ConfigError(
-            f"likelihood.scale={likelihood.scale}: choose one of {', '.join(likelihood_type.scales)} for "
-            f"likelihood={likelihood.name}"
-        )
-    for key in ("fixed_scale", "min_scale"):
-        value = likelihood[key]
-        if not (is_number(value) and value > 0):
-            raise ConfigError(f"likelihood.{key}={value}: must be a number > 0")
-    return likelihood_type(image_shape, likelihood.scale, likelihood.fixed_scale, likelihood.min_scale)
+    observes = Observation.grey_levels

@@ -2,15 +2,30 @@
 so vectorized particles (IWAE, num_particles > 1) pass straight through."""
 
 from math import prod
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Type
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
+from ..data.transform import Choice
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.Softplus, "elu": nn.ELU}
+
+class Activation(Choice):
+    """The nonlinearity between layers."""
+
+    relu = "relu"
+    tanh = "tanh"
+    softplus = "softplus"
+    elu = "elu"
+
+
+ACTIVATIONS = {
+    Activation.relu: nn.ReLU,
+    Activation.tanh: nn.Tanh,
+    Activation.softplus: nn.Softplus,
+    Activation.elu: nn.ELU,
+}
 
 ImageShape = Tuple[int, int, int]
 
@@ -90,16 +105,16 @@ KERNEL, STRIDE, PADDING = 4, 2, 1
 def conv_sizes(image_shape: ImageShape, num_layers: int) -> List[Tuple[int, int]]:
     """(height, width) of the image, then after each of ``num_layers`` stride-2 convolutions.
 
-    Raises ConfigError (naming net.widths) when a layer would shrink the map to nothing.
+    Raises ValueError when a layer would shrink the map to nothing.
     """
     _, height, width = image_shape
     sizes = [(height, width)]
     for _ in range(num_layers):
         h, w = ((n + 2 * PADDING - KERNEL) // STRIDE + 1 for n in sizes[-1])
         if min(h, w) < 1:
-            raise ConfigError(
-                f"net.widths has {num_layers} entries, but that many stride-{STRIDE} convolutions shrink a "
-                f"{height}x{width} image to nothing; use at most {len(sizes) - 1} entries"
+            raise ValueError(
+                f"{num_layers} stride-{STRIDE} convolutions shrink a {height}x{width} image to nothing; use at "
+                f"most {len(sizes) - 1} layers"
             )
         sizes.append((h, w))
     return sizes
@@ -162,8 +177,12 @@ class ConvDecoder(nn.Module):
         return over_leading_dims(self.body, z, 1)
 
 
-# net.name -> (encoder class, decoder class); both take the layer widths of net.widths
-NETWORKS = {
-    "mlp": (MLPEncoder, MLPDecoder),
-    "conv": (ConvEncoder, ConvDecoder),
-}
+class Networks(NamedTuple):
+    """An encoder class and the decoder class that mirrors it; both take the same layer widths."""
+
+    encoder: Type[nn.Module]
+    decoder: Type[nn.Module]
+
+
+MLP = Networks(MLPEncoder, MLPDecoder)
+CONV = Networks(ConvEncoder, ConvDecoder)

@@ -10,17 +10,16 @@ from typing import Tuple
 
 import pyro.distributions as dist
 import torch
-from omegaconf import DictConfig
 from pyro import poutine
-from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine import Trace
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent, Normal
 
-from ..errors import ConfigError
-from ..runs.values import positive_int
+from ..data.transform import Choice
 
 # The model has one plate (the data); declaring it spares Pyro a trace to discover it.
 MAX_PLATE_NESTING = 1
@@ -71,7 +70,11 @@ class CorrectedJitTrace_ELBO(JitTrace_ELBO):
         return loss.detach() + (surrogate_loss - surrogate_loss.detach())
 
 
-GRADIENTS = ("standard", "dreg")
+class Gradient(Choice):
+    """The encoder's gradient estimator under the IWAE bound."""
+
+    standard = "standard"
+    dreg = "dreg"  # doubly reparameterized (Tucker et al. 2019)
 
 
 class IWAE_ELBO(ELBO):
@@ -92,8 +95,8 @@ class IWAE_ELBO(ELBO):
     def __init__(
         self, num_particles: int = 1, gradient: str = "standard", max_plate_nesting: int = MAX_PLATE_NESTING
     ) -> None:
-        if gradient not in GRADIENTS:
-            raise ValueError(f"gradient={gradient!r}: choose one of {', '.join(GRADIENTS)}")
+        if gradient not in Gradient.values():
+            raise ValueError(f"gradient={gradient!r}: choose one of {', '.join(Gradient.values())}")
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting, vectorize_particles=True)
         self.gradient = gradient
 
@@ -140,6 +143,27 @@ class IWAE_ELBO(ELBO):
         return log_w, scales.pop()
 
 
+class KLWeighting(Messenger):
+    """Weights the log-densities of the per-image latent sites (those inside the data plate that
+    are not observed) by ``kl_weight``, beta: the ELBO's KL term becomes beta * KL, the beta-VAE
+    objective. Sites outside the data plate (a Bayesian decoder's weights) keep their weight.
+    ``poutine.scale`` takes positive weights only, so beta = 0 masks those sites out instead."""
+
+    def __init__(self, kl_weight: float, plate: str = "data") -> None:
+        super().__init__()
+        self.kl_weight, self.plate = kl_weight, plate
+
+    def _process_message(self, msg: dict) -> None:
+        if msg["type"] != "sample" or msg["is_observed"] or site_is_subsample(msg):
+            return
+        if not any(frame.name == self.plate for frame in msg["cond_indep_stack"]):
+            return
+        if self.kl_weight > 0:
+            msg["scale"] = self.kl_weight * msg["scale"]
+        else:
+            msg["mask"] = False
+
+
 def _is_density_site(name: str, site: dict) -> bool:
     """A sample site with a log-density: not one of the subsample sites that plates record."""
     return not site_is_subsample(site)
@@ -165,38 +189,3 @@ def _with_fixed_parameters(name: str, fn: dist.TorchDistribution) -> dist.TorchD
     raise NotImplementedError(
         f"elbo.gradient=dreg: guide site {name!r} is {type(fn).__name__}; DReG is implemented for Normal guides"
     )
-
-
-NAMES = ("trace", "trace_pyro", "meanfield", "jit", "iwae")
-
-
-def make_objective(elbo: DictConfig) -> ELBO:
-    """``trace`` (default) and ``trace_pyro`` (Trace_ELBO; the latter is trained through Pyro's
-    own SVI), ``meanfield`` (analytic KL), ``jit`` (:class:`CorrectedJitTrace_ELBO`) or ``iwae``
-    (:class:`IWAE_ELBO`)."""
-    particles = elbo.num_particles
-    positive_int("elbo.num_particles", particles)
-    common = dict(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=MAX_PLATE_NESTING)
-    if elbo.name == "trace":
-        return DeviceTrace_ELBO(**common)
-    if elbo.name == "trace_pyro":
-        return Trace_ELBO(**common)
-    if elbo.name == "meanfield":
-        return TraceMeanField_ELBO(**common)
-    if elbo.name == "jit":
-        return CorrectedJitTrace_ELBO(ignore_jit_warnings=True, **common)
-    if elbo.name == "iwae":
-        if elbo.gradient not in GRADIENTS:
-            raise ConfigError(f"elbo.gradient={elbo.gradient}: choose one of {', '.join(GRADIENTS)}")
-        return IWAE_ELBO(particles, elbo.gradient)
-    raise ConfigError(f"elbo={elbo.name}: unknown objective; choose one of {', '.join(NAMES)}")
-
-
-def training_bound_name(cfg: DictConfig) -> str:
-    """What the training column (``train_elbo``) estimates, for labels: the ELBO, the IWAE bound,
-    or the beta-weighted objective."""
-    if cfg.elbo.name == "iwae":
-        return f"IWAE bound (k = {cfg.elbo.num_particles})"
-    if cfg.kl_weight != 1 or cfg.kl_warmup_epochs > 0:
-        return "KL-weighted objective"
-    return "ELBO"

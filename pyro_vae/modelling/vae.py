@@ -1,35 +1,41 @@
-"""The VAE of the source paper as a Pyro model and guide.
+"""The VAE of the source paper as a Pyro model and guide, and its variants as classes of their own.
 
-model: z ~ N(0, I),  x | z ~ p(x | decoder(z))      (one event per image)
-guide: z | x ~ N(mu(x), diag sigma(x)^2)           (amortized by the encoder)
+:class:`VAE`, the paper's pair, for each image x of a data set of N images:
 
-Both run under a plate over the minibatch, scaled so that the ELBO estimate is the one of the
-whole training set of ``num_data`` images. Two variants share the code: a conditional VAE
-(``model=cvae``: encoder and decoder also see the one-hot label y) and a Bayesian decoder
-(``decoder.bayesian=true``: Normal priors on the decoder's weights, a mean-field guide for them).
+    model:  z ~ N(0, I),  x | z ~ p(x | decoder(z))          (one event per image)
+    guide:  z | x ~ N(mu(x), diag sigma(x)^2)                (amortized by the encoder)
+
+Both run inside one plate over the images; a minibatch of B images stands for all N of them
+(Pyro's subsampled plate scales its log-densities by N / B), so the ELBO estimate is the data set's.
+:class:`ConditionalVAE` conditions both on the label; :class:`BayesianDecoder` puts priors on the
+decoder's weights, and composes with either (:class:`BayesianDecoderVAE`,
+:class:`BayesianDecoderConditionalVAE`).
 """
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import pyro
 import pyro.distributions as dist
 import torch
-from omegaconf import DictConfig
 from pyro import poutine
 from torch import nn
 from torch.nn import functional as F
 
-from .likelihoods import build_likelihood
-from .networks import NETWORKS
-from .weights import MeanFieldWeights, make_bayesian_
+from .weights import MeanFieldWeights
 
 
 class VAE(nn.Module):
-    """Encoder, decoder and likelihood of the paper's VAE, and the Pyro model and guide built from them.
+    """The paper's VAE: prior p(z) = N(0, I), decoder likelihood p(x|z), amortized Gaussian guide q(z|x).
 
-    ``context_dim`` > 0 makes it conditional: both networks also see a one-hot label of that size.
-    ``weight_guide`` makes the decoder Bayesian: q(W) over its weights, which carry priors.
+    Generative process, for each image:  z ~ N(0, I);  x ~ likelihood(decoder(z)).
+    Guide:  q(z|x) = N(mu(x), diag sigma(x)^2), mu and sigma from the encoder.
+
+    ``num_data``: the number of images of the data set a minibatch is drawn from (None: the
+    minibatch is the whole data set); the data plate scales by ``num_data / len(x)``.
     """
+
+    conditional = False
+    bayesian = False
 
     def __init__(
         self,
@@ -37,27 +43,17 @@ class VAE(nn.Module):
         decoder: nn.Module,
         likelihood: nn.Module,
         latent_dim: int,
-        context_dim: int = 0,
-        weight_guide: Optional[MeanFieldWeights] = None,
+        num_data: Optional[int] = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood  # the observation model: decoder outputs -> p(x|z)
         self.latent_dim = latent_dim
-        self.context_dim = context_dim
-        self.weight_guide = weight_guide
+        self.num_data = num_data
         # p(z)'s mean and standard deviation: buffers, so that they follow the VAE's device and dtype.
         self.register_buffer("prior_loc", torch.zeros(latent_dim), persistent=False)
         self.register_buffer("prior_scale", torch.ones(latent_dim), persistent=False)
-
-    @property
-    def conditional(self) -> bool:
-        return self.context_dim > 0
-
-    @property
-    def bayesian(self) -> bool:
-        return self.weight_guide is not None
 
     # The three distributions of the derivation.
 
@@ -66,82 +62,141 @@ class VAE(nn.Module):
         return dist.Normal(self.prior_loc, self.prior_scale).expand([batch_size, self.latent_dim]).to_event(1)
 
     def encode(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
-        """q(z|x) = N(mu(x), diag sigma(x)^2) (q(z|x,y) when conditional), one event per image."""
-        loc, scale = self.encoder(x, self._context(y))
+        """q(z|x) = N(mu(x), diag sigma(x)^2), one event per image (``y``: read by a conditional VAE only)."""
+        loc, scale = self.encoder(x, self.context(y))
         return dist.Normal(loc, scale).to_event(1)
 
-    def decode(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
-        """p(x|z) (p(x|z,y) when conditional), one event per image; a Bayesian decoder decodes
-        with one draw of its weights from q(W)."""
-        decoder = poutine.condition(self.decoder, data=self.weight_guide.draw()) if self.bayesian else self.decoder
-        return self.likelihood(decoder(self._with_context(z, y)))
+    def decode(
+        self, z: torch.Tensor, y: Optional[torch.Tensor] = None, observed: Optional[torch.Tensor] = None
+    ) -> dist.TorchDistribution:
+        """p(x|z), one event per image. ``observed``: the images the model scores with it, which a
+        calibrated Gaussian fits its sigma to in training (``likelihoods.GaussianPixels``)."""
+        return self.likelihood(self.decoder(self.decoder_input(z, y)), observed)
 
     # The Pyro program: log p(x, z) - log q(z|x), summed over the minibatch, is the ELBO estimate.
 
-    def model(self, x: torch.Tensor, y=None, num_data: Optional[int] = None, kl_weight: float = 1.0) -> None:
+    def model(self, x: torch.Tensor) -> None:
         """p(z) p(x|z): z ~ N(0, I), then x scored under the decoded likelihood."""
         pyro.module("decoder", self.decoder)
         pyro.module("likelihood", self.likelihood)
-        data, to_dataset = self._minibatch(x, num_data)
-        with data, to_dataset, self._kl_weighting(kl_weight):
+        with self.data_plate(x):
             z = pyro.sample("z", self.prior(len(x)))
-        # Decoded outside the plate: a Bayesian decoder's weights (and their prior) once per step, not per image.
-        decoded = self.decoder(self._with_context(z, y))
-        with data, to_dataset:  # the likelihood sees x too: a calibrated sigma is fitted to it in training
-            pyro.sample("x", self.likelihood(decoded, x), obs=x)
+            pyro.sample("x", self.decode(z, observed=x), obs=x)
 
-    def guide(self, x: torch.Tensor, y=None, num_data: Optional[int] = None, kl_weight: float = 1.0) -> None:
-        """q(z|x): the encoder's Gaussian, amortized over images (and q(W) for a Bayesian decoder)."""
+    def guide(self, x: torch.Tensor) -> None:
+        """q(z|x): the encoder's Gaussian, amortized over images."""
         pyro.module("encoder", self.encoder)
-        if self.bayesian:
-            pyro.module("weights", self.weight_guide)
-            self.weight_guide()
-        data, to_dataset = self._minibatch(x, num_data)
-        with data, to_dataset, self._kl_weighting(kl_weight):
+        with self.data_plate(x):
+            pyro.sample("z", self.encode(x))
+
+    # Plumbing shared by the variants.
+
+    def data_plate(self, x: torch.Tensor) -> pyro.plate:
+        """The plate over the images: the minibatch ``x`` as a subsample of the ``num_data`` images."""
+        return pyro.plate("data", size=self.num_data or len(x), subsample=torch.arange(len(x), device=x.device))
+
+    def context(self, y: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """What the networks see besides x or z: nothing for the unconditional VAE."""
+        return None
+
+    def decoder_input(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return z
+
+
+class ConditionalVAE(VAE):
+    """The conditional VAE (as in the paper's code): both networks also see the one-hot label y.
+
+    Generative process, for each image with label y:  z ~ N(0, I);  x ~ likelihood(decoder(z, y)).
+    Guide:  q(z|x, y) = N(mu(x, y), diag sigma(x, y)^2). Its bounds are bounds on log p(x|y).
+    """
+
+    conditional = True
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        likelihood: nn.Module,
+        latent_dim: int,
+        num_classes: int,
+        num_data: Optional[int] = None,
+    ) -> None:
+        super().__init__(encoder, decoder, likelihood, latent_dim, num_data)
+        self.num_classes = num_classes
+
+    def model(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """p(z) p(x|z, y)."""
+        pyro.module("decoder", self.decoder)
+        pyro.module("likelihood", self.likelihood)
+        with self.data_plate(x):
+            z = pyro.sample("z", self.prior(len(x)))
+            pyro.sample("x", self.decode(z, y, observed=x), obs=x)
+
+    def guide(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """q(z|x, y)."""
+        pyro.module("encoder", self.encoder)
+        with self.data_plate(x):
             pyro.sample("z", self.encode(x, y))
 
-    # Plumbing shared by model and guide.
-
-    @staticmethod
-    def _minibatch(x: torch.Tensor, num_data: Optional[int]):
-        """The plate over the images of the minibatch, and the scale N/B that makes its ELBO the dataset's."""
-        return pyro.plate("data", len(x), dim=-1), poutine.scale(scale=(num_data or len(x)) / len(x))
-
-    @staticmethod
-    def _kl_weighting(kl_weight: float):
-        """Weights the latent site's log-densities by ``kl_weight`` (beta); ``poutine.scale`` takes
-        positive weights only, so beta = 0 masks them out instead."""
-        return poutine.scale(scale=kl_weight) if kl_weight > 0 else poutine.mask(mask=False)
-
-    def _context(self, y: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-        """The one-hot label a conditional VAE sees; nothing for an unconditional one."""
-        if not self.conditional:
-            return None
+    def context(self, y: Optional[torch.Tensor]) -> torch.Tensor:
+        """The one-hot label."""
         if y is None:
-            raise ValueError("this VAE is conditional (model=cvae): pass the labels y")
-        return F.one_hot(y, self.context_dim).float()
+            raise ValueError("this VAE is conditional (ConditionalVAE): pass the labels y")
+        return F.one_hot(y, self.num_classes).float()
 
-    def _with_context(self, z: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
-        context = self._context(y)
-        if context is None:
-            return z
-        return torch.cat([z, context.expand(*z.shape[:-1], self.context_dim)], dim=-1)
+    def decoder_input(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """z with the one-hot label appended (broadcast over any particle dimensions of z)."""
+        context = self.context(y)
+        return torch.cat([z, context.expand(*z.shape[:-1], self.num_classes)], dim=-1)
 
 
-def build_vae(cfg: DictConfig, image_shape: Tuple[int, int, int], num_classes: int) -> VAE:
-    """The VAE described by ``cfg`` (``model``, ``net``, ``likelihood``, ``decoder``, ``latent_dim``)
-    for images of ``image_shape`` in ``num_classes`` classes."""
-    likelihood = build_likelihood(cfg.likelihood, image_shape)
-    net = cfg.net
-    encoder_type, decoder_type = NETWORKS[net.name]
-    widths = list(net.widths)
-    context_dim = num_classes if cfg.model.name == "cvae" else 0
-    encoder = encoder_type(image_shape, widths, cfg.latent_dim, net.activation, net.min_scale, context_dim)
-    decoder = decoder_type(
-        cfg.latent_dim + context_dim, widths[::-1], image_shape, likelihood.params_per_pixel, net.activation
-    )
-    weight_guide = None
-    if cfg.decoder.bayesian:
-        initial = make_bayesian_(decoder, cfg.decoder.prior_scale)
-        weight_guide = MeanFieldWeights(initial, cfg.decoder.init_scale, cfg.decoder.prior_scale)
-    return VAE(encoder, decoder, likelihood, cfg.latent_dim, context_dim, weight_guide)
+class BayesianDecoder:
+    """A variant whose decoder weights W are random (mixed into :class:`VAE` or :class:`ConditionalVAE`).
+
+    Generative process:  W ~ N(0, s^2 I) once for the data set (``pyro.nn.PyroSample`` sites of the
+    decoder); then for each image z ~ N(0, I);  x ~ likelihood(decoder_W(z)).
+    Guide:  q(W) q(z|x), q(W) mean-field Gaussian (:class:`~pyro_vae.modelling.weights.MeanFieldWeights`).
+    The weights are drawn once per step, outside the data plate, so their log p(W) - log q(W) is
+    counted once for the data set rather than once per image.
+    """
+
+    bayesian = True
+
+    def __init__(self, *args, weight_guide: MeanFieldWeights, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.weight_guide = weight_guide
+
+    def model(self, x: torch.Tensor, *label: torch.Tensor) -> None:
+        pyro.module("likelihood", self.likelihood)
+        data = self.data_plate(x)
+        with data:
+            z = pyro.sample("z", self.prior(len(x)))
+        decoded = self.decoder(self.decoder_input(z, *label))  # W ~ p(W): the decoder's weight sites
+        with data:
+            pyro.sample("x", self.likelihood(decoded, x), obs=x)
+
+    def guide(self, x: torch.Tensor, *label: torch.Tensor) -> None:
+        pyro.module("encoder", self.encoder)
+        pyro.module("weights", self.weight_guide)
+        self.weight_guide()  # W ~ q(W)
+        with self.data_plate(x):
+            pyro.sample("z", self.encode(x, *label))
+
+    def decode(
+        self, z: torch.Tensor, y: Optional[torch.Tensor] = None, observed: Optional[torch.Tensor] = None
+    ) -> dist.TorchDistribution:
+        """p(x|z) with one draw of the weights from q(W), for use outside inference."""
+        decoder = poutine.condition(self.decoder, data=self.weight_guide.draw())
+        return self.likelihood(decoder(self.decoder_input(z, y)), observed)
+
+
+class BayesianDecoderVAE(BayesianDecoder, VAE):
+    __doc__ = f"The paper's VAE with a Bayesian decoder. {BayesianDecoder.__doc__}"
+
+
+class BayesianDecoderConditionalVAE(BayesianDecoder, ConditionalVAE):
+    __doc__ = f"The conditional VAE with a Bayesian decoder. {BayesianDecoder.__doc__}"
+
+
+# Each variant with a Bayesian decoder, by the variant it adds weight priors to.
+BAYESIAN_DECODER_VARIANTS = {VAE: BayesianDecoderVAE, ConditionalVAE: BayesianDecoderConditionalVAE}

@@ -11,8 +11,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import DataError
-from ..modelling.vae import VAE, build_vae
+from ..modelling.vae import VAE
 from .atomic import save_torch
+from .builders import build_vae
 
 BEST = "checkpoint.pt"
 LAST = "last.pt"
@@ -21,7 +22,7 @@ LAST = "last.pt"
 def model_record(vae: VAE, cfg: DictConfig, image_shape, num_classes: int) -> Dict[str, Any]:
     """Everything needed to rebuild ``vae`` without the run's config files."""
     return {
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         "image_shape": list(image_shape),
         "num_classes": num_classes,
         "state_dict": {key: value.detach().cpu() for key, value in vae.state_dict().items()},

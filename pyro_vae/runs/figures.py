@@ -47,7 +47,7 @@ def reconstruct(vae: VAE, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> 
 def prior_draws(vae: VAE, n: int) -> torch.Tensor:
     """``n`` draws z ~ N(0, I) decoded (a conditional VAE cycles through the classes): Figure 10."""
     z = vae.prior(n).sample()
-    y = torch.arange(n, device=z.device) % vae.context_dim if vae.conditional else None
+    y = torch.arange(n, device=z.device) % vae.num_classes if vae.conditional else None
     return _decode(vae, z, y)
 
 

@@ -15,11 +15,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import DataSplits, PixelTransform, load_data
+from ..data import DataSplits
 from ..errors import ConfigError
 from ..modelling.vae import VAE
 from . import checkpoints
-from .run_directory import check_output_dir
+from .builders import load_dataset, pixel_transform
 from .settings import apply_threads, resolve_device
 
 # Settings that a task takes from its own command line when given there, and otherwise from the
@@ -45,11 +45,11 @@ class FinishedRun:
     @cached_property
     def data(self) -> DataSplits:
         """The run's data set, loaded on first use (most tasks need only its test split)."""
-        return load_data(self.cfg.dataset, self.device)
+        return load_dataset(self.cfg, self.device)
 
     def test_view(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``images`` binarized or dequantized exactly as the run's test split was, from the run's seed."""
-        return PixelTransform.of_run(self.cfg).fixed(images, "test")
+        return pixel_transform(self.cfg).fixed(images, "test")
 
 
 def open_run(cfg: DictConfig, output_dir: Path) -> FinishedRun:
@@ -59,7 +59,6 @@ def open_run(cfg: DictConfig, output_dir: Path) -> FinishedRun:
             f"task={cfg.task.name}: works on a finished run; pass task.run_dir=PATH of a run directory with "
             "checkpoint.pt"
         )
-    check_output_dir(cfg, output_dir)
     path = Path(cfg.task.run_dir).expanduser()
     device = resolve_device(cfg.device)
     apply_threads(cfg.threads)

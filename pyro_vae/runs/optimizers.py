@@ -6,44 +6,42 @@ wraps the same class and arguments in Pyro's ``PyroOptim``, which keeps one per 
 """
 
 import logging
+from dataclasses import fields
 from functools import cache
 from typing import Any, Dict, Iterable, Tuple, Type
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pyro.optim import PyroOptim
 from pyro.optim.clipped_adam import ClippedAdam
 
-from ..errors import ConfigError
-from .values import is_number
-
-NAMES = ("adam", "clipped_adam", "rmsprop", "adagrad")
+from .schema import option
 
 log = logging.getLogger(__name__)
+
+# Settings of an optimizer's schema that are not arguments of its class.
+NOT_ARGUMENTS = ("name", "fused")
 
 
 def optimizer_arguments(
     optimizer: DictConfig, lr: float, num_data: int
 ) -> Tuple[Type[torch.optim.Optimizer], Dict[str, Any]]:
-    """The torch class of ``optimizer.name`` and its arguments at learning rate ``lr``.
+    """The torch class of ``optimizer=NAME`` (``schema.OPTIONS``) and its arguments at learning rate
+    ``lr``: every setting its schema declares, by the same name.
 
     Each loss estimates the bound of all ``num_data`` training images, so ClippedAdam's
     per-image ``clip_norm`` is scaled by it: the clamp then means the same whatever the data.
     """
-    if not (is_number(lr) and lr > 0):
-        raise ConfigError(f"lr={lr}: must be a positive finite number, e.g. lr=1e-3")
-    name = optimizer.name
-    if name == "adam":
-        return torch.optim.Adam, dict(lr=lr, betas=tuple(optimizer.betas), eps=optimizer.eps)
-    if name == "clipped_adam":
-        return ClippedAdam, dict(
-            lr=lr, betas=tuple(optimizer.betas), eps=optimizer.eps, clip_norm=optimizer.clip_norm * num_data
-        )
-    if name == "rmsprop":
-        return torch.optim.RMSprop, dict(lr=lr, alpha=optimizer.alpha)
-    if name == "adagrad":
-        return torch.optim.Adagrad, dict(lr=lr)
-    raise ConfigError(f"optimizer={name}: unknown optimizer; choose one of {', '.join(NAMES)}")
+    declared = option("optimizer", optimizer.name)
+    arguments: Dict[str, Any] = {"lr": lr}
+    for setting in fields(declared.schema):
+        if setting.name not in NOT_ARGUMENTS:
+            value = optimizer[setting.name]
+            arguments[setting.name] = tuple(value) if OmegaConf.is_list(value) else value
+    optimizer_class = declared.component()
+    if optimizer_class is ClippedAdam:
+        arguments["clip_norm"] = arguments["clip_norm"] * num_data
+    return optimizer_class, arguments
 
 
 def make_optimizer(

@@ -12,10 +12,10 @@ from typing import Any, Iterable, List, Optional, Sequence
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
-from omegaconf.nodes import BooleanNode, FloatNode, IntegerNode, StringNode
+from omegaconf.nodes import BooleanNode, EnumNode, FloatNode, IntegerNode, StringNode
 
 from ..errors import ConfigError
-from .schema import GROUP_SCHEMAS
+from .schema import OPTIONS
 
 # Hydra's own console format: the refusals of run.py's task function look the same.
 LINE_FORMAT = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
@@ -91,7 +91,7 @@ def unknown_setting(subject: str, full_key: str, settings: Iterable[str], where:
 
 def _where(node: DictConfig, key: str) -> str:
     """``GROUP=OPTION`` for the node of a config group (its settings depend on the option), else ``key``."""
-    if key in GROUP_SCHEMAS and isinstance(node.get("name"), str):
+    if key in OPTIONS and isinstance(node.get("name"), str):
         return f"{key}={node.name}"
     return key
 
@@ -160,6 +160,8 @@ def _accepted(node: Any, key: str) -> str:
     elif isinstance(node, DictConfig):
         names = ", ".join(f"{key}.{name}" for name in _settings_of(node))
         return f"not a value but a group of settings; set {names}"
+    elif isinstance(node, EnumNode):
+        accepted = f"choose one of {', '.join(member.value for member in node._metadata.ref_type)}"
     else:
         accepted = {
             IntegerNode: "must be an integer",

@@ -60,7 +60,9 @@ def check_output_dir(cfg: DictConfig, output_dir: Path) -> None:
             f"resume=true: {output_dir} holds no {checkpoints.LAST} to continue; drop resume=true to start a new run "
             "there"
         )
-    changed = settings_changed(checkpoints.read(last)["config"], OmegaConf.to_container(cfg, resolve=True))
+    changed = settings_changed(
+        checkpoints.read(last)["config"], OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    )
     if changed:
         listed = ", ".join(f"{key}={new} (the run has {old})" for key, old, new in changed)
         raise RunDirectoryInUse(

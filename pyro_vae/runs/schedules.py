@@ -7,9 +7,7 @@ import torch
 from omegaconf import DictConfig
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
 
-from ..errors import ConfigError
-
-NAMES = ("constant", "plateau", "burda", "cosine")
+from .schema import option
 
 
 def burda_factor(epoch: int, stages: int = 8) -> float:
@@ -28,27 +26,35 @@ def cosine_factor(epoch: int, epochs: int, final_factor: float) -> float:
     return final_factor + (1 - final_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def plateau_schedule(schedule: DictConfig, optimizer: torch.optim.Optimizer) -> ReduceLROnPlateau:
+    """``schedule=plateau``: an epoch improves when val_elbo > best + threshold (in nats: a relative
+    threshold lets a negative ELBO decline and still "improve"); torch reduces once more than
+    ``patience`` epochs have not, and we after exactly ``patience`` of them, as early stopping stops."""
+    return ReduceLROnPlateau(
+        optimizer,
+        mode="max",
+        factor=schedule.factor,
+        patience=schedule.patience - 1,
+        threshold=schedule.threshold,
+        threshold_mode="abs",
+        min_lr=schedule.min_lr,
+    )
+
+
+def burda_schedule(schedule: DictConfig, optimizer: torch.optim.Optimizer) -> LambdaLR:
+    """``schedule=burda``: :func:`burda_factor` of the epoch."""
+    return LambdaLR(optimizer, lambda epoch: burda_factor(epoch, schedule.stages))
+
+
+def cosine_schedule(schedule: DictConfig, optimizer: torch.optim.Optimizer) -> LambdaLR:
+    """``schedule=cosine``: :func:`cosine_factor` of the epoch."""
+    return LambdaLR(optimizer, lambda epoch: cosine_factor(epoch, schedule.epochs, schedule.final_factor))
+
+
 def make_schedule(schedule: DictConfig, optimizer: torch.optim.Optimizer) -> Optional[LRScheduler]:
-    if schedule.name == "constant":
-        return None
-    if schedule.name == "plateau":
-        # An epoch improves when val_elbo > best + threshold (in nats: a relative threshold lets a
-        # negative ELBO decline and still "improve"); torch reduces once more than `patience`
-        # epochs have not, and we after exactly `patience` of them, as early stopping stops.
-        return ReduceLROnPlateau(
-            optimizer,
-            mode="max",
-            factor=schedule.factor,
-            patience=schedule.patience - 1,
-            threshold=schedule.threshold,
-            threshold_mode="abs",
-            min_lr=schedule.min_lr,
-        )
-    if schedule.name == "burda":
-        return LambdaLR(optimizer, lambda epoch: burda_factor(epoch, schedule.stages))
-    if schedule.name == "cosine":
-        return LambdaLR(optimizer, lambda epoch: cosine_factor(epoch, schedule.epochs, schedule.final_factor))
-    raise ConfigError(f"schedule={schedule.name}: unknown schedule; choose one of {', '.join(NAMES)}")
+    """The scheduler of ``schedule=NAME`` (``schema.OPTIONS``), or None for a constant rate."""
+    declared = option("schedule", schedule.name)
+    return declared.component()(schedule, optimizer) if declared.builds else None
 
 
 def epochs_without_improvement(val_elbos: Sequence[float], threshold: float) -> int:

@@ -17,10 +17,26 @@ neither options of a group (``net=...``) nor listed by ``python run.py --help``.
 """
 
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from ..data.transform import Binarization, Choice
+from ..errors import ConfigError
+from ..modelling.likelihoods import ScaleMode
+from ..modelling.networks import Activation
+from ..modelling.objectives import Gradient
+
+
+class Device(Choice):
+    """device=: auto takes CUDA when torch sees one."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
 
 # --- top level (conf/config.yaml) --------------------------------------------------------------
 
@@ -68,7 +84,7 @@ class DatasetConfig:
     name: str = MISSING
     root: Optional[str] = MISSING
     download: bool = MISSING
-    binarize: str = MISSING
+    binarize: Binarization = MISSING
     val_size: int = MISSING
     train_size: Optional[int] = MISSING
     test_size: Optional[int] = MISSING
@@ -78,7 +94,7 @@ class DatasetConfig:
 class NetConfig:
     name: str = MISSING
     widths: List[int] = MISSING
-    activation: str = MISSING
+    activation: Activation = MISSING
     min_scale: float = MISSING
 
 
@@ -118,7 +134,7 @@ class ElboConfig:
 class IwaeConfig(ElboConfig):
     """elbo=iwae: also the encoder's gradient estimator."""
 
-    gradient: str = MISSING
+    gradient: Gradient = MISSING
 
 
 @dataclass
@@ -164,7 +180,7 @@ class LikelihoodConfig:
 class ScaledLikelihoodConfig(LikelihoodConfig):
     """likelihood=gaussian and likelihood=discretized_logistic: a location and a scale per pixel."""
 
-    scale: str = MISSING
+    scale: ScaleMode = MISSING
     fixed_scale: float = MISSING
     min_scale: float = MISSING
 
@@ -227,7 +243,7 @@ class InterpolateTaskConfig(FinishedRunTaskConfig):
 class Config:
     """conf/config.yaml."""
 
-    # The config groups: each node takes the type of the chosen file's schema (GROUP_SCHEMAS). Any
+    # The config groups: each node takes the type of the chosen file's schema (OPTIONS). Any
     # here lets Python code swap in another option's settings, e.g. cfg.schedule = {"name": "plateau", ...}.
     model: Any = MISSING
     dataset: Any = MISSING
@@ -244,7 +260,7 @@ class Config:
     batch_size: int = MISSING
     lr: float = MISSING
     seed: int = MISSING
-    device: str = MISSING
+    device: Device = MISSING
     threads: Optional[int] = MISSING
     resume: bool = MISSING
     kl_weight: float = MISSING
@@ -254,46 +270,89 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-# The schema of each file of each config group: conf/GROUP/OPTION.yaml extends GROUP_OPTION_schema.
+@dataclass(frozen=True)
+class Option:
+    """One option of a config group, declared once: the schema of conf/GROUP/OPTION.yaml and what it
+    builds (``module:attribute``, imported on first use so that declaring it imports nothing)."""
+
+    schema: type
+    builds: Optional[str] = None
+
+    def component(self) -> Any:
+        module, _, attribute = self.builds.partition(":")
+        return getattr(import_module(module), attribute)
+
+
+_VAE, _LIKELIHOODS, _NETS, _OBJECTIVES = (
+    "pyro_vae.modelling.vae",
+    "pyro_vae.modelling.likelihoods",
+    "pyro_vae.modelling.networks",
+    "pyro_vae.modelling.objectives",
+)
+
+# Every option of every config group: the schema, the builders (pyro_vae/runs/builders.py) and the
+# refusals (which list an option's choices) read this table, and nothing else names the options.
 # experiment/, hparams_search/ and cluster/ have none: they only set keys declared here (and Hydra's).
-GROUP_SCHEMAS: Dict[str, Dict[str, Any]] = {
-    "model": {"vae": ModelConfig, "cvae": ModelConfig},
-    "dataset": {"mnist": DatasetConfig, "cifar10": DatasetConfig},
-    "net": {"mlp": NetConfig, "conv": NetConfig},
+OPTIONS: Dict[str, Dict[str, Option]] = {
+    "model": {
+        "vae": Option(ModelConfig, f"{_VAE}:VAE"),
+        "cvae": Option(ModelConfig, f"{_VAE}:ConditionalVAE"),
+    },
+    "dataset": {
+        "mnist": Option(DatasetConfig, "pyro_vae.data.mnist:READER"),
+        "cifar10": Option(DatasetConfig, "pyro_vae.data.cifar10:READER"),
+    },
+    "net": {
+        "mlp": Option(NetConfig, f"{_NETS}:MLP"),
+        "conv": Option(NetConfig, f"{_NETS}:CONV"),
+    },
     "optimizer": {
-        "adam": AdamConfig,
-        "adagrad": OptimizerConfig,
-        "clipped_adam": ClippedAdamConfig,
-        "rmsprop": RMSpropConfig,
+        "adam": Option(AdamConfig, "torch.optim:Adam"),
+        "adagrad": Option(OptimizerConfig, "torch.optim:Adagrad"),
+        "clipped_adam": Option(ClippedAdamConfig, "pyro.optim.clipped_adam:ClippedAdam"),
+        "rmsprop": Option(RMSpropConfig, "torch.optim:RMSprop"),
     },
     "elbo": {
-        "trace": ElboConfig,
-        "trace_pyro": ElboConfig,
-        "jit": ElboConfig,
-        "meanfield": ElboConfig,
-        "iwae": IwaeConfig,
+        "trace": Option(ElboConfig, f"{_OBJECTIVES}:DeviceTrace_ELBO"),
+        "trace_pyro": Option(ElboConfig, "pyro.infer:Trace_ELBO"),
+        "jit": Option(ElboConfig, f"{_OBJECTIVES}:CorrectedJitTrace_ELBO"),
+        "meanfield": Option(ElboConfig, "pyro.infer:TraceMeanField_ELBO"),
+        "iwae": Option(IwaeConfig, f"{_OBJECTIVES}:IWAE_ELBO"),
     },
     "schedule": {
-        "constant": ScheduleConfig,
-        "burda": BurdaScheduleConfig,
-        "cosine": CosineScheduleConfig,
-        "plateau": PlateauScheduleConfig,
+        "constant": Option(ScheduleConfig),
+        "burda": Option(BurdaScheduleConfig, "pyro_vae.runs.schedules:burda_schedule"),
+        "cosine": Option(CosineScheduleConfig, "pyro_vae.runs.schedules:cosine_schedule"),
+        "plateau": Option(PlateauScheduleConfig, "pyro_vae.runs.schedules:plateau_schedule"),
     },
     # gaussian and discretized_logistic are `# @package _global_` files: their schema goes @likelihood.
     "likelihood": {
-        "bernoulli": LikelihoodConfig,
-        "gaussian": ScaledLikelihoodConfig,
-        "discretized_logistic": ScaledLikelihoodConfig,
+        "bernoulli": Option(LikelihoodConfig, f"{_LIKELIHOODS}:BernoulliPixels"),
+        "gaussian": Option(ScaledLikelihoodConfig, f"{_LIKELIHOODS}:GaussianPixels"),
+        "discretized_logistic": Option(ScaledLikelihoodConfig, f"{_LIKELIHOODS}:DiscretizedLogisticPixels"),
     },
-    "logger": {"none": LoggerConfig, "tensorboard": TensorBoardConfig},
+    "logger": {
+        "none": Option(LoggerConfig),
+        "tensorboard": Option(TensorBoardConfig, "pyro_vae.runs.tensorboard_logger:TensorBoardLogger"),
+    },
     "task": {
-        "train": TaskConfig,
-        "evaluate": FinishedRunTaskConfig,
-        "sample": SampleTaskConfig,
-        "reconstruct": ReconstructTaskConfig,
-        "interpolate": InterpolateTaskConfig,
+        "train": Option(TaskConfig, "pyro_vae.runs.training_run:train"),
+        "evaluate": Option(FinishedRunTaskConfig, "pyro_vae.runs.tasks:evaluate_run"),
+        "sample": Option(SampleTaskConfig, "pyro_vae.runs.tasks:sample_run"),
+        "reconstruct": Option(ReconstructTaskConfig, "pyro_vae.runs.tasks:reconstruct_run"),
+        "interpolate": Option(InterpolateTaskConfig, "pyro_vae.runs.tasks:interpolate_run"),
     },
 }
+
+
+def option(group: str, name: str) -> Option:
+    """The declaration of ``GROUP=NAME`` (Hydra has refused an unknown one while composing; a
+    config built in Python is refused here, in the same words)."""
+    if name not in OPTIONS[group]:
+        raise ConfigError(f"{group}={name}: choose one of {', '.join(OPTIONS[group])}")
+    return OPTIONS[group][name]
+
+
 CONFIG_SCHEMA = "config_schema"
 
 
@@ -307,6 +366,6 @@ def register_schemas() -> None:
     ``compose_config`` do). Storing again replaces the same nodes, so a second call changes nothing."""
     store = ConfigStore.instance()
     store.store(name=CONFIG_SCHEMA, node=Config)
-    for group, options in GROUP_SCHEMAS.items():
-        for option, schema in options.items():
-            store.store(name=schema_name(group, option), node=schema)
+    for group, options in OPTIONS.items():
+        for name, declared in options.items():
+            store.store(name=schema_name(group, name), node=declared.schema)

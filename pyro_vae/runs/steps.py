@@ -8,6 +8,7 @@ on the device. :class:`PyroSVIStep` (``elbo=trace_pyro``) is Pyro's textbook loo
 checks that they reach the same parameters), so the first is only a faster route to the second.
 """
 
+import contextlib
 from typing import Any, Dict, Optional, Protocol
 
 import torch
@@ -15,8 +16,9 @@ from omegaconf import DictConfig
 from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.elbo import ELBO
 
-from ..modelling.objectives import make_objective
+from ..modelling.objectives import KLWeighting
 from ..modelling.vae import VAE
+from .builders import make_objective
 from .optimizers import make_optimizer, make_pyro_optimizer
 
 
@@ -40,17 +42,16 @@ class TorchOptimizerStep:
     """``step(x, y, kl_weight)``: one update by ``objective`` and a torch ``optimizer``;
     returns the loss (minus the bound of the whole training set) as a device tensor."""
 
-    def __init__(self, vae: VAE, objective: ELBO, optimizer: torch.optim.Optimizer, num_data: int) -> None:
-        self.objective, self.optimizer, self.num_data = objective, optimizer, num_data
+    def __init__(self, vae: VAE, objective: ELBO, optimizer: torch.optim.Optimizer) -> None:
+        self.objective, self.optimizer, self.conditional = objective, optimizer, vae.conditional
         # Bound once: JitTrace_ELBO caches its compiled loss by id(model) and id(guide), and
         # ``vae.model`` is a new bound-method object at every access (a retrace every step).
         self.model, self.guide = vae.model, vae.guide
 
     def __call__(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.objective.differentiable_loss(
-            self.model, self.guide, x, y, num_data=self.num_data, kl_weight=kl_weight
-        )
+        with kl_weighting(kl_weight):
+            loss = self.objective.differentiable_loss(self.model, self.guide, *model_arguments(x, y, self.conditional))
         loss.backward()
         self.optimizer.step()
         return loss.detach()
@@ -69,16 +70,17 @@ class TorchOptimizerStep:
 class PyroSVIStep:
     """``step(x, y, kl_weight)`` by ``pyro.infer.SVI(model, guide, pyro.optim, Trace_ELBO)``."""
 
-    def __init__(self, vae: VAE, objective: Trace_ELBO, optimizer_cfg: DictConfig, lr: float, num_data: int) -> None:
-        self.optim = make_pyro_optimizer(optimizer_cfg, lr, num_data)
+    def __init__(self, vae: VAE, objective: Trace_ELBO, optimizer_cfg: DictConfig, lr: float) -> None:
+        self.optim = make_pyro_optimizer(optimizer_cfg, lr, vae.num_data)
         self.svi = SVI(vae.model, vae.guide, self.optim, loss=objective)
-        self.num_data, self.lr = num_data, lr
+        self.lr, self.conditional = lr, vae.conditional
         # Pyro keeps one torch optimizer per parameter, so there is none for a schedule to drive
         # (settings.validate refuses elbo=trace_pyro with a schedule other than constant).
         self.optimizer = None
 
     def __call__(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
-        return torch.tensor(self.svi.step(x, y, num_data=self.num_data, kl_weight=kl_weight))
+        with kl_weighting(kl_weight):
+            return torch.tensor(self.svi.step(*model_arguments(x, y, self.conditional)))
 
     def state_dict(self) -> Dict[str, Any]:
         return self.optim.get_state()
@@ -87,11 +89,20 @@ class PyroSVIStep:
         self.optim.set_state(state)
 
 
-def make_step(vae: VAE, cfg: DictConfig, num_data: int) -> TrainingStep:
-    """The training step of ``cfg`` (``elbo``, ``optimizer``, ``lr``) for a training set of ``num_data`` images."""
+def model_arguments(x: torch.Tensor, y: Optional[torch.Tensor], conditional: bool) -> tuple:
+    """What the model and guide take: the images, and their labels for a conditional VAE."""
+    return (x, y) if conditional else (x,)
+
+
+def kl_weighting(kl_weight: float):
+    """beta-weighting of the latent sites (:class:`KLWeighting`); no handler at all for the ELBO itself."""
+    return KLWeighting(kl_weight) if kl_weight != 1 else contextlib.nullcontext()
+
+
+def make_step(vae: VAE, cfg: DictConfig) -> TrainingStep:
+    """The training step of ``cfg`` (``elbo``, ``optimizer``, ``lr``) for ``vae``, whose ``num_data``
+    is the size of its training set."""
     objective = make_objective(cfg.elbo)
     if cfg.elbo.name == "trace_pyro":
-        return PyroSVIStep(vae, objective, cfg.optimizer, cfg.lr, num_data)
-    return TorchOptimizerStep(
-        vae, objective, make_optimizer(cfg.optimizer, cfg.lr, vae.parameters(), num_data), num_data
-    )
+        return PyroSVIStep(vae, objective, cfg.optimizer, cfg.lr)
+    return TorchOptimizerStep(vae, objective, make_optimizer(cfg.optimizer, cfg.lr, vae.parameters(), vae.num_data))

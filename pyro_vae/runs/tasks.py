@@ -9,23 +9,20 @@ Loading the run is :mod:`pyro_vae.runs.finished_run`; its figures are drawn by :
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, List
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.image_files import read_image
 from ..errors import ConfigError
-from ..modelling.estimators import test_metrics
 from . import figures
 from .finished_run import FinishedRun, open_run
+from .metrics import test_metrics
 from .reporting import write_metrics
-from .training_run import run_experiment
 from .values import is_integer, positive_int
 
 log = logging.getLogger(__name__)
-
-Task = Callable[[DictConfig, Path], Optional[float]]
 
 
 def evaluate_run(cfg: DictConfig, output_dir: Path) -> float:
@@ -100,7 +97,7 @@ def _file_labels(run: FinishedRun, labels: Any, count: int) -> torch.Tensor:
         if labels is not None:
             raise ConfigError(f"task.labels: {run.path} holds an unconditional VAE, which takes no labels; drop them")
         return torch.zeros(count, dtype=torch.long, device=run.device)  # ignored by an unconditional VAE
-    classes = run.vae.context_dim
+    classes = run.vae.num_classes
     if labels is None or not OmegaConf.is_list(labels) or len(labels) != count:
         shown = "null" if labels is None else labels
         raise ConfigError(
@@ -131,13 +128,3 @@ def _test_index(name: str, index: Any, size: int) -> int:
     if not (is_integer(index) and 0 <= index < size):
         raise ConfigError(f"{name}={index}: must be the index of a test image, from 0 to {size - 1}")
     return index
-
-
-# Every task by the name given in ``task=`` (conf/task/).
-TASKS: Dict[str, Task] = {
-    "train": run_experiment,
-    "evaluate": evaluate_run,
-    "sample": sample_run,
-    "reconstruct": reconstruct_run,
-    "interpolate": interpolate_run,
-}

@@ -30,8 +30,8 @@ from ..modelling.estimators import Evaluation
 from ..modelling.vae import VAE
 from . import figures
 from .run_directory import changeable_on_resume, flatten
+from .schema import option
 
-LOGGERS = ("none", "tensorboard")
 FOLDER = "tensorboard"
 RECONSTRUCTED = 8  # validation images shown above their reconstructions
 PRIOR_DRAWS = 64
@@ -140,7 +140,7 @@ def run_hparams(cfg: DictConfig) -> Dict[str, Any]:
     TensorBoard hparams: numbers and strings as they are, true/false and lists as text; null
     settings are left out. TensorBoard keeps the first value of an hparam that it reads in a run,
     which a resumed run with new ``epochs`` or ``eval.*`` would leave stale."""
-    settings = flatten(OmegaConf.to_container(cfg, resolve=True))
+    settings = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     return {
         key: _hparam(value) for key, value in settings.items() if value is not None and not changeable_on_resume(key)
     }
@@ -154,4 +154,5 @@ def _hparam(value: Any) -> Any:
 
 def make_logger(cfg: DictConfig, run_dir: Path) -> RunLogger:
     """The logger of ``cfg.logger`` for the run in ``run_dir``; it writes nothing until an epoch ends."""
-    return TensorBoardLogger(cfg, run_dir) if cfg.logger.name == "tensorboard" else NO_LOGGER
+    declared = option("logger", cfg.logger.name)  # schema.OPTIONS: logger=none builds nothing
+    return declared.component()(cfg, run_dir) if declared.builds else NO_LOGGER

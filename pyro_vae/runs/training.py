@@ -120,9 +120,10 @@ def fit(
         # this and stay at 2.1 s with it, with the same figures (subnormals are below 1.2e-38).
         torch.set_flush_denormal(True)
     num_data = len(data.train)
+    vae.num_data = num_data  # the data plate scales each minibatch to the whole training set
     sampler = transform.minibatches(data.train, cfg.batch_size)
     val_images = transform.fixed(data.val.images, "val")
-    step = make_step(vae, cfg, num_data)
+    step = make_step(vae, cfg)
     scheduler = make_schedule(cfg.schedule, step.optimizer)
     patience = cfg.early_stopping.patience
 

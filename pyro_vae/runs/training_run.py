@@ -9,12 +9,10 @@ from pathlib import Path
 import pyro
 from omegaconf import DictConfig
 
-from ..data import PixelTransform, load_data
 from ..errors import ConfigError
-from ..modelling.estimators import test_metrics
-from ..modelling.objectives import training_bound_name
-from ..modelling.vae import build_vae
 from . import checkpoints, figures
+from .builders import build_vae, load_dataset, pixel_transform, training_bound_name
+from .metrics import test_metrics
 from .reporting import write_history, write_metrics
 from .run_directory import check_output_dir
 from .settings import apply_threads, resolve_device, validate
@@ -25,22 +23,30 @@ log = logging.getLogger(__name__)
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
-    """Train and evaluate the VAE of ``cfg`` into ``run_dir``; return the best validation ELBO."""
+    """Train and evaluate the VAE of ``cfg`` into ``run_dir``; return the best validation ELBO.
+
+    The Python entry point: it checks the settings and the directory, as ``run.py`` does before
+    it runs :func:`train` (``task=train``)."""
     validate(cfg)
     check_output_dir(cfg, run_dir)
+    return train(cfg, run_dir)
+
+
+def train(cfg: DictConfig, run_dir: Path) -> float:
+    """``task=train`` on settings and a directory already checked: :func:`run_experiment`'s work."""
     device = resolve_device(cfg.device)
     apply_threads(cfg.threads)
     pyro.clear_param_store()
     pyro.set_rng_seed(cfg.seed)
 
-    data = load_data(cfg.dataset, device)
+    data = load_dataset(cfg, device)
     if cfg.batch_size > len(data.train):  # known once the data is: still before anything is written
         raise ConfigError(
             f"batch_size={cfg.batch_size} exceeds the {len(data.train)} training images; lower it or raise "
             "dataset.train_size"
         )
     vae = build_vae(cfg, data.image_shape, data.num_classes).to(device)
-    transform = PixelTransform.of_run(cfg)
+    transform = pixel_transform(cfg)
     log.info(
         "%s: %d train / %d val / %d test images of shape %s on %s",
         data.name,

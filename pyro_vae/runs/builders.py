@@ -1,0 +1,92 @@
+"""The modelling wing's objects built from a composed config.
+
+Each builder looks its option up in ``schema.OPTIONS`` and hands plain arguments to what it
+declares; the settings were checked before (``settings.validate``), so nothing here refuses.
+"""
+
+from typing import Optional, Tuple
+
+import torch
+from omegaconf import DictConfig
+from pyro.infer import ELBO
+from torch import nn
+
+from ..data import DatasetReader, DataSplits, PixelTransform, load_data
+from ..modelling.objectives import IWAE_ELBO, MAX_PLATE_NESTING, CorrectedJitTrace_ELBO
+from ..modelling.vae import BAYESIAN_DECODER_VARIANTS, VAE
+from ..modelling.weights import MeanFieldWeights, make_bayesian_
+from .schema import option
+
+ImageShape = Tuple[int, int, int]
+
+
+def likelihood_class(likelihood: DictConfig) -> type:
+    """The pixel distribution class of ``likelihood=NAME``: it declares what it observes and its scale modes."""
+    return option("likelihood", likelihood.name).component()
+
+
+def build_likelihood(likelihood: DictConfig, image_shape: ImageShape) -> nn.Module:
+    """The pixel distribution of ``likelihood.*`` for images of ``image_shape``."""
+    likelihood_type = likelihood_class(likelihood)
+    if "scale" not in likelihood:  # Bernoulli: no settings of its own
+        return likelihood_type()
+    return likelihood_type(image_shape, likelihood.scale, likelihood.fixed_scale, likelihood.min_scale)
+
+
+def build_vae(cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_data: Optional[int] = None) -> VAE:
+    """The VAE described by ``cfg`` (``model``, ``net``, ``likelihood``, ``decoder``, ``latent_dim``) for images
+    of ``image_shape`` in ``num_classes`` classes, fitted to a data set of ``num_data`` images."""
+    model_class = option("model", cfg.model.name).component()
+    likelihood = build_likelihood(cfg.likelihood, image_shape)
+    networks = option("net", cfg.net.name).component()
+    widths = list(cfg.net.widths)
+    context_dim = num_classes if model_class.conditional else 0
+    encoder = networks.encoder(image_shape, widths, cfg.latent_dim, cfg.net.activation, cfg.net.min_scale, context_dim)
+    decoder = networks.decoder(
+        cfg.latent_dim + context_dim, widths[::-1], image_shape, likelihood.params_per_pixel, cfg.net.activation
+    )
+    arguments = (encoder, decoder, likelihood, cfg.latent_dim) + ((num_classes,) if model_class.conditional else ())
+    if not cfg.decoder.bayesian:
+        return model_class(*arguments, num_data=num_data)
+    initial = make_bayesian_(decoder, cfg.decoder.prior_scale)
+    weight_guide = MeanFieldWeights(initial, cfg.decoder.init_scale, cfg.decoder.prior_scale)
+    return BAYESIAN_DECODER_VARIANTS[model_class](*arguments, num_data=num_data, weight_guide=weight_guide)
+
+
+def make_objective(elbo: DictConfig) -> ELBO:
+    """The objective of ``elbo=NAME`` with ``elbo.num_particles`` particles (vectorized)."""
+    objective_class = option("elbo", elbo.name).component()
+    particles = elbo.num_particles
+    if objective_class is IWAE_ELBO:
+        return IWAE_ELBO(particles, elbo.gradient)
+    extra = {"ignore_jit_warnings": True} if objective_class is CorrectedJitTrace_ELBO else {}
+    return objective_class(
+        num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=MAX_PLATE_NESTING, **extra
+    )
+
+
+def training_bound_name(cfg: DictConfig) -> str:
+    """What the training column (``train_elbo``) estimates, for labels: the ELBO, the IWAE bound,
+    or the beta-weighted objective."""
+    if cfg.elbo.name == "iwae":
+        return f"IWAE bound (k = {cfg.elbo.num_particles})"
+    if cfg.kl_weight != 1 or cfg.kl_warmup_epochs > 0:
+        return "KL-weighted objective"
+    return "ELBO"
+
+
+def dataset_reader(cfg: DictConfig) -> DatasetReader:
+    """The reader of ``dataset=NAME``: its loader, class names and image shape."""
+    return option("dataset", cfg.dataset.name).component()
+
+
+def load_dataset(cfg: DictConfig, device: torch.device) -> DataSplits:
+    """The splits of ``cfg.dataset`` on ``device``."""
+    return load_data(dataset_reader(cfg), cfg.dataset, device)
+
+
+def pixel_transform(cfg: DictConfig) -> PixelTransform:
+    """The transform of a run: ``dataset.binarize`` and ``seed``, and the view its likelihood observes."""
+    return PixelTransform(
+        cfg.dataset.binarize, cfg.seed, likelihood_class(cfg.likelihood).observes, cfg.likelihood.name
+    )

@@ -1,0 +1,59 @@
+"""The test figures of ``metrics.json``, shared by training runs and ``task=evaluate`` so that
+both report the same quantities."""
+
+import logging
+import math
+import time
+from typing import Any, Dict
+
+import torch
+from omegaconf import DictConfig
+
+from ..data import Observation
+from ..modelling.estimators import bits_per_dim, evaluate
+from ..modelling.vae import VAE
+from .builders import likelihood_class
+
+log = logging.getLogger(__name__)
+
+
+def test_metrics(
+    vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int
+) -> Dict[str, Any]:
+    """The test figures for float observations ``images``, estimated with ``cfg.eval``, for a VAE
+    trained on ``num_data`` images."""
+    started = time.perf_counter()
+    test = evaluate(
+        vae,
+        images,
+        labels,
+        num_samples=cfg.eval.iwae_k,
+        chunk_size=cfg.eval.chunk_size,
+        weight_draws=cfg.eval.weight_draws,
+        num_data=num_data,
+    )
+    log.info(
+        "test ELBO %.2f, test log-likelihood %.2f (K=%d, %.0f s), KL %.2f, active units %d/%d",
+        test.elbo,
+        test.log_likelihood,
+        cfg.eval.iwae_k,
+        time.perf_counter() - started,
+        test.kl,
+        test.active_units,
+        vae.latent_dim,
+    )
+    metrics = {
+        **test.as_dict("test"),
+        "iwae_k": cfg.eval.iwae_k,
+        "likelihood": cfg.likelihood.name,
+        # A conditional VAE's figures are log p(x | y), conditional on the test label.
+        "likelihood_of": "log p(x|y)" if vae.conditional else "log p(x)",
+        "latent_dim": vae.latent_dim,
+    }
+    observation = likelihood_class(cfg.likelihood).observes
+    if observation != Observation.binary:
+        num_dims = math.prod(images.shape[1:])
+        dequantized = observation == Observation.dequantized
+        metrics["test_bits_per_dim"] = bits_per_dim(test.log_likelihood, num_dims, dequantized)
+        metrics["test_bits_per_dim_elbo"] = bits_per_dim(test.elbo, num_dims, dequantized)
+    return metrics
