@@ -16,7 +16,7 @@ import pyro
 import torch
 from common import add_results_argument, config, save_results, table
 
-from pyro_vae.data import PixelTransform
+from pyro_vae.data import Observation, PixelTransform
 from pyro_vae.modelling.objectives import IWAE_ELBO
 from pyro_vae.runs.builders import build_vae, load_dataset
 
@@ -27,7 +27,7 @@ def encoder_gradients(vae, x, k: int, gradient: str, repeats: int) -> torch.Tens
     estimates = []
     for seed in range(repeats):
         pyro.set_rng_seed(seed)
-        loss = objective.differentiable_loss(vae.model, vae.guide, x, num_data=len(x))
+        loss = objective.differentiable_loss(vae.model, vae.guide, x)
         estimates.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, encoder)]))
     return torch.stack(estimates)
 
@@ -42,7 +42,7 @@ def main() -> None:
 
     cfg = config([f"dataset.test_size={args.batch}"])
     data = load_dataset(cfg, torch.device("cpu"))
-    x = PixelTransform("dynamic", seed=0, likelihood="bernoulli").fixed(data.test.images, "test")
+    x = PixelTransform("dynamic", seed=0, observes=Observation.binary).fixed(data.test.images, "test")
     pyro.set_rng_seed(0)
     vae = build_vae(cfg, data.image_shape, data.num_classes)
     rows = []

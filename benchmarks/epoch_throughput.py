@@ -41,7 +41,8 @@ def project_epoch(cfg, run_dir: Path) -> float:
     data = load_dataset(cfg, torch.device(cfg.device))
     sampler = pixel_transform(cfg).minibatches(data.train, cfg.batch_size)
     vae = fresh_vae(cfg)
-    step = make_step(vae, cfg, len(data.train))
+    vae.num_data = len(data.train)
+    step = make_step(vae, cfg)
     start = time.perf_counter()
     run_epoch(step, sampler, 1, cfg, run_dir).item()
     return len(sampler) * cfg.batch_size / (time.perf_counter() - start)
@@ -61,11 +62,12 @@ def tutorial_epoch(cfg, root: Path) -> float:
         train_set = Subset(train_set, range(cfg.dataset.train_size))
     loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=1, drop_last=True)
     vae = fresh_vae(cfg)
+    vae.num_data = len(train_set)
     svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": cfg.lr}), loss=Trace_ELBO(max_plate_nesting=1))
     images = 0
     start = time.perf_counter()
     for x, _ in loader:
-        svi.step(torch.bernoulli(x), num_data=len(train_set))
+        svi.step(torch.bernoulli(x))
         images += len(x)
     return images / (time.perf_counter() - start)
 

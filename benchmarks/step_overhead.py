@@ -27,10 +27,10 @@ import torch
 from common import add_results_argument, config, ms_per_call, save_results, table
 from pyro.infer import SVI, Trace_ELBO
 
-from pyro_vae.data import PixelTransform
+from pyro_vae.data import Observation, PixelTransform
 from pyro_vae.runs.builders import build_vae, load_dataset
 from pyro_vae.runs.optimizers import fused_adam_runs_on
-from pyro_vae.runs.steps import make_step
+from pyro_vae.runs.steps import make_step, model_arguments
 
 OBJECTIVES = ("trace", "trace_pyro", "meanfield", "jit")
 BAYESIAN_OBJECTIVES = ("trace", "meanfield", "jit")
@@ -75,7 +75,8 @@ def hand_written_step(cfg, image_shape, num_data, particles=None):
 
 def project_step(cfg, image_shape, num_data):
     vae = fresh_vae(cfg, image_shape)
-    step = make_step(vae, cfg, num_data)
+    vae.num_data = num_data
+    step = make_step(vae, cfg)
 
     def validated_off(batch):
         with pyro.validation_enabled(False):  # as in the training loop after its first step
@@ -102,8 +103,9 @@ def without_module_registration(cfg, image_shape, num_data):
 
 def textbook_svi_step(cfg, image_shape, num_data):
     vae = fresh_vae(cfg, image_shape)
+    vae.num_data = num_data
     svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": cfg.lr}), loss=Trace_ELBO(max_plate_nesting=1))
-    return lambda batch: svi.step(*batch, num_data=num_data)
+    return lambda batch: svi.step(*model_arguments(*batch, vae.conditional))
 
 
 def main() -> None:
@@ -126,7 +128,7 @@ def main() -> None:
 
     data = load_dataset(config(), torch.device("cpu"))
     num_data, shape = len(data.train), data.image_shape
-    pixels = PixelTransform("dynamic", seed=0, likelihood="bernoulli")
+    pixels = PixelTransform("dynamic", seed=0, observes=Observation.binary)
     rows = []
     for net in args.nets:
         for batch_size in args.batch_sizes:
