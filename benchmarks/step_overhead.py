@@ -3,14 +3,14 @@
 Both train the same encoder and decoder with the same optimizer (fused Adam where torch has it) on the same
 minibatches of dynamically binarized MNIST; the hand-written step computes the same bound with
 no Pyro in the loop: the single-sample ELBO -(log p(x|z) + log p(z) - log q(z|x)) * N / B, or
-for ``elbo=iwae`` with K particles -(N / B) sum_i [logsumexp_k log w_ik - log K].
+for ``objective=iwae`` with K particles -(N / B) sum_i [logsumexp_k log w_ik - log K].
 Networks: the default MLP (512, 256; latent 20) and Burda et al.'s (tanh 200, 200; latent 50).
 Batch 20 is Burda et al.'s protocol, where the per-step cost dominates. For context it also
 times Pyro's textbook loop (``SVI.step`` with ``pyro.optim.Adam``), the other objectives and
-the Bayesian decoder (default network), and one ablation: ``elbo=trace`` with ``pyro.module``
+the Bayesian decoder (default network), and one ablation: ``objective=trace`` with ``pyro.module``
 made a no-op, the share of the overhead that registering parameters with Pyro takes at every
 step. ``vs_trace`` is each row's time over that of
-``elbo=trace`` with the same network and decoder, in the same run.
+``objective=trace`` with the same network and decoder, in the same run.
 Prints a table and writes benchmarks/results/step_overhead.json.
 
     python benchmarks/step_overhead.py [--steps 100] [--batch-sizes 20 128] [--nets default burda]
@@ -124,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.trace's deprecation, for elbo=jit
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.trace's deprecation, for objective=jit
 
     data = load_dataset(config(), torch.device("cpu"))
     num_data, shape = len(data.train), data.image_shape
@@ -142,27 +142,27 @@ def main() -> None:
                 "pyro SVI.step + pyro.optim": partial(textbook_svi_step, cfg, shape, num_data),
             }
             for objective in OBJECTIVES:
-                candidates[f"elbo={objective}"] = partial(
-                    project_step, config(base + [f"elbo={objective}"]), shape, num_data
+                candidates[f"objective={objective}"] = partial(
+                    project_step, config(base + [f"objective={objective}"]), shape, num_data
                 )
-            candidates["elbo=trace, pyro.module skipped (ablation)"] = partial(
-                without_module_registration, config(base + ["elbo=trace"]), shape, num_data
+            candidates["objective=trace, pyro.module skipped (ablation)"] = partial(
+                without_module_registration, config(base + ["objective=trace"]), shape, num_data
             )
             for k in args.particles:
                 candidates[f"hand-written iwae k={k}"] = partial(hand_written_step, cfg, shape, num_data, particles=k)
-                iwae = base + ["elbo=iwae", f"elbo.num_particles={k}"]
-                candidates[f"elbo=iwae k={k}"] = partial(project_step, config(iwae), shape, num_data)
-                candidates[f"elbo=iwae dreg k={k}"] = partial(
-                    project_step, config(iwae + ["elbo.gradient=dreg"]), shape, num_data
+                iwae = base + ["objective=iwae", f"objective.num_particles={k}"]
+                candidates[f"objective=iwae k={k}"] = partial(project_step, config(iwae), shape, num_data)
+                candidates[f"objective=iwae dreg k={k}"] = partial(
+                    project_step, config(iwae + ["objective.gradient=dreg"]), shape, num_data
                 )
             if net == "default":
                 for objective in BAYESIAN_OBJECTIVES:
-                    bayesian = config(base + [f"elbo={objective}", "decoder.bayesian=true"])
-                    candidates[f"bayesian elbo={objective}"] = partial(project_step, bayesian, shape, num_data)
+                    bayesian = config(base + [f"objective={objective}", "decoder.bayesian=true"])
+                    candidates[f"bayesian objective={objective}"] = partial(project_step, bayesian, shape, num_data)
             timings = ms_per_call(candidates, batches, rounds=args.rounds)
             for name, ms in timings.items():
                 reference = "hand-written" + (f" iwae k={name.rsplit('k=', 1)[1]}" if "iwae" in name else "")
-                trace = "bayesian elbo=trace" if name.startswith("bayesian") else "elbo=trace"
+                trace = "bayesian objective=trace" if name.startswith("bayesian") else "objective=trace"
                 rows.append(
                     {
                         "net": net,
@@ -180,7 +180,7 @@ def main() -> None:
         "ratio = ms per step / ms of the hand-written PyTorch step computing the same bound (an ELBO with a"
         " deterministic decoder, or IWAE with the same K), same network and batch, same run"
     )
-    print("vs_trace = ms per step / ms of elbo=trace with the same network and decoder, same run")
+    print("vs_trace = ms per step / ms of objective=trace with the same network and decoder, same run")
     print(
         f"wrote {save_results(args.results, 'step_overhead', {'rows': rows, 'torch_threads': torch.get_num_threads()})}"
     )

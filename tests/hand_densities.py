@@ -45,10 +45,10 @@ def discretized_logistic_log_mass(
 
 
 def loc_and_scale_by_hand(out: torch.Tensor, mode: str, raw_scale, likelihood) -> tuple:
-    """The decoder's output split into location and scale as each ``likelihood.scale`` mode defines
+    """The decoder's output split into location and scale as each ``likelihood.scale_mode`` mode defines
     them: ``predicted`` from its second half of channels, ``fixed`` the constant, else the learned
-    ``raw_scale``; every learned scale is softplus plus ``likelihood.min_scale``."""
-    floor = likelihood.min_scale
+    ``raw_scale``; every learned scale is softplus plus ``likelihood.min_pixel_scale``."""
+    floor = likelihood.min_pixel_scale
     if mode == "predicted":
         half = out.shape[1] // 2
         return out[:, :half], softplus(out[:, half:]) + floor

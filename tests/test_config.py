@@ -20,7 +20,7 @@ GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml")) for group
 
 def test_defaults_are_the_mnist_bernoulli_vae():
     cfg = compose_config()
-    assert (cfg.dataset.name, cfg.likelihood.name, cfg.net.name, cfg.elbo.name, cfg.optimizer.name) == (
+    assert (cfg.dataset.name, cfg.likelihood.name, cfg.net.name, cfg.objective.name, cfg.optimizer.name) == (
         "mnist",
         "bernoulli",
         "mlp",
@@ -32,15 +32,15 @@ def test_defaults_are_the_mnist_bernoulli_vae():
 
 
 def test_the_documented_command_line_composes():
-    cfg = compose_config(["likelihood=bernoulli", "latent_dim=20", "optimizer=rmsprop", "elbo=iwae"])
-    assert cfg.latent_dim == 20 and cfg.optimizer.name == "rmsprop" and cfg.elbo.num_particles == 5
+    cfg = compose_config(["likelihood=bernoulli", "latent_dim=20", "optimizer=rmsprop", "objective=iwae"])
+    assert cfg.latent_dim == 20 and cfg.optimizer.name == "rmsprop" and cfg.objective.num_particles == 5
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g, options in GROUPS.items() for o in options])
 def test_every_config_group_option_composes_and_builds(group, option):
     cfg = compose_config([f"{group}={option}"])
     validate(cfg)
-    make_objective(cfg.elbo)
+    make_objective(cfg.objective)
     params = [torch.nn.Parameter(torch.zeros(3))]
     make_optimizer(cfg.optimizer, cfg.lr, params, 1000)
 
@@ -53,7 +53,7 @@ def test_every_config_group_option_composes_and_builds(group, option):
         ("eval.iwae_k=0", "eval.iwae_k=0: must be a positive integer"),
         ("net.widths=[64,0]", r"net.widths=\[64, 0\]: must be a list of positive integers"),
         ("net.activation=swish", "net.activation=swish: choose one of relu, tanh, softplus, elu"),
-        ("net.min_scale=0", r"net.min_scale=0(\.0)?: must be > 0"),  # a float setting: 0 arrives as 0.0
+        ("net.min_encoder_scale=0", r"net.min_encoder_scale=0(\.0)?: must be > 0"),  # a float setting: 0 arrives as 0.0
         ("seed=1.5", "seed=1.5: must be an integer"),
         ("threads=0", "threads=0: must be a positive integer"),
     ],
@@ -87,8 +87,8 @@ def test_adam_falls_back_to_foreach_with_one_warning_where_torch_has_no_fused_cp
 
 
 def test_invalid_objective_optimizer_and_device_are_refused():
-    with pytest.raises(ConfigError, match="elbo.num_particles=0: must be a positive integer"):
-        validate(compose_config(["elbo.num_particles=0"]))
+    with pytest.raises(ConfigError, match="objective.num_particles=0: must be a positive integer"):
+        validate(compose_config(["objective.num_particles=0"]))
     with pytest.raises(ConfigError, match="lr=-0.1: must be a positive finite number"):
         validate(compose_config(["lr=-0.1"]))
     with pytest.raises(ConfigError, match="device=tpu: choose one of auto, cpu, cuda"):
@@ -126,8 +126,9 @@ def test_a_batch_larger_than_the_training_set_is_one_line(tmp_path):
 
 # Composition against the schema (pyro_vae/schema.py): the override, then what it accepts.
 TOP_LEVEL = (
-    "batch_size, dataset, decoder, device, early_stopping, elbo, epochs, eval, kl_warmup_epochs, kl_weight, "
-    "latent_dim, likelihood, logger, lr, model, net, optimizer, resume, schedule, seed, task, threads"
+    "batch_size, dataset, decoder, device, early_stopping, epochs, eval, kl_warmup_epochs, kl_weight, "
+    "latent_dim, likelihood, logger, lr, model, net, objective, optimizer, resume, schedule, seed, svi_step, task, "
+    "threads"
 )
 
 
@@ -155,7 +156,7 @@ TOP_LEVEL = (
         (
             ["decoder=3"],
             "decoder=3: not a value but a group of settings; "
-            "set decoder.bayesian, decoder.prior_scale, decoder.init_scale",
+            "set decoder.bayesian, decoder.weight_prior_scale, decoder.weight_init_scale",
         ),
         (["task=sample", "task.n=abc"], "task.n=abc: must be an integer"),
         (

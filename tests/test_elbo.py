@@ -203,7 +203,7 @@ def test_trace_elbo_expectation_matches_reconstruction_minus_closed_form_kl(smal
 
 @pytest.mark.parametrize("scale_mode", ["learned", "per_pixel", "predicted", "fixed"])
 def test_trace_elbo_equals_hand_derivation_for_the_gaussian_decoder(scale_mode):
-    cfg = compose_tiny("likelihood=gaussian", "net=mlp", f"likelihood.scale={scale_mode}")
+    cfg = compose_tiny("likelihood=gaussian", "net=mlp", f"likelihood.scale_mode={scale_mode}")
     vae = build_vae(cfg, (3, 4, 4), 10)
     with torch.no_grad():  # move learned sigmas away from their initial value
         for p in vae.likelihood.parameters():

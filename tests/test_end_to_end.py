@@ -79,7 +79,7 @@ def test_multirun_puts_each_job_in_its_own_directory(tmp_path):
 @pytest.mark.slow
 def test_gaussian_variant_on_mnist_grey_levels_reports_bits_per_dim(tmp_path):
     run_py(
-        *tiny("likelihood=gaussian", "dataset=mnist", "net=mlp", "likelihood.scale=per_pixel"),
+        *tiny("likelihood=gaussian", "dataset=mnist", "net=mlp", "likelihood.scale_mode=per_pixel"),
         f"hydra.run.dir={tmp_path}",
     )
     metrics = read_metrics(tmp_path)
@@ -90,7 +90,9 @@ def test_gaussian_variant_on_mnist_grey_levels_reports_bits_per_dim(tmp_path):
 
 def test_gaussian_cifar10_run_on_an_archive_in_the_official_format(tmp_path, monkeypatch):
     """The whole pipeline in-process (so that the archive's checksums can be patched in)."""
-    cfg = compose_config(["likelihood=gaussian", "likelihood.scale=predicted", *tiny_cifar10(tmp_path, monkeypatch)])
+    cfg = compose_config(
+        ["likelihood=gaussian", "likelihood.scale_mode=predicted", *tiny_cifar10(tmp_path, monkeypatch)]
+    )
     assert cfg.dataset.name == "cifar10" and cfg.net.name == "conv"
     best_val = run_experiment(cfg, tmp_path / "run")
     metrics = read_metrics(tmp_path / "run")

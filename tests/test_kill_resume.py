@@ -44,7 +44,7 @@ VARIANTS = {
     "cosine": ["schedule=cosine", "schedule.final_factor=0.1"],
     "kl_warmup": ["kl_warmup_epochs=3"],
     "early_stopping": ["early_stopping.patience=2", "early_stopping.threshold=1000"],
-    "iwae": ["elbo=iwae", "elbo.num_particles=3"],
+    "iwae": ["objective=iwae", "objective.num_particles=3"],
     "cvae": ["model=cvae"],
 }
 

@@ -124,22 +124,22 @@ def test_the_discretized_likelihood_sees_the_raw_grey_levels_and_the_gaussian_de
     "overrides, message",
     [
         (
-            ["likelihood=discretized_logistic", "likelihood.scale=optimal"],
-            "likelihood.scale=optimal: choose one of learned, per_pixel, predicted, fixed "
+            ["likelihood=discretized_logistic", "likelihood.scale_mode=optimal"],
+            "likelihood.scale_mode=optimal: choose one of learned, per_pixel, predicted, fixed "
             "for likelihood=discretized_logistic",
         ),
         (
-            ["likelihood=gaussian", "likelihood.scale=calibrated"],
-            "likelihood.scale=calibrated: choose one of learned, per_pixel, predicted, fixed, optimal$",
+            ["likelihood=gaussian", "likelihood.scale_mode=calibrated"],
+            "likelihood.scale_mode=calibrated: choose one of learned, per_pixel, predicted, fixed, optimal$",
         ),
         (
-            ["likelihood=discretized_logistic", "likelihood.min_scale=0"],
-            r"likelihood.min_scale=0(\.0)?: must be a number > 0",
+            ["likelihood=discretized_logistic", "likelihood.min_pixel_scale=0"],
+            r"likelihood.min_pixel_scale=0(\.0)?: must be a number > 0",
         ),
         (["likelihood=gaussian", "likelihood.fixed_scale=abc"], "likelihood.fixed_scale=abc: must be a number"),
         (
-            ["likelihood=gaussian", "likelihood.scale=optimal", "elbo=jit"],
-            "likelihood.scale=optimal updates its running sigma",
+            ["likelihood=gaussian", "likelihood.scale_mode=optimal", "objective=jit"],
+            "likelihood.scale_mode=optimal updates its running sigma",
         ),
     ],
 )
@@ -152,10 +152,10 @@ def test_bad_likelihood_settings_are_refused_in_one_line(overrides, message):
 @pytest.mark.parametrize("likelihood", ["gaussian", "discretized_logistic"])
 @pytest.mark.parametrize("mode", ["learned", "per_pixel"])
 def test_learned_scales_start_at_the_documented_value(likelihood, mode):
-    cfg = compose_tiny(f"likelihood={likelihood}", "net=mlp", f"likelihood.scale={mode}")
+    cfg = compose_tiny(f"likelihood={likelihood}", "net=mlp", f"likelihood.scale_mode={mode}")
     vae = build_vae(cfg, SHAPE, 10)
     _, scale = vae.likelihood.loc_and_scale(torch.zeros(2, *SHAPE))
-    assert torch.allclose(scale, torch.tensor(cfg.likelihood.min_scale + INITIAL_SCALE))
+    assert torch.allclose(scale, torch.tensor(cfg.likelihood.min_pixel_scale + INITIAL_SCALE))
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def grey_level_batch():
 
 @pytest.mark.parametrize("mode", ["predicted", "learned", "per_pixel", "fixed"])
 def test_trace_elbo_equals_hand_derivation_for_the_discretized_logistic(mode):
-    cfg = compose_tiny("likelihood=discretized_logistic", "net=mlp", f"likelihood.scale={mode}")
+    cfg = compose_tiny("likelihood=discretized_logistic", "net=mlp", f"likelihood.scale_mode={mode}")
     vae = build_vae(cfg, SHAPE, 10)
     assert isinstance(vae.likelihood, DiscretizedLogisticPixels)
     with torch.no_grad():  # move learned scales away from their initial value
@@ -190,7 +190,7 @@ def test_trace_elbo_equals_hand_derivation_for_the_discretized_logistic(mode):
 
 
 def optimal_cfg():
-    return compose_tiny("likelihood=gaussian", "net=mlp", "likelihood.scale=optimal")
+    return compose_tiny("likelihood=gaussian", "net=mlp", "likelihood.scale_mode=optimal")
 
 
 def test_trace_elbo_with_the_calibrated_sigma_equals_hand_derivation():
@@ -200,7 +200,7 @@ def test_trace_elbo_with_the_calibrated_sigma_equals_hand_derivation():
     x = torch.rand(5, *SHAPE)
 
     def log_likelihood(out):
-        sigma = ((x - out) ** 2).mean().sqrt().detach().clamp(min=cfg.likelihood.min_scale)
+        sigma = ((x - out) ** 2).mean().sqrt().detach().clamp(min=cfg.likelihood.min_pixel_scale)
         return normal_log_density(x.flatten(1), out.flatten(1), sigma.expand(5, 48))
 
     pyro.set_rng_seed(SEED)
@@ -318,7 +318,12 @@ def test_bits_per_dim_of_an_exactly_known_log_likelihood(likelihood):
 @pytest.mark.parametrize("likelihood, scale", [("gaussian", "optimal"), ("discretized_logistic", "predicted")])
 def test_both_grey_level_likelihoods_run_on_a_cifar10_archive(tmp_path, monkeypatch, likelihood, scale):
     cfg = compose_config(
-        [f"likelihood={likelihood}", f"likelihood.scale={scale}", *tiny_cifar10(tmp_path, monkeypatch), "threads=1"]
+        [
+            f"likelihood={likelihood}",
+            f"likelihood.scale_mode={scale}",
+            *tiny_cifar10(tmp_path, monkeypatch),
+            "threads=1",
+        ]
     )
     assert cfg.dataset.name == "cifar10" and cfg.net.name == "conv" and cfg.dataset.binarize == "none"
     run_experiment(cfg, tmp_path / "run")

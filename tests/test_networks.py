@@ -13,7 +13,7 @@ from pyro_vae.runs.settings import validate
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 LATENT = 3
-MIN_SCALE = 0.25
+MIN_WEIGHT_SCALE = 0.25
 CHANNELS = [4, 8, 8]
 SHAPES = [(1, 28, 28), (3, 32, 32), (1, 27, 27), (2, 9, 14)]
 LEADING = [(), (5,), (3, 5)]
@@ -25,7 +25,7 @@ class ConvPair(NamedTuple):
 
 
 def conv_pair(image_shape, params_per_pixel=1, channels=CHANNELS, activation="relu") -> ConvPair:
-    encoder = ConvEncoder(image_shape, channels, LATENT, activation, MIN_SCALE)
+    encoder = ConvEncoder(image_shape, channels, LATENT, activation, MIN_WEIGHT_SCALE)
     decoder = ConvDecoder(LATENT, channels[::-1], image_shape, params_per_pixel, activation)
     return ConvPair(encoder, decoder)
 
@@ -65,8 +65,8 @@ def test_conv_scale_is_positive_and_floored():
     with torch.no_grad():  # push the raw scales far negative so the floor is what remains
         encoder.head.bias[LATENT:] = -100.0
     _, scale = encoder(torch.rand(7, 1, 28, 28))
-    assert (scale >= MIN_SCALE).all()
-    assert torch.allclose(scale, torch.full_like(scale, MIN_SCALE))
+    assert (scale >= MIN_WEIGHT_SCALE).all()
+    assert torch.allclose(scale, torch.full_like(scale, MIN_WEIGHT_SCALE))
 
 
 @pytest.mark.parametrize("image_shape", [(1, 28, 28), (3, 32, 32)])
@@ -85,7 +85,7 @@ def test_too_many_conv_layers_are_refused(image_shape, max_layers):
     assert decoder(encoder(torch.rand(2, *image_shape))[0]).shape[-2:] == image_shape[1:]
     too_many = [2] * (max_layers + 1)
     with pytest.raises(ValueError, match=f"use at most {max_layers} layers") as error:
-        ConvEncoder(image_shape, too_many, LATENT, "relu", MIN_SCALE)
+        ConvEncoder(image_shape, too_many, LATENT, "relu", MIN_WEIGHT_SCALE)
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match=f"use at most {max_layers} layers"):
         ConvDecoder(LATENT, too_many, image_shape, 1, "relu")
@@ -99,9 +99,9 @@ def test_a_run_refuses_more_conv_layers_than_its_images_allow_before_reading_the
 @pytest.mark.parametrize("lead", LEADING)
 def test_mlp_nets_keep_the_leading_dims_contract(lead):
     image_shape = (1, 6, 5)
-    encoder = MLPEncoder(image_shape, [16], LATENT, "tanh", MIN_SCALE)
+    encoder = MLPEncoder(image_shape, [16], LATENT, "tanh", MIN_WEIGHT_SCALE)
     decoder = MLPDecoder(LATENT, [16], image_shape, 2, "tanh")
     loc, scale = encoder(torch.rand(*lead, *image_shape))
     assert loc.shape == scale.shape == (*lead, LATENT)
-    assert (scale >= MIN_SCALE).all()
+    assert (scale >= MIN_WEIGHT_SCALE).all()
     assert decoder(loc).shape == (*lead, 2, 6, 5)

@@ -192,7 +192,7 @@ def test_readme_python_snippet_runs(my_run):
 
 def settings_rows():
     """(overrides, key, documented default) for every row of the setting tables of the README and
-    the pages; a row that names a choice (`net=conv`, `elbo=iwae`) is read with it, those under the
+    the pages; a row that names a choice (`net=conv`, `objective=iwae`) is read with it, those under the
     heading of the Gaussian decoder with likelihood=gaussian."""
     rows = []
     for text in PAGES.values():

@@ -150,22 +150,28 @@ def test_fast_nll_screening_candidates_compose_with_the_cosine_over_their_own_ep
 
 
 EXPERIMENTS = {
-    "paper": dict(latent_dim=10, hidden=[256], optimizer="rmsprop", lr=1e-3, batch_size=100, epochs=20, elbo="trace"),
-    "kingma_welling": dict(latent_dim=20, hidden=[500], optimizer="adagrad", batch_size=100, elbo="trace"),
-    "burda_vae": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, elbo="trace", particles=1),
-    "burda_iwae": dict(latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, elbo="iwae", particles=50),
+    "paper": dict(
+        latent_dim=10, hidden=[256], optimizer="rmsprop", lr=1e-3, batch_size=100, epochs=20, objective="trace"
+    ),
+    "kingma_welling": dict(latent_dim=20, hidden=[500], optimizer="adagrad", batch_size=100, objective="trace"),
+    "burda_vae": dict(
+        latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, objective="trace", particles=1
+    ),
+    "burda_iwae": dict(
+        latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, objective="iwae", particles=50
+    ),
     "fast_nll": dict(
         latent_dim=50,
         hidden=[200, 200],
         optimizer="adam",
         batch_size=100,
-        elbo="iwae",
+        objective="iwae",
         particles=5,
         lr=3e-3,
         epochs=280,
     ),
     "fast_nll_screen_base": dict(
-        latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, elbo="trace", particles=1, lr=1e-3
+        latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, objective="trace", particles=1, lr=1e-3
     ),
 }
 
@@ -177,13 +183,13 @@ def test_every_experiment_config_composes_to_its_published_setup(name):
     expected = EXPERIMENTS[name]
     assert cfg.latent_dim == expected["latent_dim"] and list(cfg.net.widths) == expected["hidden"]
     assert cfg.optimizer.name == expected["optimizer"] and cfg.batch_size == expected["batch_size"]
-    assert cfg.elbo.name == expected["elbo"]
-    assert cfg.elbo.num_particles == expected.get("particles", cfg.elbo.num_particles)
+    assert cfg.objective.name == expected["objective"]
+    assert cfg.objective.num_particles == expected.get("particles", cfg.objective.num_particles)
     for key in ("lr", "epochs"):
         assert cfg[key] == expected.get(key, cfg[key])
     params = [torch.nn.Parameter(torch.zeros(3))]
     make_optimizer(cfg.optimizer, cfg.lr, params, 50000)
-    make_objective(cfg.elbo)
+    make_objective(cfg.objective)
 
 
 def test_slurm_cluster_config_selects_the_submitit_slurm_launcher():

@@ -98,7 +98,7 @@ def test_evaluate_returns_the_test_elbo_with_the_runs_own_k(cvae_run, tmp_path):
 @pytest.mark.slow  # a run of its own
 def test_a_gaussian_run_reports_bits_per_dim_and_dequantizes_image_files(tmp_path, tiles):
     run_dir = train_tiny_run(
-        tmp_path / "run", "likelihood=gaussian", "dataset=mnist", "net=mlp", "likelihood.scale=per_pixel"
+        tmp_path / "run", "likelihood=gaussian", "dataset=mnist", "net=mlp", "likelihood.scale_mode=per_pixel"
     )
     task_in_process("evaluate", run_dir, tmp_path / "evaluate")
     metrics, trained = read_metrics(tmp_path / "evaluate"), read_metrics(run_dir)

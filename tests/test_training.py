@@ -6,6 +6,7 @@ import pyro
 import pytest
 import torch
 
+import pyro_vae
 import pyro_vae.runs.training as training
 from pyro_vae.errors import ConfigError, DivergenceError
 from pyro_vae.modelling.estimators import Evaluation
@@ -52,10 +53,10 @@ def test_short_training_raises_the_validation_elbo(tiny_cfg, tmp_path):
 @pytest.mark.parametrize(
     "objective",
     [
-        "elbo=iwae",  # one run in the fast set, the others in the slow one
+        "objective=iwae",  # one run in the fast set, the others in the slow one
         *(
             pytest.param(objective, marks=pytest.mark.slow)
-            for objective in ("elbo=meanfield", "elbo=jit", "optimizer=clipped_adam", "optimizer=rmsprop")
+            for objective in ("objective=meanfield", "objective=jit", "optimizer=clipped_adam", "optimizer=rmsprop")
         ),
     ],
 )
@@ -82,7 +83,7 @@ def test_cpu_runs_are_repeatable(tiny_cfg, tmp_path):
                 ["schedule=cosine", "schedule.final_factor=0.1", "schedule.epochs=3"],
                 ["kl_warmup_epochs=3"],
                 ["early_stopping.patience=5"],
-                ["elbo=iwae", "elbo.num_particles=3"],
+                ["objective=iwae", "objective.num_particles=3"],
                 ["model=cvae"],
                 ["dataset.binarize=static"],
             )
@@ -245,3 +246,34 @@ def test_bad_schedule_and_early_stopping_settings_are_refused_in_one_line(overri
     with pytest.raises(ConfigError, match=message) as refused:
         validate(compose_config(overrides))
     assert "\n" not in str(refused.value)
+
+
+def _with_old_names(record: dict) -> dict:
+    """``record`` as pyro-vae wrote it before the renames of docs/renames.md."""
+    config = record["config"]
+    config["elbo"] = config.pop("objective")
+    if config.pop("svi_step") == "pyro":
+        config["elbo"]["name"] = "trace_pyro"
+    config["net"]["min_scale"] = config["net"].pop("min_encoder_scale")
+    config["decoder"]["prior_scale"] = config["decoder"].pop("weight_prior_scale")
+    config["decoder"]["init_scale"] = config["decoder"].pop("weight_init_scale")
+    return record
+
+
+@pytest.mark.parametrize("svi_step", ["torch", "pyro"])
+def test_a_run_written_before_the_renames_loads_and_resumes(tmp_path, svi_step):
+    """Checkpoints that record ``elbo``, ``net.min_scale``, ``decoder.prior_scale`` ... are read in
+    today's names: the run loads, and resumes under today's names of its own settings."""
+    cfg = compose_tiny("epochs=1", f"svi_step={svi_step}", "decoder.bayesian=true", "net.min_encoder_scale=0.001")
+    run_experiment(cfg, tmp_path)
+    for name in (checkpoints.BEST, checkpoints.LAST):
+        old = _with_old_names(torch.load(tmp_path / name, weights_only=True))
+        assert "elbo" in old["config"] and "objective" not in old["config"]
+        torch.save(old, tmp_path / name)
+    record = checkpoints.read(tmp_path / checkpoints.BEST)
+    assert record["config"]["objective"]["name"] == "trace" and record["config"]["svi_step"] == svi_step
+    assert record["config"]["net"]["min_encoder_scale"] == 0.001
+    assert isinstance(pyro_vae.load(tmp_path), VAE)
+    cfg.epochs, cfg.resume = 2, True
+    run_experiment(cfg, tmp_path)  # refused if the recorded settings did not read as today's
+    assert checkpoints.read(tmp_path / checkpoints.LAST)["history"][-1]["epoch"] == 2

@@ -95,7 +95,7 @@ def test_kl_warmup_is_linear_from_zero():
 def test_bayesian_elbo_counts_the_weight_kl_once_per_dataset(batch):
     """-loss = N/B * sum_i [log p(x_i|z_i,W) + log p(z_i) - log q(z_i|x_i)] + log p(W) - log q(W)."""
     x, y = batch
-    vae = tiny_vae("decoder.bayesian=true", "decoder.prior_scale=0.5")
+    vae = tiny_vae("decoder.bayesian=true", "decoder.weight_prior_scale=0.5")
     trace = guide_trace(vae, x, y)
     weights = {site: trace.nodes[site]["value"] for site in vae.weight_guide.sites}
     z = trace.nodes["z"]["value"]
@@ -118,7 +118,7 @@ def test_bayesian_elbo_counts_the_weight_kl_once_per_dataset(batch):
 
 def test_bayesian_likelihood_averages_over_weight_draws(batch):
     x, y = batch
-    vae = tiny_vae("decoder.bayesian=true", "decoder.init_scale=0.3")
+    vae = tiny_vae("decoder.bayesian=true", "decoder.weight_init_scale=0.3")
     z = torch.zeros(3, vae.latent_dim)
     first, second = vae.decode(z).mean, vae.decode(z).mean
     assert not torch.allclose(first, second)  # each call draws W ~ q(W)
@@ -126,7 +126,7 @@ def test_bayesian_likelihood_averages_over_weight_draws(batch):
 
 def test_bayesian_weight_kl_is_the_closed_form_of_normals():
     """KL(N(m, s^2) || N(0, p^2)) = log(p / s) + (s^2 + m^2) / (2 p^2) - 1/2, summed over weights."""
-    vae = tiny_vae("decoder.bayesian=true", "decoder.prior_scale=0.5", "decoder.init_scale=0.2")
+    vae = tiny_vae("decoder.bayesian=true", "decoder.weight_prior_scale=0.5", "decoder.weight_init_scale=0.2")
     guide = vae.weight_guide
     hand = 0.0
     for site in guide.sites:
@@ -143,9 +143,9 @@ def test_bayesian_train_and_val_figures_are_one_bound_on_the_same_images(batch):
     within 5 standard errors. Without KL(q(W) || p(W)) / N in either, they differ by hundreds of errors."""
     x, y = batch
     num_data = len(x)  # the training set is these six images, and so is the validation set
-    cfg = compose_tiny("decoder.bayesian=true", "decoder.init_scale=0.05")
+    cfg = compose_tiny("decoder.bayesian=true", "decoder.weight_init_scale=0.05")
     vae = build_vae(cfg, (1, 4, 4), 10)
-    objective = make_objective(cfg.elbo)
+    objective = make_objective(cfg.objective)
     with torch.no_grad():
         train = torch.stack(
             [
@@ -166,9 +166,12 @@ def test_bayesian_train_and_val_figures_are_one_bound_on_the_same_images(batch):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["decoder.bayesian=true", "elbo=iwae"], "decoder.bayesian=true draws one set of decoder weights per step"),
-        (["kl_weight=0.5", "elbo=iwae"], "elbo=iwae does not separate"),
-        (["kl_warmup_epochs=2", "elbo=jit"], "elbo=jit would recompile"),
+        (
+            ["decoder.bayesian=true", "objective=iwae"],
+            "decoder.bayesian=true draws one set of decoder weights per step",
+        ),
+        (["kl_weight=0.5", "objective=iwae"], "objective=iwae does not separate"),
+        (["kl_warmup_epochs=2", "objective=jit"], "objective=jit would recompile"),
         (["kl_weight=-1"], r"kl_weight=-1(\.0)?: must be a number >= 0"),
         (["kl_weight=inf"], r"kl_weight=inf: must be a number >= 0"),
         (["model=gan"], "model=gan: unknown choice; choose one of cvae, vae"),
@@ -182,12 +185,12 @@ def test_combinations_that_cannot_work_are_refused(overrides, message):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["decoder.init_scale=0"], r"decoder.init_scale=0(\.0)?: must be a number >= 1e-09"),
-        (["decoder.init_scale=1e-12"], r"decoder.init_scale=1e-12: must be a number >= 1e-09"),
-        (["decoder.init_scale=abc"], r"decoder.init_scale=abc: must be a number"),
-        (["decoder.prior_scale=0"], r"decoder.prior_scale=0(\.0)?: must be a number >= 1e-09"),
-        (["decoder.prior_scale=-1"], r"decoder.prior_scale=-1(\.0)?: must be a number >= 1e-09"),
-        (["decoder.prior_scale=inf"], r"decoder.prior_scale=inf: must be a number"),
+        (["decoder.weight_init_scale=0"], r"decoder.weight_init_scale=0(\.0)?: must be a number >= 1e-09"),
+        (["decoder.weight_init_scale=1e-12"], r"decoder.weight_init_scale=1e-12: must be a number >= 1e-09"),
+        (["decoder.weight_init_scale=abc"], r"decoder.weight_init_scale=abc: must be a number"),
+        (["decoder.weight_prior_scale=0"], r"decoder.weight_prior_scale=0(\.0)?: must be a number >= 1e-09"),
+        (["decoder.weight_prior_scale=-1"], r"decoder.weight_prior_scale=-1(\.0)?: must be a number >= 1e-09"),
+        (["decoder.weight_prior_scale=inf"], r"decoder.weight_prior_scale=inf: must be a number"),
         (["eval.weight_draws=0"], r"eval.weight_draws=0: must be a positive integer"),
     ],
 )
@@ -202,7 +205,7 @@ def test_bayesian_decoder_settings_that_cannot_work_are_refused_in_one_line(over
 def test_tiny_initial_weight_scales_learn(batch, init_scale, elbo):
     """A scale parameterised as softplus minus a floor of 1e-6 froze at 1e-6 and broke below it."""
     x, y = batch
-    vae = tiny_vae("decoder.bayesian=true", f"decoder.init_scale={init_scale}")
+    vae = tiny_vae("decoder.bayesian=true", f"decoder.weight_init_scale={init_scale}")
     guide = vae.weight_guide
     scale_parameters = [p for name, p in guide.named_parameters() if not name.startswith("locs.")]
     initial = {site: guide.distribution(site).base_dist.scale.detach().clone() for site in guide.sites}

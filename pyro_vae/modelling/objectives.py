@@ -1,4 +1,4 @@
-"""The variational objectives, by the name used in ``conf/elbo/``.
+"""The variational objectives, by the name used in ``conf/objective/``.
 
 Every objective's loss estimates minus the bound of the *whole* training set from one
 minibatch: the model's plate is scaled by N/B, and each objective applies that scale where the
@@ -177,7 +177,7 @@ def _sample_sites(trace: Trace):
 
 def _require_reparameterized(name: str, site: dict) -> None:
     if not site["fn"].has_rsample:
-        raise NotImplementedError(f"guide site {name!r} is not reparameterized; use elbo=trace_pyro")
+        raise NotImplementedError(f"guide site {name!r} is not reparameterized; use svi_step=pyro")
 
 
 def _with_fixed_parameters(name: str, fn: dist.TorchDistribution) -> dist.TorchDistribution:
@@ -187,5 +187,5 @@ def _with_fixed_parameters(name: str, fn: dist.TorchDistribution) -> dist.TorchD
     if isinstance(fn, Normal):
         return dist.Normal(fn.loc.detach(), fn.scale.detach())
     raise NotImplementedError(
-        f"elbo.gradient=dreg: guide site {name!r} is {type(fn).__name__}; DReG is implemented for Normal guides"
+        f"objective.gradient=dreg: guide site {name!r} is {type(fn).__name__}; DReG is implemented for Normal guides"
     )

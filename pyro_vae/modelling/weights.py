@@ -17,7 +17,7 @@ from torch.distributions import kl_divergence
 # The smallest prior and initial guide standard deviation accepted: a smaller noise on a weight of
 # ~0.1 is lost to float32 rounding, and a smaller prior's gradient W / scale^2 overflows Adam's
 # float32 second moment, so its weights silently stop moving.
-MIN_SCALE = 1e-9
+MIN_WEIGHT_SCALE = 1e-9
 
 
 def make_bayesian_(decoder: nn.Module, prior_scale: float) -> Dict[str, torch.Tensor]:

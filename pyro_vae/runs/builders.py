@@ -8,11 +8,11 @@ from typing import Optional, Tuple
 
 import torch
 from omegaconf import DictConfig
-from pyro.infer import ELBO
+from pyro.infer import ELBO, Trace_ELBO
 from torch import nn
 
 from ..data import DatasetReader, DataSplits, PixelTransform, load_data
-from ..modelling.objectives import IWAE_ELBO, MAX_PLATE_NESTING, CorrectedJitTrace_ELBO
+from ..modelling.objectives import IWAE_ELBO, MAX_PLATE_NESTING, CorrectedJitTrace_ELBO, DeviceTrace_ELBO
 from ..modelling.vae import BAYESIAN_DECODER_VARIANTS, VAE
 from ..modelling.weights import MeanFieldWeights, make_bayesian_
 from .schema import option
@@ -28,9 +28,9 @@ def likelihood_class(likelihood: DictConfig) -> type:
 def build_likelihood(likelihood: DictConfig, image_shape: ImageShape) -> nn.Module:
     """The pixel distribution of ``likelihood.*`` for images of ``image_shape``."""
     likelihood_type = likelihood_class(likelihood)
-    if "scale" not in likelihood:  # Bernoulli: no settings of its own
+    if "scale_mode" not in likelihood:  # Bernoulli: no settings of its own
         return likelihood_type()
-    return likelihood_type(image_shape, likelihood.scale, likelihood.fixed_scale, likelihood.min_scale)
+    return likelihood_type(image_shape, likelihood.scale_mode, likelihood.fixed_scale, likelihood.min_pixel_scale)
 
 
 def build_vae(cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_data: Optional[int] = None) -> VAE:
@@ -41,24 +41,30 @@ def build_vae(cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_da
     networks = option("net", cfg.net.name).component()
     widths = list(cfg.net.widths)
     context_dim = num_classes if model_class.conditional else 0
-    encoder = networks.encoder(image_shape, widths, cfg.latent_dim, cfg.net.activation, cfg.net.min_scale, context_dim)
+    encoder = networks.encoder(
+        image_shape, widths, cfg.latent_dim, cfg.net.activation, cfg.net.min_encoder_scale, context_dim
+    )
     decoder = networks.decoder(
         cfg.latent_dim + context_dim, widths[::-1], image_shape, likelihood.params_per_pixel, cfg.net.activation
     )
     arguments = (encoder, decoder, likelihood, cfg.latent_dim) + ((num_classes,) if model_class.conditional else ())
     if not cfg.decoder.bayesian:
         return model_class(*arguments, num_data=num_data)
-    initial = make_bayesian_(decoder, cfg.decoder.prior_scale)
-    weight_guide = MeanFieldWeights(initial, cfg.decoder.init_scale, cfg.decoder.prior_scale)
+    initial = make_bayesian_(decoder, cfg.decoder.weight_prior_scale)
+    weight_guide = MeanFieldWeights(initial, cfg.decoder.weight_init_scale, cfg.decoder.weight_prior_scale)
     return BAYESIAN_DECODER_VARIANTS[model_class](*arguments, num_data=num_data, weight_guide=weight_guide)
 
 
-def make_objective(elbo: DictConfig) -> ELBO:
-    """The objective of ``elbo=NAME`` with ``elbo.num_particles`` particles (vectorized)."""
-    objective_class = option("elbo", elbo.name).component()
-    particles = elbo.num_particles
+def make_objective(objective: DictConfig, textbook: bool = False) -> ELBO:
+    """The objective of ``objective=NAME`` with ``objective.num_particles`` particles (vectorized);
+    ``textbook``: Pyro's own ``Trace_ELBO`` for ``objective=trace`` (``svi_step=pyro``), rather than
+    ``DeviceTrace_ELBO``, the same estimate that the torch step reads without a host read per site."""
+    objective_class = option("objective", objective.name).component()
+    if textbook and objective_class is DeviceTrace_ELBO:
+        objective_class = Trace_ELBO
+    particles = objective.num_particles
     if objective_class is IWAE_ELBO:
-        return IWAE_ELBO(particles, elbo.gradient)
+        return IWAE_ELBO(particles, objective.gradient)
     extra = {"ignore_jit_warnings": True} if objective_class is CorrectedJitTrace_ELBO else {}
     return objective_class(
         num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=MAX_PLATE_NESTING, **extra
@@ -68,8 +74,8 @@ def make_objective(elbo: DictConfig) -> ELBO:
 def training_bound_name(cfg: DictConfig) -> str:
     """What the training column (``train_elbo``) estimates, for labels: the ELBO, the IWAE bound,
     or the beta-weighted objective."""
-    if cfg.elbo.name == "iwae":
-        return f"IWAE bound (k = {cfg.elbo.num_particles})"
+    if cfg.objective.name == "iwae":
+        return f"IWAE bound (k = {cfg.objective.num_particles})"
     if cfg.kl_weight != 1 or cfg.kl_warmup_epochs > 0:
         return "KL-weighted objective"
     return "ELBO"

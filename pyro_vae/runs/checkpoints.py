@@ -67,12 +67,39 @@ def _upgraded(record: Dict[str, Any]) -> Dict[str, Any]:
             config.pop(old, None)
         if isinstance(config.get("task"), str):
             config["task"] = {"name": config["task"]}
+    if isinstance(config, dict):
+        _renamed_settings(config)
     if "state_dict" in record:
         record["state_dict"] = {
             ("likelihood." + key[len("pixels.") :] if key.startswith("pixels.") else key): value
             for key, value in record["state_dict"].items()
         }
     return record
+
+
+# (node, old key, new key) of the renames of issue 24 (docs/renames.md).
+RENAMED_KEYS = (
+    ("net", "min_scale", "min_encoder_scale"),
+    ("likelihood", "scale", "scale_mode"),
+    ("likelihood", "min_scale", "min_pixel_scale"),
+    ("decoder", "prior_scale", "weight_prior_scale"),
+    ("decoder", "init_scale", "weight_init_scale"),
+)
+
+
+def _renamed_settings(config: Dict[str, Any]) -> None:
+    """A config recorded before the renames of docs/renames.md, in today's names: the ``elbo`` group
+    became ``objective`` (``elbo=trace_pyro`` became ``svi_step=pyro``), and five settings got names
+    of one meaning."""
+    if "elbo" in config:
+        objective = config.pop("elbo")
+        textbook = objective.get("name") == "trace_pyro"
+        config["objective"] = {**objective, "name": "trace"} if textbook else objective
+        config["svi_step"] = "pyro" if textbook else "torch"
+    for node, old, new in RENAMED_KEYS:
+        settings = config.get(node)
+        if isinstance(settings, dict) and old in settings:
+            settings[new] = settings.pop(old)
 
 
 def vae_from_record(record: Dict[str, Any]) -> VAE:

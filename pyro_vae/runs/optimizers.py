@@ -1,7 +1,7 @@
 """Optimizers over the VAE's parameters, by the name used in ``conf/optimizer/``.
 
 One table gives each name's torch class and arguments; the fast path builds a single torch
-optimizer over all parameters (one fused or foreach kernel per step), and ``elbo=trace_pyro``
+optimizer over all parameters (one fused or foreach kernel per step), and ``svi_step=pyro``
 wraps the same class and arguments in Pyro's ``PyroOptim``, which keeps one per parameter.
 """
 
@@ -78,6 +78,6 @@ def fused_adam_runs_on(device_type: str) -> bool:
 
 
 def make_pyro_optimizer(optimizer: DictConfig, lr: float, num_data: int) -> PyroOptim:
-    """Pyro's own optimizer wrapper (what ``pyro.optim.Adam(...)`` builds) for ``elbo=trace_pyro``."""
+    """Pyro's own optimizer wrapper (what ``pyro.optim.Adam(...)`` builds) for ``svi_step=pyro``."""
     optimizer_class, arguments = optimizer_arguments(optimizer, lr, num_data)
     return PyroOptim(optimizer_class, arguments)

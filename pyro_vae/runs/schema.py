@@ -38,6 +38,13 @@ class Device(Choice):
     cuda = "cuda"
 
 
+class SviStep(Choice):
+    """svi_step=: how a training step is taken (``pyro_vae.runs.steps``)."""
+
+    torch = "torch"  # one torch optimizer over the objective's differentiable_loss (default, faster)
+    pyro = "pyro"  # pyro.infer.SVI with pyro.optim, Pyro's textbook loop (Trace_ELBO for objective=trace)
+
+
 # --- top level (conf/config.yaml) --------------------------------------------------------------
 
 
@@ -46,8 +53,8 @@ class DecoderConfig:
     """decoder.*: the Bayesian decoder's switch and scales."""
 
     bayesian: bool = MISSING
-    prior_scale: float = MISSING
-    init_scale: float = MISSING
+    weight_prior_scale: float = MISSING
+    weight_init_scale: float = MISSING
 
 
 @dataclass
@@ -95,7 +102,7 @@ class NetConfig:
     name: str = MISSING
     widths: List[int] = MISSING
     activation: Activation = MISSING
-    min_scale: float = MISSING
+    min_encoder_scale: float = MISSING
 
 
 @dataclass
@@ -123,16 +130,16 @@ class RMSpropConfig(OptimizerConfig):
 
 
 @dataclass
-class ElboConfig:
-    """elbo=trace|trace_pyro|jit|meanfield."""
+class ObjectiveConfig:
+    """objective=trace|jit|meanfield."""
 
     name: str = MISSING
     num_particles: int = MISSING
 
 
 @dataclass
-class IwaeConfig(ElboConfig):
-    """elbo=iwae: also the encoder's gradient estimator."""
+class IwaeObjectiveConfig(ObjectiveConfig):
+    """objective=iwae: also the encoder's gradient estimator."""
 
     gradient: Gradient = MISSING
 
@@ -180,9 +187,9 @@ class LikelihoodConfig:
 class ScaledLikelihoodConfig(LikelihoodConfig):
     """likelihood=gaussian and likelihood=discretized_logistic: a location and a scale per pixel."""
 
-    scale: ScaleMode = MISSING
+    scale_mode: ScaleMode = MISSING
     fixed_scale: float = MISSING
-    min_scale: float = MISSING
+    min_pixel_scale: float = MISSING
 
 
 @dataclass
@@ -249,7 +256,7 @@ class Config:
     dataset: Any = MISSING
     net: Any = MISSING
     optimizer: Any = MISSING
-    elbo: Any = MISSING
+    objective: Any = MISSING
     schedule: Any = MISSING
     likelihood: Any = MISSING
     logger: Any = MISSING
@@ -261,6 +268,7 @@ class Config:
     lr: float = MISSING
     seed: int = MISSING
     device: Device = MISSING
+    svi_step: SviStep = MISSING
     threads: Optional[int] = MISSING
     resume: bool = MISSING
     kl_weight: float = MISSING
@@ -312,12 +320,11 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
         "clipped_adam": Option(ClippedAdamConfig, "pyro.optim.clipped_adam:ClippedAdam"),
         "rmsprop": Option(RMSpropConfig, "torch.optim:RMSprop"),
     },
-    "elbo": {
-        "trace": Option(ElboConfig, f"{_OBJECTIVES}:DeviceTrace_ELBO"),
-        "trace_pyro": Option(ElboConfig, "pyro.infer:Trace_ELBO"),
-        "jit": Option(ElboConfig, f"{_OBJECTIVES}:CorrectedJitTrace_ELBO"),
-        "meanfield": Option(ElboConfig, "pyro.infer:TraceMeanField_ELBO"),
-        "iwae": Option(IwaeConfig, f"{_OBJECTIVES}:IWAE_ELBO"),
+    "objective": {
+        "trace": Option(ObjectiveConfig, f"{_OBJECTIVES}:DeviceTrace_ELBO"),
+        "jit": Option(ObjectiveConfig, f"{_OBJECTIVES}:CorrectedJitTrace_ELBO"),
+        "meanfield": Option(ObjectiveConfig, "pyro.infer:TraceMeanField_ELBO"),
+        "iwae": Option(IwaeObjectiveConfig, f"{_OBJECTIVES}:IWAE_ELBO"),
     },
     "schedule": {
         "constant": Option(ScheduleConfig),

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.transform import binarization_mismatch
 from ..errors import ConfigError
 from ..modelling.networks import conv_sizes
-from ..modelling.weights import MIN_SCALE
+from ..modelling.weights import MIN_WEIGHT_SCALE
 from .builders import dataset_reader, likelihood_class
 from .schema import OPTIONS, option
 from .tensorboard_logger import require_tensorboard
@@ -51,7 +51,7 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
             "eval.chunk_size",
             "eval.weight_draws",
             "dataset.val_size",
-            "elbo.num_particles",
+            "objective.num_particles",
             "schedule.patience",
             "schedule.epochs",
             "logger.image_every",
@@ -65,20 +65,20 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
         lambda widths: all(is_integer(width) and width > 0 for width in widths),
         "must be a list of positive integers, e.g. [512,256]",
     ),
-    ("net.min_scale", _positive, "must be > 0 so that q(z|x) never collapses"),
+    ("net.min_encoder_scale", _positive, "must be > 0 so that q(z|x) never collapses"),
     ("likelihood.fixed_scale", _positive, "must be a number > 0"),
-    ("likelihood.min_scale", _positive, "must be a number > 0"),
+    ("likelihood.min_pixel_scale", _positive, "must be a number > 0"),
     ("kl_weight", _at_least(0), "must be a number >= 0 (1 is the ELBO)"),
     ("kl_warmup_epochs", lambda value: is_integer(value) and value >= 0, "must be an integer >= 0"),
     (
-        "decoder.prior_scale",
-        _at_least(MIN_SCALE),
-        f"must be a number >= {MIN_SCALE:g}, the standard deviation of the weights' prior",
+        "decoder.weight_prior_scale",
+        _at_least(MIN_WEIGHT_SCALE),
+        f"must be a number >= {MIN_WEIGHT_SCALE:g}, the standard deviation of the weights' prior",
     ),
     (
-        "decoder.init_scale",
-        _at_least(MIN_SCALE),
-        f"must be a number >= {MIN_SCALE:g}, the initial standard deviation of q(W)",
+        "decoder.weight_init_scale",
+        _at_least(MIN_WEIGHT_SCALE),
+        f"must be a number >= {MIN_WEIGHT_SCALE:g}, the initial standard deviation of q(W)",
     ),
     (
         "schedule.factor",
@@ -107,10 +107,11 @@ def _reweighted(cfg: DictConfig) -> bool:
 
 def _scale_mode_refusal(cfg: DictConfig) -> Optional[str]:
     scales = getattr(likelihood_class(cfg.likelihood), "scales", None)
-    if scales is None or cfg.likelihood.scale in scales:
+    if scales is None or cfg.likelihood.scale_mode in scales:
         return None
     choices = ", ".join(scales)
-    return f"likelihood.scale={cfg.likelihood.scale}: choose one of {choices} for likelihood={cfg.likelihood.name}"
+    mode, name = cfg.likelihood.scale_mode, cfg.likelihood.name
+    return f"likelihood.scale_mode={mode}: choose one of {choices} for likelihood={name}"
 
 
 def _binarization_refusal(cfg: DictConfig) -> Optional[str]:
@@ -136,32 +137,33 @@ def _rule(when: Callable[[DictConfig], bool], message: str) -> Callable[[DictCon
 # breaks it, or None.
 RULES: List[Callable[[DictConfig], Optional[str]]] = [
     _rule(
-        lambda cfg: _reweighted(cfg) and cfg.elbo.name == "iwae",
-        "kl_weight/kl_warmup_epochs reweight the KL term, which elbo=iwae does not separate; use elbo=trace",
+        lambda cfg: _reweighted(cfg) and cfg.objective.name == "iwae",
+        "kl_weight/kl_warmup_epochs reweight the KL term, which objective=iwae does not separate; use objective=trace",
     ),
     _rule(
-        lambda cfg: cfg.kl_warmup_epochs > 0 and cfg.elbo.name == "jit",
-        "kl_warmup_epochs changes the KL weight every step, which elbo=jit would recompile for; use elbo=trace",
+        lambda cfg: cfg.kl_warmup_epochs > 0 and cfg.objective.name == "jit",
+        "kl_warmup_epochs changes the KL weight every step, which objective=jit would recompile for; use "
+        "objective=trace",
     ),
     _rule(
-        lambda cfg: cfg.elbo.name == "jit" and OmegaConf.select(cfg, "likelihood.scale") == "optimal",
-        "likelihood.scale=optimal updates its running sigma at every step, which elbo=jit's compiled graph skips; "
-        "use elbo=trace",
+        lambda cfg: cfg.objective.name == "jit" and OmegaConf.select(cfg, "likelihood.scale_mode") == "optimal",
+        "likelihood.scale_mode=optimal updates its running sigma at every step, which objective=jit's compiled graph "
+        "skips; use objective=trace",
     ),
     _rule(
-        lambda cfg: cfg.decoder.bayesian and cfg.elbo.num_particles > 1,
-        "decoder.bayesian=true draws one set of decoder weights per step; set elbo.num_particles=1 (now "
-        "{cfg.elbo.num_particles})",
+        lambda cfg: cfg.decoder.bayesian and cfg.objective.num_particles > 1,
+        "decoder.bayesian=true draws one set of decoder weights per step; set objective.num_particles=1 (now "
+        "{cfg.objective.num_particles})",
     ),
     _rule(
-        lambda cfg: cfg.decoder.bayesian and cfg.elbo.name == "iwae",
-        "decoder.bayesian=true with elbo=iwae: the weights' log p(W) - log q(W) has no per-image weight to enter; "
-        "use elbo=trace",
+        lambda cfg: cfg.decoder.bayesian and cfg.objective.name == "iwae",
+        "decoder.bayesian=true with objective=iwae: the weights' log p(W) - log q(W) has no per-image weight to enter; "
+        "use objective=trace",
     ),
     _rule(
-        lambda cfg: cfg.elbo.name == "trace_pyro" and cfg.schedule.name != "constant",
-        "schedule={cfg.schedule.name} drives one torch optimizer, and elbo=trace_pyro trains with Pyro's per-parameter "
-        "optimizers (pyro.optim); use elbo=trace or schedule=constant",
+        lambda cfg: cfg.svi_step == "pyro" and cfg.schedule.name != "constant",
+        "schedule={cfg.schedule.name} drives one torch optimizer, and svi_step=pyro trains with Pyro's per-parameter "
+        "optimizers (pyro.optim); use objective=trace or schedule=constant",
     ),
     _scale_mode_refusal,
     _binarization_refusal,

@@ -1,11 +1,13 @@
 """One SVI training step, the one place it is defined: estimate the loss on a minibatch,
 differentiate it, update the parameters.
 
-:class:`TorchOptimizerStep` (every ``elbo`` but ``trace_pyro``) takes the objective's
-``differentiable_loss`` and updates all parameters with one torch optimizer, keeping the loss
-on the device. :class:`PyroSVIStep` (``elbo=trace_pyro``) is Pyro's textbook loop itself,
-``pyro.infer.SVI`` with ``pyro.optim``. Both minimise the same loss (``tests/test_svi.py``
-checks that they reach the same parameters), so the first is only a faster route to the second.
+The default, ``svi_step=torch`` (:class:`TorchOptimizerStep`), is an optimisation of
+``pyro.infer.SVI`` on ``Trace_ELBO``: it takes the objective's ``differentiable_loss``
+(``DeviceTrace_ELBO``, the same estimate without a host read per site) and updates all parameters
+with one torch optimizer. ``svi_step=pyro`` (:class:`PyroSVIStep`) is Pyro's textbook loop itself,
+``pyro.infer.SVI`` with ``pyro.optim`` and, for ``objective=trace``, Pyro's own ``Trace_ELBO``.
+Both minimise the same loss (``tests/test_svi.py`` checks that they reach the same parameters),
+so the first is only a faster route to the second.
 """
 
 import contextlib
@@ -75,7 +77,7 @@ class PyroSVIStep:
         self.svi = SVI(vae.model, vae.guide, self.optim, loss=objective)
         self.lr, self.conditional = lr, vae.conditional
         # Pyro keeps one torch optimizer per parameter, so there is none for a schedule to drive
-        # (settings.validate refuses elbo=trace_pyro with a schedule other than constant).
+        # (settings.validate refuses svi_step=pyro with a schedule other than constant).
         self.optimizer = None
 
     def __call__(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
@@ -100,9 +102,9 @@ def kl_weighting(kl_weight: float):
 
 
 def make_step(vae: VAE, cfg: DictConfig) -> TrainingStep:
-    """The training step of ``cfg`` (``elbo``, ``optimizer``, ``lr``) for ``vae``, whose ``num_data``
-    is the size of its training set."""
-    objective = make_objective(cfg.elbo)
-    if cfg.elbo.name == "trace_pyro":
-        return PyroSVIStep(vae, objective, cfg.optimizer, cfg.lr)
+    """The training step of ``cfg`` (``svi_step``, ``objective``, ``optimizer``, ``lr``) for ``vae``,
+    whose ``num_data`` is the size of its training set."""
+    if cfg.svi_step == "pyro":
+        return PyroSVIStep(vae, make_objective(cfg.objective, textbook=True), cfg.optimizer, cfg.lr)
+    objective = make_objective(cfg.objective)
     return TorchOptimizerStep(vae, objective, make_optimizer(cfg.optimizer, cfg.lr, vae.parameters(), vae.num_data))

@@ -1,0 +1,56 @@
+"""The package's two wings: the modelling wing is usable without Hydra, and imports run one way
+(run wing -> modelling wing -> data), as README's Layout draws them."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "pyro_vae"
+
+
+def imported_modules(path: Path) -> set:
+    """Every module ``path`` imports, absolute (relative imports resolved against its package)."""
+    package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            module = f"{base}.{node.module}" if node.level and node.module else (node.module or base)
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize(
+    "wing, forbidden",
+    [
+        ("modelling", ("omegaconf", "hydra", "pyro_vae.runs")),
+        ("data", ("omegaconf", "hydra", "pyro_vae.runs", "pyro_vae.modelling")),
+    ],
+)
+def test_a_wing_imports_nothing_above_it(wing, forbidden):
+    for path in sorted((PACKAGE / wing).glob("*.py")):
+        bad = {m for m in imported_modules(path) if m.split(".")[0] in forbidden or m.startswith(forbidden)}
+        assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+def test_the_modelling_wing_loads_without_hydra_or_the_run_wing():
+    code = (
+        "import sys, pyro_vae.modelling.vae, pyro_vae.modelling.estimators, pyro_vae.modelling.objectives;"
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(('omegaconf', 'hydra'))}"
+        " | {m for m in sys.modules if m.startswith('pyro_vae.runs')}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_python_api_keeps_its_import_paths():
+    import pyro_vae
+
+    for name in ("load", "compose_config", "run_experiment", "VAE", "build_vae"):
+        assert callable(getattr(pyro_vae, name))
