@@ -35,7 +35,7 @@ RUNNING_MOMENTUM = 0.1
 
 
 class ScaleMode(Choice):
-    """Where a location-scale likelihood's scale comes from (see :class:`LocationScalePixels`)."""
+    """Where a location-scale likelihood's scale comes from (see ``LocationScalePixels``)."""
 
     learned = "learned"
     per_pixel = "per_pixel"
@@ -168,7 +168,7 @@ class LocationScalePixels(nn.Module):
 
 class GaussianPixels(LocationScalePixels):
     """Independent Normal pixels on dequantized grey levels; besides the modes of
-    :class:`LocationScalePixels`, ``optimal``: one calibrated sigma (Rybkin et al. 2021).
+    ``LocationScalePixels``, ``optimal``: one calibrated sigma (Rybkin et al. 2021).
 
     In training, for the observed batch, sigma* = sqrt(mean squared error of its reconstructions),
     the maximum-likelihood sigma given them, floored at ``min_scale``; it is detached, which costs
@@ -207,7 +207,7 @@ class GaussianPixels(LocationScalePixels):
 
 
 class DiscretizedLogisticPixels(LocationScalePixels):
-    """Independent :class:`DiscretizedLogistic` pixels: a probability mass on the 256 grey levels."""
+    """Independent ``DiscretizedLogistic`` pixels: a probability mass on the 256 grey levels."""
 
     family = DiscretizedLogistic
     observes = Observation.grey_levels

@@ -1,15 +1,15 @@
 """The VAE of the source paper as a Pyro model and guide, and its variants as classes of their own.
 
-:class:`VAE`, the paper's pair, for each image x of a data set of N images:
+``VAE``, the paper's pair, for each image x of a data set of N images:
 
     model:  z ~ N(0, I),  x | z ~ p(x | decoder(z))          (one event per image)
     guide:  z | x ~ N(mu(x), diag sigma(x)^2)                (amortized by the encoder)
 
 Both run inside one plate over the images; a minibatch of B images stands for all N of them
 (Pyro's subsampled plate scales its log-densities by N / B), so the ELBO estimate is the data set's.
-:class:`ConditionalVAE` conditions both on the label; :class:`BayesianDecoder` puts priors on the
-decoder's weights, and composes with either (:class:`BayesianDecoderVAE`,
-:class:`BayesianDecoderConditionalVAE`).
+``ConditionalVAE`` conditions both on the label; ``BayesianDecoder`` puts priors on the
+decoder's weights, and composes with either (``BayesianDecoderVAE``,
+``BayesianDecoderConditionalVAE``).
 """
 
 from typing import Optional
@@ -151,11 +151,11 @@ class ConditionalVAE(VAE):
 
 
 class BayesianDecoder:
-    """A variant whose decoder weights W are random (mixed into :class:`VAE` or :class:`ConditionalVAE`).
+    """A variant whose decoder weights W are random (mixed into ``VAE`` or ``ConditionalVAE``).
 
     Generative process:  W ~ N(0, s^2 I) once for the data set (``pyro.nn.PyroSample`` sites of the
     decoder); then for each image z ~ N(0, I);  x ~ likelihood(decoder_W(z)).
-    Guide:  q(W) q(z|x), q(W) mean-field Gaussian (:class:`~pyro_vae.modelling.weights.MeanFieldWeights`).
+    Guide:  q(W) q(z|x), q(W) mean-field Gaussian (``pyro_vae.modelling.weights.MeanFieldWeights``).
     The weights are drawn once per step, outside the data plate, so their log p(W) - log q(W) is
     counted once for the data set rather than once per image.
     """

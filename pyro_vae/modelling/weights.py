@@ -1,7 +1,7 @@
 """A Bayesian decoder: Normal priors on every decoder weight, and a mean-field Gaussian guide for them.
 
 The decoder becomes a ``PyroModule`` whose parameters are ``PyroSample`` sites, so each call
-draws its weights; :class:`MeanFieldWeights` is their guide q(W) = prod N(loc, scale^2).
+draws its weights; ``MeanFieldWeights`` is their guide q(W) = prod N(loc, scale^2).
 """
 
 import math
