@@ -62,7 +62,7 @@ class CorrectedJitTrace_ELBO(JitTrace_ELBO):
 
     Pyro's (1.8.4 to 1.9) ``JitTrace_ELBO.differentiable_loss`` returns ``loss + (surrogate - surrogate.detach())``
     where the compiled ``loss`` is itself differentiable, so every gradient comes out doubled
-    (``tests/test_elbo.py`` compares it with the hand derivation). Detaching ``loss`` fixes it.
+    (``tests/modelling/test_elbo.py`` compares it with the hand derivation). Detaching ``loss`` fixes it.
     """
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:

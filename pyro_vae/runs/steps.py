@@ -6,7 +6,7 @@ The default, ``svi_step=torch`` (:class:`TorchOptimizerStep`), is an optimisatio
 (``DeviceTrace_ELBO``, the same estimate without a host read per site) and updates all parameters
 with one torch optimizer. ``svi_step=pyro`` (:class:`PyroSVIStep`) is Pyro's textbook loop itself,
 ``pyro.infer.SVI`` with ``pyro.optim`` and, for ``objective=trace``, Pyro's own ``Trace_ELBO``.
-Both minimise the same loss (``tests/test_svi.py`` checks that they reach the same parameters),
+Both minimise the same loss (``tests/modelling/test_svi.py`` checks that they reach the same parameters),
 so the first is only a faster route to the second.
 """
 

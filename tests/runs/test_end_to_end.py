@@ -8,7 +8,7 @@ import torch
 import pyro_vae
 from pyro_vae.runs.training_run import run_experiment
 
-from .helpers import compose_config, read_history, read_metrics, run_py, run_py_refused, tiny, tiny_cifar10
+from ..helpers import compose_config, read_history, read_metrics, run_py, run_py_refused, tiny, tiny_cifar10
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -18,7 +18,7 @@ from pyro_vae.runs.run_directory import RunDirectoryInUse
 from pyro_vae.runs.settings import validate
 from pyro_vae.runs.training_run import run_experiment
 
-from .helpers import compose_config, compose_tiny, read_history, read_metrics, run_py_refused, snapshot, tiny
+from ..helpers import compose_config, compose_tiny, read_history, read_metrics, run_py_refused, snapshot, tiny
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -189,15 +189,3 @@ def test_run_py_without_tensorboard_says_which_extra_to_install_in_one_line(tmp_
     line = run_py_refused("logger=tensorboard", f"hydra.run.dir={run_dir}", env=env, timeout=120)
     assert 'pip install -e ".[tensorboard]"' in line
     assert snapshot(run_dir) == {}  # Hydra's output folder check made it; nothing went in
-
-
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (["logger=tensorboard", "logger.image_every=0"], "logger.image_every=0: must be a positive integer"),
-        (["logger.name=wandb"], "logger=wandb: choose one of none, tensorboard"),
-    ],
-)
-def test_bad_logger_settings_are_refused_with_the_setting_named(overrides, message):
-    with pytest.raises(ConfigError, match=message):
-        validate(compose_config(overrides))

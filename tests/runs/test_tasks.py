@@ -15,7 +15,7 @@ from pyro_vae.runs import figures, finished_run
 from pyro_vae.runs.run_directory import check_output_dir
 from pyro_vae.runs.schema import option
 
-from .helpers import compose_config, read_metrics, run_py, run_py_refused, snapshot, train_tiny_run
+from ..helpers import compose_config, read_metrics, run_py, run_py_refused, snapshot, train_tiny_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -5,10 +5,7 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from pyro_vae.errors import ConfigError
 from pyro_vae.modelling.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_sizes
-from pyro_vae.runs.config import compose_config
-from pyro_vae.runs.settings import validate
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -89,11 +86,6 @@ def test_too_many_conv_layers_are_refused(image_shape, max_layers):
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match=f"use at most {max_layers} layers"):
         ConvDecoder(LATENT, too_many, image_shape, 1, "relu")
-
-
-def test_a_run_refuses_more_conv_layers_than_its_images_allow_before_reading_them():
-    with pytest.raises(ConfigError, match=r"net.widths=\[2, 2, 2, 2, 2\]: 5 stride-2 convolutions .* use at most 4 "):
-        validate(compose_config(["net=conv", "net.widths=[2,2,2,2,2]"]))
 
 
 @pytest.mark.parametrize("lead", LEADING)

@@ -22,6 +22,7 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro_vae.modelling.objectives import IWAE_ELBO, CorrectedJitTrace_ELBO, DeviceTrace_ELBO
 from pyro_vae.runs.builders import build_vae
 
+from ..helpers import assert_same_loss_and_gradients, compose_tiny, parameter_gradients, program
 from .hand_densities import (
     bernoulli_log_density,
     hand_elbo_loss,
@@ -29,7 +30,6 @@ from .hand_densities import (
     normal_log_density,
     standard_normal_log_density,
 )
-from .helpers import assert_same_loss_and_gradients, compose_tiny, parameter_gradients, program
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

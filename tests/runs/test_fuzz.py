@@ -4,7 +4,7 @@ on tiny data: every command either finishes with its metrics or stops with a cle
 Every refusal is one line with exit status 2, never a traceback: a value out of range as much as
 what Hydra refuses while it composes against pyro_vae/schema.py (an unknown key, a value of the
 wrong type, an unknown group option). The CI budget is small;
-``PYRO_VAE_FUZZ_EXAMPLES=200 pytest tests/test_fuzz.py`` runs a larger one by hand.
+``PYRO_VAE_FUZZ_EXAMPLES=200 pytest tests/runs/test_fuzz.py`` runs a larger one by hand.
 """
 
 import os
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .helpers import run_py
+from ..helpers import run_py
 
 TINY_DATA = [
     "dataset.train_size=128",

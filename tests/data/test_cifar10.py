@@ -10,7 +10,7 @@ import torch
 from pyro_vae.data import cifar10
 from pyro_vae.errors import DataError
 
-from .helpers import CIFAR10_BATCHES, CIFAR10_PER_BATCH, cifar10_batch_pickle, md5, write_cifar10_archive
+from ..helpers import CIFAR10_BATCHES, CIFAR10_PER_BATCH, cifar10_batch_pickle, md5, write_cifar10_archive
 
 
 def extract(root):

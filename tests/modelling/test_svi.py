@@ -19,7 +19,7 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro_vae.runs.builders import build_vae
 from pyro_vae.runs.steps import PyroSVIStep, TorchOptimizerStep, make_step
 
-from .helpers import compose_tiny, program
+from ..helpers import compose_tiny, program
 
 NUM_DATA, BATCH, STEPS = 512, 64, 20
 

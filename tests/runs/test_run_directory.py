@@ -13,7 +13,7 @@ import pyro_vae
 from pyro_vae.errors import DataError
 from pyro_vae.runs.run_directory import RunDirectoryInUse, check_output_dir, settings_changed
 
-from .helpers import compose_tiny, run_py, run_py_refused, snapshot, tiny
+from ..helpers import compose_tiny, run_py, run_py_refused, snapshot, tiny
 
 TINY_RUN = tiny("epochs=1")
 

@@ -11,9 +11,9 @@ from pyro_vae.runs.optimizers import make_optimizer
 from pyro_vae.runs.schema import OPTIONS, Config, register_schemas
 from pyro_vae.runs.settings import apply_threads, resolve_device, validate
 
-from .helpers import CONF, compose_config, one_line, run_py
+from ..helpers import CONF, compose_config, one_line, run_py
 
-# The groups chosen with `group=option`; experiment/ and cluster/ are appended with `+` (tests/test_sweeps.py).
+# The groups chosen with `group=option`; experiment/ and cluster/ are appended with `+` (tests/runs/test_sweeps.py).
 SELECTABLE = ("dataset", "likelihood", "net", "optimizer", "elbo", "schedule")
 GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml")) for group in SELECTABLE}
 
@@ -45,24 +45,6 @@ def test_every_config_group_option_composes_and_builds(group, option):
     make_optimizer(cfg.optimizer, cfg.lr, params, 1000)
 
 
-@pytest.mark.parametrize(
-    "override, message",
-    [
-        ("latent_dim=0", "latent_dim=0: must be a positive integer"),
-        ("epochs=-1", "epochs=-1: must be a positive integer"),
-        ("eval.iwae_k=0", "eval.iwae_k=0: must be a positive integer"),
-        ("net.widths=[64,0]", r"net.widths=\[64, 0\]: must be a list of positive integers"),
-        ("net.activation=swish", "net.activation=swish: choose one of relu, tanh, softplus, elu"),
-        ("net.min_encoder_scale=0", r"net.min_encoder_scale=0(\.0)?: must be > 0"),  # a float setting: 0 arrives as 0.0
-        ("seed=1.5", "seed=1.5: must be an integer"),
-        ("threads=0", "threads=0: must be a positive integer"),
-    ],
-)
-def test_invalid_settings_are_refused_with_the_setting_named(override, message):
-    with pytest.raises(ConfigError, match=message):
-        validate(compose_config([override]))
-
-
 def test_adam_falls_back_to_foreach_with_one_warning_where_torch_has_no_fused_cpu_adam(monkeypatch, caplog):
     """torch before 2.4 refuses fused=True for CPU tensors with a RuntimeError; imitated here."""
     real_adam = torch.optim.Adam
@@ -86,16 +68,10 @@ def test_adam_falls_back_to_foreach_with_one_warning_where_torch_has_no_fused_cp
     assert len(warnings) == 1 and "has no fused Adam on cpu; using its foreach Adam" in warnings[0]
 
 
-def test_invalid_objective_optimizer_and_device_are_refused():
-    with pytest.raises(ConfigError, match="objective.num_particles=0: must be a positive integer"):
-        validate(compose_config(["objective.num_particles=0"]))
-    with pytest.raises(ConfigError, match="lr=-0.1: must be a positive finite number"):
-        validate(compose_config(["lr=-0.1"]))
-    with pytest.raises(ConfigError, match="device=tpu: choose one of auto, cpu, cuda"):
-        compose_config(["device=tpu"])
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="device=cuda: no CUDA device"):
-            resolve_device("cuda")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_a_gpu_is_refused():
+    with pytest.raises(ConfigError, match="device=cuda: no CUDA device"):
+        resolve_device("cuda")
 
 
 @pytest.mark.slow
@@ -125,59 +101,6 @@ def test_a_batch_larger_than_the_training_set_is_one_line(tmp_path):
 
 
 # Composition against the schema (pyro_vae/schema.py): the override, then what it accepts.
-TOP_LEVEL = (
-    "batch_size, dataset, decoder, device, early_stopping, epochs, eval, kl_warmup_epochs, kl_weight, "
-    "latent_dim, likelihood, logger, lr, model, net, objective, optimizer, resume, schedule, seed, svi_step, task, "
-    "threads"
-)
-
-
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        # unknown keys, with the closest setting or all of them
-        (["latent_dimm=3"], "latent_dimm=3: no such setting; did you mean latent_dim?"),
-        (["eval.iwae=5"], "eval.iwae=5: no such setting; did you mean eval.iwae_k?"),
-        (
-            ["optimizer.alpha=0.9"],
-            "optimizer.alpha=0.9: no such setting; the settings of optimizer=adam are betas, eps, fused, name",
-        ),
-        (["task.n=3"], "task.n=3: no such setting; the settings of task=train are name"),
-        (["+foo=1"], f"foo=1: no such setting; the settings at the top level are {TOP_LEVEL}"),
-        (["latent_dim.x=3"], "latent_dim.x=3: latent_dim is a single value, with no settings under it"),
-        # wrong types
-        (["latent_dim=abc"], "latent_dim=abc: must be an integer"),
-        (["latent_dim=1.5"], "latent_dim=1.5: must be an integer"),
-        (["lr=abc"], "lr=abc: must be a number"),
-        (["threads=abc"], "threads=abc: must be an integer, or null"),
-        (["decoder.bayesian=maybe"], "decoder.bayesian=maybe: must be true or false"),
-        (["net.widths=abc"], "net.widths=abc: must be a list of integers, e.g. [512,256]"),
-        (["net.widths=[a]"], "net.widths=[a]: must be a list of integers, e.g. [512,256]"),
-        (
-            ["decoder=3"],
-            "decoder=3: not a value but a group of settings; "
-            "set decoder.bayesian, decoder.weight_prior_scale, decoder.weight_init_scale",
-        ),
-        (["task=sample", "task.n=abc"], "task.n=abc: must be an integer"),
-        (
-            ["task=reconstruct", "task.images=a.png"],
-            "task.images=a.png: must be a list of strings, e.g. [a,b], or null",
-        ),
-        (["schedule=plateau", "schedule.patience=1.5"], "schedule.patience=1.5: must be an integer"),
-        (["likelihood=gaussian", "likelihood.fixed_scale=x"], "likelihood.fixed_scale=x: must be a number"),
-        # unknown group options: the group's files
-        (["net=foo"], "net=foo: unknown choice; choose one of conv, mlp"),
-        (["task=bogus"], "task=bogus: unknown choice; choose one of evaluate, interpolate, reconstruct, sample, train"),
-        (["optimizer=sgd"], "optimizer=sgd: unknown choice; choose one of adagrad, adam, clipped_adam, rmsprop"),
-        # what Hydra lets past the schema
-        (["~latent_dim"], "~latent_dim: latent_dim cannot be removed; every run reads it"),
-        (["latent_dim=???"], "latent_dim=???: needs a value"),
-    ],
-)
-def test_composition_refuses_unknown_keys_wrong_types_and_unknown_choices_in_one_line(overrides, message):
-    with pytest.raises(ConfigError) as refused:
-        compose_config(overrides)
-    assert str(refused.value) == message
 
 
 def test_every_file_of_a_config_group_has_a_schema_and_gives_its_node_that_type():

@@ -7,15 +7,12 @@ import shutil
 import pytest
 import torch
 
-from pyro_vae.data import Binarization, Observation, PixelTransform, mnist
+from pyro_vae.data import Observation, PixelTransform, mnist
 from pyro_vae.data.batches import MinibatchSampler
 from pyro_vae.data.idx import parse_idx, read_verified_bytes
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.runs.builders import load_dataset
 from pyro_vae.runs.schema import option
-from pyro_vae.runs.settings import validate
-
-from .helpers import compose_config
 
 
 def idx_bytes(array: torch.Tensor) -> bytes:
@@ -173,9 +170,6 @@ def test_pixel_modes_that_make_no_sense_are_refused(binarize, likelihood, messag
     observes = option("likelihood", likelihood).component().observes
     with pytest.raises(ConfigError, match=message):
         PixelTransform(binarize, seed=0, observes=observes, likelihood=likelihood)
-    if binarize in Binarization.values():  # the run refuses the same pair before it reads any data
-        with pytest.raises(ConfigError, match=message):
-            validate(compose_config([f"likelihood={likelihood}", f"dataset.binarize={binarize}"]))
 
 
 def test_minibatch_sampler_covers_a_permutation_in_full_batches():

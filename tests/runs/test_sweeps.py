@@ -15,7 +15,7 @@ from pyro_vae.runs.optimizers import make_optimizer
 from pyro_vae.runs.settings import validate
 from pyro_vae.runs.sweep_summary import collect_jobs, running_status, write_summary
 
-from .helpers import CONF, compose_config, read_metrics, run_py, run_python, tiny
+from ..helpers import CONF, compose_config, read_metrics, run_py, run_python, tiny
 
 TINY_SWEEP = [o for o in tiny("epochs=1") if not o.startswith("latent_dim=")]  # the sweeps set latent_dim
 

@@ -13,7 +13,6 @@ from pyro.infer import Trace_ELBO
 from torch import nn
 
 from pyro_vae.data import Observation, PixelTransform
-from pyro_vae.errors import ConfigError
 from pyro_vae.modelling.likelihoods import (
     INITIAL_SCALE,
     RUNNING_MOMENTUM,
@@ -25,16 +24,15 @@ from pyro_vae.modelling.likelihoods import (
 from pyro_vae.modelling.vae import VAE
 from pyro_vae.runs.builders import build_vae
 from pyro_vae.runs.metrics import test_metrics as project_test_metrics
-from pyro_vae.runs.settings import validate
 from pyro_vae.runs.training_run import run_experiment
 
+from ..helpers import assert_same_loss_and_gradients, compose_config, compose_tiny, program, read_metrics, tiny_cifar10
 from .hand_densities import (
     discretized_logistic_log_mass,
     hand_elbo_loss,
     loc_and_scale_by_hand,
     normal_log_density,
 )
-from .helpers import assert_same_loss_and_gradients, compose_config, compose_tiny, program, read_metrics, tiny_cifar10
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -118,35 +116,6 @@ def test_the_discretized_likelihood_sees_the_raw_grey_levels_and_the_gaussian_de
         assert torch.equal(view * 255, images.float())  # k / 255 exactly: no noise
     dequantized = PixelTransform("none", seed=0, observes=Observation.dequantized).fixed(images, "test")
     assert GreyLevels().check(dequantized).float().mean() < 0.01  # 0.2% land within 1e-3 of a level by chance
-
-
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (
-            ["likelihood=discretized_logistic", "likelihood.scale_mode=optimal"],
-            "likelihood.scale_mode=optimal: choose one of learned, per_pixel, predicted, fixed "
-            "for likelihood=discretized_logistic",
-        ),
-        (
-            ["likelihood=gaussian", "likelihood.scale_mode=calibrated"],
-            "likelihood.scale_mode=calibrated: choose one of learned, per_pixel, predicted, fixed, optimal$",
-        ),
-        (
-            ["likelihood=discretized_logistic", "likelihood.min_pixel_scale=0"],
-            r"likelihood.min_pixel_scale=0(\.0)?: must be a number > 0",
-        ),
-        (["likelihood=gaussian", "likelihood.fixed_scale=abc"], "likelihood.fixed_scale=abc: must be a number"),
-        (
-            ["likelihood=gaussian", "likelihood.scale_mode=optimal", "objective=jit"],
-            "likelihood.scale_mode=optimal updates its running sigma",
-        ),
-    ],
-)
-def test_bad_likelihood_settings_are_refused_in_one_line(overrides, message):
-    with pytest.raises(ConfigError, match=message) as error:
-        validate(compose_config(overrides))
-    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "discretized_logistic"])
@@ -314,7 +283,7 @@ def test_bits_per_dim_of_an_exactly_known_log_likelihood(likelihood):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # two runs (tests/test_end_to_end.py runs one in the fast set)
+@pytest.mark.slow  # two runs (tests/runs/test_end_to_end.py runs one in the fast set)
 @pytest.mark.parametrize("likelihood, scale", [("gaussian", "optimal"), ("discretized_logistic", "predicted")])
 def test_both_grey_level_likelihoods_run_on_a_cifar10_archive(tmp_path, monkeypatch, likelihood, scale):
     cfg = compose_config(

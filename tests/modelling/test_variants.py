@@ -8,14 +8,12 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 import pyro_vae
-from pyro_vae.errors import ConfigError
 from pyro_vae.modelling.estimators import evaluate
 from pyro_vae.runs.builders import build_vae, make_objective
-from pyro_vae.runs.settings import validate
 from pyro_vae.runs.steps import kl_weighting
 from pyro_vae.runs.training import kl_weight_at
 
-from .helpers import compose_config, compose_tiny, inputs, program, read_metrics, train_tiny_run
+from ..helpers import compose_config, compose_tiny, inputs, program, read_metrics, train_tiny_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -161,43 +159,6 @@ def test_bayesian_train_and_val_figures_are_one_bound_on_the_same_images(batch):
     assert val.weight_kl > 100 * standard_error  # leaving the weight KL out of one side would be caught
     with pytest.raises(ValueError, match="pass num_data"):
         evaluate(vae, x, y)
-
-
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (
-            ["decoder.bayesian=true", "objective=iwae"],
-            "decoder.bayesian=true draws one set of decoder weights per step",
-        ),
-        (["kl_weight=0.5", "objective=iwae"], "objective=iwae does not separate"),
-        (["kl_warmup_epochs=2", "objective=jit"], "objective=jit would recompile"),
-        (["kl_weight=-1"], r"kl_weight=-1(\.0)?: must be a number >= 0"),
-        (["kl_weight=inf"], r"kl_weight=inf: must be a number >= 0"),
-        (["model=gan"], "model=gan: unknown choice; choose one of cvae, vae"),
-    ],
-)
-def test_combinations_that_cannot_work_are_refused(overrides, message):
-    with pytest.raises(Exception, match=message):
-        validate(compose_config(overrides))
-
-
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (["decoder.weight_init_scale=0"], r"decoder.weight_init_scale=0(\.0)?: must be a number >= 1e-09"),
-        (["decoder.weight_init_scale=1e-12"], r"decoder.weight_init_scale=1e-12: must be a number >= 1e-09"),
-        (["decoder.weight_init_scale=abc"], r"decoder.weight_init_scale=abc: must be a number"),
-        (["decoder.weight_prior_scale=0"], r"decoder.weight_prior_scale=0(\.0)?: must be a number >= 1e-09"),
-        (["decoder.weight_prior_scale=-1"], r"decoder.weight_prior_scale=-1(\.0)?: must be a number >= 1e-09"),
-        (["decoder.weight_prior_scale=inf"], r"decoder.weight_prior_scale=inf: must be a number"),
-        (["eval.weight_draws=0"], r"eval.weight_draws=0: must be a positive integer"),
-    ],
-)
-def test_bayesian_decoder_settings_that_cannot_work_are_refused_in_one_line(overrides, message):
-    with pytest.raises(ConfigError, match=message) as refused:
-        validate(compose_config(["decoder.bayesian=true", *overrides]))
-    assert "\n" not in str(refused.value)
 
 
 @pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO])

@@ -33,8 +33,8 @@ from pyro_vae.modelling.vae import VAE
 from pyro_vae.runs.builders import build_vae
 from pyro_vae.runs.metrics import test_metrics as project_test_metrics
 
+from ..helpers import compose_config
 from .hand_densities import bernoulli_log_density, normal_log_density, standard_normal_log_density
-from .helpers import compose_config
 
 DTYPE = torch.float64
 

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from pyro_vae.runs import figures
 
-from .helpers import read_metrics, run_python, train_tiny_run
+from ..helpers import read_metrics, run_python, train_tiny_run
 
 
 @pytest.fixture

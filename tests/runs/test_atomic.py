@@ -11,7 +11,7 @@ from pyro_vae.errors import OutputError, PyroVAEError
 from pyro_vae.runs import atomic
 from pyro_vae.runs.training_run import run_experiment
 
-from .helpers import compose_tiny
+from ..helpers import compose_tiny
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -13,7 +13,7 @@ import torch
 
 from pyro_vae.runs import checkpoints
 
-from .helpers import run_py, run_python, tiny
+from ..helpers import run_py, run_python, tiny
 
 KILL_AFTER_STEPS_OF_EPOCH_2 = """
 import os, runpy, signal, sys

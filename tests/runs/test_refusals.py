@@ -1,0 +1,197 @@
+"""Every refusal of a setting, in one table: the command line's overrides and the one line that refuses them.
+
+A row is refused either by Hydra while it composes (unknown keys, wrong types, values outside a
+closed set; ``pyro_vae.runs.refusals`` words them) or by ``settings.validate`` before any work
+(ranges, and rules between settings). Either way the refusal is one line that names the setting.
+``test_run_py_refuses_every_kind_in_one_line`` takes a row of each kind through ``python run.py``.
+Refusals of files (archives, checkpoints, run directories, image files) stay beside the code that reads them.
+"""
+
+import re
+
+import pytest
+
+from pyro_vae.errors import ConfigError
+from pyro_vae.runs.settings import validate
+
+from ..helpers import compose_config, run_py_refused, snapshot
+
+TOP_LEVEL = (
+    "batch_size, dataset, decoder, device, early_stopping, epochs, eval, kl_warmup_epochs, kl_weight, "
+    "latent_dim, likelihood, logger, lr, model, net, objective, optimizer, resume, schedule, seed, svi_step, task, "
+    "threads"
+)
+
+
+def exactly(line: str) -> str:
+    return re.escape(line) + "$"
+
+
+REFUSALS = [
+    # --- Hydra, while it composes: unknown keys, with the closest setting or all of them
+    (["latent_dimm=3"], exactly("latent_dimm=3: no such setting; did you mean latent_dim?")),
+    (["eval.iwae=5"], exactly("eval.iwae=5: no such setting; did you mean eval.iwae_k?")),
+    (
+        ["optimizer.alpha=0.9"],
+        exactly("optimizer.alpha=0.9: no such setting; the settings of optimizer=adam are betas, eps, fused, name"),
+    ),
+    (["task.n=3"], exactly("task.n=3: no such setting; the settings of task=train are name")),
+    (["+foo=1"], exactly(f"foo=1: no such setting; the settings at the top level are {TOP_LEVEL}")),
+    (["latent_dim.x=3"], exactly("latent_dim.x=3: latent_dim is a single value, with no settings under it")),
+    # wrong types
+    (["latent_dim=abc"], exactly("latent_dim=abc: must be an integer")),
+    (["latent_dim=1.5"], exactly("latent_dim=1.5: must be an integer")),
+    (["lr=abc"], exactly("lr=abc: must be a number")),
+    (["threads=abc"], exactly("threads=abc: must be an integer, or null")),
+    (["decoder.bayesian=maybe"], exactly("decoder.bayesian=maybe: must be true or false")),
+    (["net.widths=abc"], exactly("net.widths=abc: must be a list of integers, e.g. [512,256]")),
+    (["net.widths=[a]"], exactly("net.widths=[a]: must be a list of integers, e.g. [512,256]")),
+    (
+        ["decoder=3"],
+        exactly(
+            "decoder=3: not a value but a group of settings; "
+            "set decoder.bayesian, decoder.weight_prior_scale, decoder.weight_init_scale"
+        ),
+    ),
+    (["task=sample", "task.n=abc"], exactly("task.n=abc: must be an integer")),
+    (
+        ["task=reconstruct", "task.images=a.png"],
+        exactly("task.images=a.png: must be a list of strings, e.g. [a,b], or null"),
+    ),
+    (["schedule=plateau", "schedule.patience=1.5"], exactly("schedule.patience=1.5: must be an integer")),
+    (["likelihood=gaussian", "likelihood.fixed_scale=x"], exactly("likelihood.fixed_scale=x: must be a number")),
+    (["schedule=plateau", "schedule.threshold=abc"], exactly("schedule.threshold=abc: must be a number")),
+    (["decoder.weight_init_scale=abc"], exactly("decoder.weight_init_scale=abc: must be a number")),
+    # closed sets: the Enum fields of the schema
+    (["net.activation=swish"], exactly("net.activation=swish: choose one of relu, tanh, softplus, elu")),
+    (["device=tpu"], exactly("device=tpu: choose one of auto, cpu, cuda")),
+    (["dataset.binarize=otsu"], exactly("dataset.binarize=otsu: choose one of dynamic, static, none")),
+    (["objective=iwae", "objective.gradient=x"], exactly("objective.gradient=x: choose one of standard, dreg")),
+    (["svi_step=jax"], exactly("svi_step=jax: choose one of torch, pyro")),
+    (
+        ["likelihood=gaussian", "likelihood.scale_mode=calibrated"],
+        exactly("likelihood.scale_mode=calibrated: choose one of learned, per_pixel, predicted, fixed, optimal"),
+    ),
+    # unknown group options: the group's files
+    (["net=foo"], exactly("net=foo: unknown choice; choose one of conv, mlp")),
+    (
+        ["task=bogus"],
+        exactly("task=bogus: unknown choice; choose one of evaluate, interpolate, reconstruct, sample, train"),
+    ),
+    (["optimizer=sgd"], exactly("optimizer=sgd: unknown choice; choose one of adagrad, adam, clipped_adam, rmsprop")),
+    (["model=gan"], exactly("model=gan: unknown choice; choose one of cvae, vae")),
+    (
+        ["objective=trace_pyro"],
+        exactly("objective=trace_pyro: unknown choice; choose one of iwae, jit, meanfield, trace"),
+    ),
+    # what Hydra lets past the schema
+    (["~latent_dim"], exactly("~latent_dim: latent_dim cannot be removed; every run reads it")),
+    (["latent_dim=???"], exactly("latent_dim=???: needs a value")),
+    # --- settings.validate, before any work: ranges
+    (["latent_dim=0"], "latent_dim=0: must be a positive integer"),
+    (["epochs=-1"], "epochs=-1: must be a positive integer"),
+    (["eval.iwae_k=0"], "eval.iwae_k=0: must be a positive integer"),
+    (["eval.weight_draws=0"], "eval.weight_draws=0: must be a positive integer"),
+    (["objective.num_particles=0"], "objective.num_particles=0: must be a positive integer"),
+    (["net.widths=[64,0]"], r"net.widths=\[64, 0\]: must be a list of positive integers"),
+    (["net.min_encoder_scale=0"], r"net.min_encoder_scale=0(\.0)?: must be > 0"),  # a float setting: 0 arrives as 0.0
+    (["seed=1.5"], "seed=1.5: must be an integer"),
+    (["threads=0"], "threads=0: must be a positive integer"),
+    (["lr=-0.1"], "lr=-0.1: must be a positive finite number"),
+    (["kl_weight=-1"], r"kl_weight=-1(\.0)?: must be a number >= 0"),
+    (["kl_weight=inf"], r"kl_weight=inf: must be a number >= 0"),
+    (
+        ["likelihood=discretized_logistic", "likelihood.min_pixel_scale=0"],
+        r"likelihood.min_pixel_scale=0(\.0)?: must be a number > 0",
+    ),
+    (["decoder.weight_init_scale=0"], r"decoder.weight_init_scale=0(\.0)?: must be a number >= 1e-09"),
+    (["decoder.weight_init_scale=1e-12"], r"decoder.weight_init_scale=1e-12: must be a number >= 1e-09"),
+    (["decoder.weight_prior_scale=0"], r"decoder.weight_prior_scale=0(\.0)?: must be a number >= 1e-09"),
+    (["decoder.weight_prior_scale=-1"], r"decoder.weight_prior_scale=-1(\.0)?: must be a number >= 1e-09"),
+    (["decoder.weight_prior_scale=inf"], r"decoder.weight_prior_scale=inf: must be a number"),
+    (["schedule=plateau", "schedule.threshold=-0.1"], r"schedule.threshold=-0.1: must be a number of nats >= 0"),
+    (["schedule=plateau", "schedule.patience=0"], r"schedule.patience=0: must be a positive integer"),
+    (["schedule=cosine", "schedule.final_factor=1"], r"schedule.final_factor=1(\.0)?: must be a number in \[0, 1\)"),
+    (["schedule=plateau", "schedule.factor=1"], r"schedule.factor=1(\.0)?: must be a number in \(0, 1\)"),
+    (["schedule=plateau", "schedule.factor=0"], r"schedule.factor=0(\.0)?: must be a number in \(0, 1\)"),
+    (["early_stopping.patience=0"], r"early_stopping.patience=0: must be a positive integer, or null"),
+    (["early_stopping.threshold=-1"], r"early_stopping.threshold=-1(\.0)?: must be a number of nats >= 0"),
+    (["logger=tensorboard", "logger.image_every=0"], "logger.image_every=0: must be a positive integer"),
+    # rules between settings
+    (
+        ["decoder.bayesian=true", "objective=iwae", "objective.num_particles=1"],
+        "decoder.bayesian=true with objective=iwae",
+    ),
+    (
+        ["decoder.bayesian=true", "objective.num_particles=2"],
+        r"decoder.bayesian=true draws one set of decoder weights per step; set objective.num_particles=1 \(now 2\)",
+    ),
+    (["kl_weight=0.5", "objective=iwae"], "kl_weight/kl_warmup_epochs reweight the KL term, which objective=iwae does"),
+    (["kl_warmup_epochs=2", "objective=jit"], "kl_warmup_epochs changes the KL weight every step, which objective=jit"),
+    (
+        ["likelihood=gaussian", "likelihood.scale_mode=optimal", "objective=jit"],
+        "likelihood.scale_mode=optimal updates its running sigma",
+    ),
+    (["svi_step=pyro", "schedule=cosine"], "schedule=cosine drives one torch optimizer, and svi_step=pyro trains"),
+    (
+        ["likelihood=discretized_logistic", "likelihood.scale_mode=optimal"],
+        exactly(
+            "likelihood.scale_mode=optimal: choose one of learned, per_pixel, predicted, fixed "
+            "for likelihood=discretized_logistic"
+        ),
+    ),
+    (["dataset.binarize=none"], "dataset.binarize=none: likelihood=bernoulli needs binary pixels"),
+    (
+        ["likelihood=gaussian", "dataset.binarize=dynamic"],
+        exactly("dataset.binarize=dynamic: likelihood=gaussian models grey levels; set dataset.binarize=none"),
+    ),
+    (
+        ["likelihood=discretized_logistic", "dataset.binarize=static"],
+        "dataset.binarize=static: likelihood=discretized_logistic models grey levels",
+    ),
+    (
+        ["net=conv", "net.widths=[2,2,2,2,2]"],
+        exactly(
+            "net.widths=[2, 2, 2, 2, 2]: 5 stride-2 convolutions shrink a 28x28 image to nothing; use at most 4 "
+            "layers of dataset=mnist"
+        ),
+    ),
+]
+
+
+def refusal(overrides) -> str:
+    """The one line that refuses ``overrides``: Hydra's while composing, else ``validate``'s."""
+    try:
+        cfg = compose_config(overrides)
+    except ConfigError as refused:
+        return str(refused)
+    with pytest.raises(ConfigError) as refused:
+        validate(cfg)
+    return str(refused.value)
+
+
+@pytest.mark.parametrize("overrides, message", REFUSALS, ids=[" ".join(row[0]) for row in REFUSALS])
+def test_a_bad_setting_is_refused_in_one_line_naming_it(overrides, message):
+    line = refusal(overrides)
+    assert re.match(message, line), line
+    assert "\n" not in line
+
+
+def test_a_config_built_in_python_with_an_unknown_option_is_refused_by_validate():
+    cfg = compose_config()
+    cfg.logger.name = "wandb"
+    with pytest.raises(ConfigError, match=exactly("logger=wandb: choose one of none, tensorboard")):
+        validate(cfg)
+
+
+@pytest.mark.slow  # three processes
+@pytest.mark.parametrize(
+    "overrides",
+    [["latent_dimm=3"], ["net.activation=swish"], ["kl_weight=0.5", "objective=iwae"]],
+    ids=["composition", "closed set", "rule"],
+)
+def test_run_py_refuses_every_kind_in_one_line(tmp_path, overrides):
+    message = dict((" ".join(row[0]), row[1]) for row in REFUSALS)[" ".join(overrides)]
+    line = run_py_refused(*overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert re.search(message.rstrip("$"), line), line
+    assert snapshot(tmp_path) == {}  # Hydra may have made the run folder; nothing went in
