@@ -33,8 +33,7 @@ def main(cfg: DictConfig) -> Optional[float]:
     try:
         check_against_schema(cfg)  # what Hydra lets past the schema: +key=value, ~key, key=???
         check_output_dir(cfg, output_dir)
-        if cfg.task.name == "train":
-            validate(cfg)
+        validate(cfg)  # every setting, once, before any work: a task's own settings too
     except PyroVAEError as exc:
         if multirun:
             if not isinstance(exc, RunDirectoryInUse):
@@ -61,8 +60,8 @@ def main(cfg: DictConfig) -> Optional[float]:
 def run_command_line() -> None:
     """``main()`` as ``python run.py`` runs it. Hydra's composition errors (an unknown key, a value
     of the wrong type, an unknown group option) are refused in one line with exit status 2, as
-    ``main`` refuses a bad value; every other error is reported by Hydra as before, and
-    HYDRA_FULL_ERROR=1 still shows any error in full."""
+    ``main`` refuses a bad value; any other error is a bug, shown with its whole traceback (exit
+    status 1). HYDRA_FULL_ERROR=1 shows a composition error in full too."""
     users_setting = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises the error instead of printing its report
     try:
@@ -70,10 +69,6 @@ def run_command_line() -> None:
     except Exception as error:
         refusal = None if users_setting == "1" else composition_refusal(error, sys.argv[1:])
         if refusal is None:
-            if users_setting == "1":
-                raise
-            del os.environ["HYDRA_FULL_ERROR"]
-            _report_as_hydra_does(error)  # exits with status 1
             raise
         print(refusal_line(refusal), file=sys.stderr)
         sys.exit(2)
@@ -82,24 +77,6 @@ def run_command_line() -> None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = users_setting
-
-
-def _report_as_hydra_does(error: Exception) -> None:
-    """Hydra's own report of ``error`` (its traceback from the task on, or its message), exit status 1."""
-    from hydra._internal.utils import run_and_report
-
-    # The traceback from below Hydra's report on, as if that report had caught the error itself:
-    # it prints the frames of the task (below run_job) or, for an error elsewhere, all of them.
-    traceback = entry = error.__traceback__
-    while entry is not None:
-        if entry.tb_frame.f_code.co_name == "run_and_report":
-            traceback = entry.tb_next
-        entry = entry.tb_next
-
-    def raise_it() -> None:
-        raise error.with_traceback(traceback)
-
-    run_and_report(raise_it)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,8 @@ def run_dirs_of(args):
 
 
 def test_readme_python_snippet_runs(my_run):
-    (snippet,) = [s for text in PAGES.values() for s in re.findall(r"```python\n(.*?)```", text, flags=re.S)]
+    snippets = [s for text in PAGES.values() for s in re.findall(r"```python\n(.*?)```", text, flags=re.S)]
+    (snippet,) = [s for s in snippets if "pyro_vae.load(" in s]  # the API page's own is run by test_wings
     path = re.search(r'pyro_vae\.load\("([^"]+)"\)', snippet).group(1)
     namespace = {}
     exec(snippet.replace(path, str(my_run)), namespace)

@@ -54,3 +54,14 @@ def test_the_python_api_keeps_its_import_paths():
 
     for name in ("load", "compose_config", "run_experiment", "VAE", "build_vae"):
         assert callable(getattr(pyro_vae, name))
+
+
+def test_the_api_page_trains_a_step_from_python_without_hydra():
+    page = (PACKAGE.parent / "docs" / "api.md").read_text()
+    snippet = page.split("```python\n", 1)[1].split("```", 1)[0]
+    check = (
+        "\nimport sys\nassert not [m for m in sys.modules if m.startswith(('hydra', 'omegaconf', 'pyro_vae.runs'))]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", snippet + check], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "ELBO per image:" in result.stdout

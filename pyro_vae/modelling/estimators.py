@@ -17,7 +17,8 @@ from typing import Dict, Optional
 
 import pyro
 import torch
-from torch.distributions import kl_divergence
+from torch.distributions import Distribution as TorchDistribution
+from torch.distributions import MultivariateNormal, kl_divergence
 
 from .vae import VAE
 
@@ -86,7 +87,7 @@ def evaluate(
         totals["elbo"] += log_w.mean(0).sum().item()
         totals["log_likelihood"] += (torch.logsumexp(log_w, 0) - math.log(num_samples)).sum().item()
         totals["reconstruction"] += torch.cat(log_likelihoods).mean(0).sum().item()
-        totals["kl"] += kl_divergence(guide, prior).sum().item()
+        totals["kl"] += latent_kl(guide, prior).sum().item()
         means[start : start + len(x)] = guide.mean
         start += len(x)
     active = int((means.var(0) > ACTIVE_UNIT_THRESHOLD).sum()) if len(means) > 1 else 0
@@ -96,6 +97,14 @@ def evaluate(
     weight_kl = vae.weight_guide.kl_to_prior().item() / num_data
     figures["elbo_given_weights"], figures["elbo"] = figures["elbo"], figures["elbo"] - weight_kl
     return Evaluation(**figures, active_units=active, weight_kl=weight_kl)
+
+
+def latent_kl(q: TorchDistribution, p: TorchDistribution) -> torch.Tensor:
+    """KL(q(z|x) || p(z)) per image in closed form; a full-covariance q against a diagonal p goes
+    through p written as a MultivariateNormal, for which torch has the closed form."""
+    if isinstance(q, MultivariateNormal) and not isinstance(p, MultivariateNormal):
+        p = MultivariateNormal(p.mean, scale_tril=torch.diag_embed(p.stddev))
+    return kl_divergence(q, p)
 
 
 def bits_per_dim(log_likelihood: float, num_dims: int, dequantized: bool = True) -> float:

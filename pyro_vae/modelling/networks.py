@@ -6,9 +6,9 @@ from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Type
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..data.transform import Choice
+from .guides import DiagonalGaussian, GuideFamily
 
 
 class Activation(Choice):
@@ -41,24 +41,25 @@ def mlp(in_dim: int, widths: Sequence[int], out_dim: int, activation: str) -> nn
 
 
 class GaussianEncoder(nn.Module):
-    """x (and an optional context, e.g. a one-hot label) -> (loc, scale) of the diagonal Gaussian q(z|x).
+    """x (and an optional context, e.g. a one-hot label) -> the parameters of the Gaussian q(z|x).
 
     ``features`` maps one batch axis of images to flat features; ``head`` maps the features,
-    with the context appended, to 2 * latent_dim numbers; the scale is softplus plus a floor.
+    with the context appended, to the ``family.num_params`` numbers that ``family`` (a
+    ``guides.DiagonalGaussian`` or ``guides.FullCovarianceGaussian``) turns into (loc, scale) or
+    (loc, scale_tril), with the scales floored.
     """
 
-    def __init__(self, features: nn.Module, head: nn.Module, min_scale: float) -> None:
+    def __init__(self, features: nn.Module, head: nn.Module, family: GuideFamily) -> None:
         super().__init__()
         self.features = features
         self.head = head
-        self.min_scale = min_scale
+        self.family = family
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         h = over_leading_dims(self.features, x, 3)
         if context is not None:
             h = torch.cat([h, context.expand(*h.shape[:-1], context.shape[-1])], dim=-1)
-        loc, raw_scale = self.head(h).chunk(2, dim=-1)
-        return loc, F.softplus(raw_scale) + self.min_scale
+        return self.family.parameters(self.head(h))
 
 
 class MLPEncoder(GaussianEncoder):
@@ -72,9 +73,11 @@ class MLPEncoder(GaussianEncoder):
         activation: str,
         min_scale: float,
         context_dim: int = 0,
+        guide: Type[GuideFamily] = DiagonalGaussian,
     ) -> None:
-        head = mlp(prod(image_shape) + context_dim, widths, 2 * latent_dim, activation)
-        super().__init__(nn.Flatten(), head, min_scale)
+        family = guide(latent_dim, min_scale)
+        head = mlp(prod(image_shape) + context_dim, widths, family.num_params, activation)
+        super().__init__(nn.Flatten(), head, family)
 
 
 class MLPDecoder(nn.Module):
@@ -140,14 +143,16 @@ class ConvEncoder(GaussianEncoder):
         activation: str,
         min_scale: float,
         context_dim: int = 0,
+        guide: Type[GuideFamily] = DiagonalGaussian,
     ) -> None:
+        family = guide(latent_dim, min_scale)
         height, width = conv_sizes(image_shape, len(channels))[-1]
         widths = [image_shape[0], *channels]
         layers = []
         for c_in, c_out in zip(widths, widths[1:]):
             layers += [nn.Conv2d(c_in, c_out, KERNEL, STRIDE, PADDING), ACTIVATIONS[activation]()]
-        head = nn.Linear(widths[-1] * height * width + context_dim, 2 * latent_dim)
-        super().__init__(nn.Sequential(*layers, nn.Flatten()), head, min_scale)
+        head = nn.Linear(widths[-1] * height * width + context_dim, family.num_params)
+        super().__init__(nn.Sequential(*layers, nn.Flatten()), head, family)
 
 
 class ConvDecoder(nn.Module):

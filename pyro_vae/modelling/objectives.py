@@ -17,7 +17,7 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine import Trace
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
-from torch.distributions import Independent, Normal
+from torch.distributions import Independent, MultivariateNormal, Normal
 
 from ..data.transform import Choice
 
@@ -186,6 +186,9 @@ def _with_fixed_parameters(name: str, fn: dist.TorchDistribution) -> dist.TorchD
         return dist.Independent(_with_fixed_parameters(name, fn.base_dist), fn.reinterpreted_batch_ndims)
     if isinstance(fn, Normal):
         return dist.Normal(fn.loc.detach(), fn.scale.detach())
+    if isinstance(fn, MultivariateNormal):
+        return dist.MultivariateNormal(fn.loc.detach(), scale_tril=fn.scale_tril.detach())
     raise NotImplementedError(
-        f"objective.gradient=dreg: guide site {name!r} is {type(fn).__name__}; DReG is implemented for Normal guides"
+        f"objective.gradient=dreg: guide site {name!r} is {type(fn).__name__}; DReG is implemented for Gaussian "
+        "guides (diagonal or full covariance)"
     )

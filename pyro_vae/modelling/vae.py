@@ -21,6 +21,7 @@ from pyro import poutine
 from torch import nn
 from torch.nn import functional as F
 
+from .guides import DiagonalGaussian
 from .weights import MeanFieldWeights
 
 
@@ -49,6 +50,8 @@ class VAE(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood  # the observation model: decoder outputs -> p(x|z)
+        # How the encoder's outputs become q(z|x): its family (guides.py), a diagonal Gaussian unless it says otherwise.
+        self.variational_family = getattr(encoder, "family", DiagonalGaussian)
         self.latent_dim = latent_dim
         self.num_data = num_data
         # p(z)'s mean and standard deviation: buffers, so that they follow the VAE's device and dtype.
@@ -62,9 +65,9 @@ class VAE(nn.Module):
         return dist.Normal(self.prior_loc, self.prior_scale).expand([batch_size, self.latent_dim]).to_event(1)
 
     def encode(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
-        """q(z|x) = N(mu(x), diag sigma(x)^2), one event per image (``y``: read by a conditional VAE only)."""
-        loc, scale = self.encoder(x, self.context(y))
-        return dist.Normal(loc, scale).to_event(1)
+        """q(z|x) = N(mu(x), diag sigma(x)^2) (or the encoder's family, e.g. a full covariance), one
+        event per image (``y``: read by a conditional VAE only)."""
+        return self.variational_family.distribution(*self.encoder(x, self.context(y)))
 
     def decode(
         self, z: torch.Tensor, y: Optional[torch.Tensor] = None, observed: Optional[torch.Tensor] = None

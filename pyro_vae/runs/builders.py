@@ -41,8 +41,9 @@ def build_vae(cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_da
     networks = option("net", cfg.net.name).component()
     widths = list(cfg.net.widths)
     context_dim = num_classes if model_class.conditional else 0
+    guide = option("guide", cfg.guide.name).component()
     encoder = networks.encoder(
-        image_shape, widths, cfg.latent_dim, cfg.net.activation, cfg.net.min_encoder_scale, context_dim
+        image_shape, widths, cfg.latent_dim, cfg.net.activation, cfg.net.min_encoder_scale, context_dim, guide
     )
     decoder = networks.decoder(
         cfg.latent_dim + context_dim, widths[::-1], image_shape, likelihood.params_per_pixel, cfg.net.activation

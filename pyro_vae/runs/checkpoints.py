@@ -96,6 +96,7 @@ def _renamed_settings(config: Dict[str, Any]) -> None:
         textbook = objective.get("name") == "trace_pyro"
         config["objective"] = {**objective, "name": "trace"} if textbook else objective
         config["svi_step"] = "pyro" if textbook else "torch"
+    config.setdefault("guide", {"name": "diagonal"})  # the only variational family before guide=
     for node, old, new in RENAMED_KEYS:
         settings = config.get(node)
         if isinstance(settings, dict) and old in settings:

@@ -55,7 +55,7 @@ def prior_draws(vae: VAE, n: int) -> torch.Tensor:
 def encoding(vae: VAE, image: torch.Tensor, label: torch.Tensor, path: Path) -> None:
     """Figure 7: one image and its encoding, the mean and spread of q(z|x) per latent dimension."""
     guide = vae.encode(image[None], label[None])
-    loc, scale = guide.base_dist.loc[0].cpu().numpy(), guide.base_dist.scale[0].cpu().numpy()
+    loc, scale = guide.mean[0].cpu().numpy(), guide.stddev[0].cpu().numpy()  # marginal sd for any covariance
     fig = Figure(figsize=(9, 3))
     ax_image, ax_code = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 3]})
     show(ax_image, image[None], 1, "input x")
@@ -64,7 +64,7 @@ def encoding(vae: VAE, image: torch.Tensor, label: torch.Tensor, path: Path) -> 
     ax_code.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_code.set_xlabel("latent dimension")
     ax_code.set_ylabel("mean of q(z|x), bars +-2 sd")
-    ax_code.set_title("encoding of x: q(z|x) = N(mu(x), diag sigma(x)^2)", fontsize=9)
+    ax_code.set_title("encoding of x: the mean and marginal spread of q(z|x)", fontsize=9)
     save(fig, path)
 
 

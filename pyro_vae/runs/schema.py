@@ -78,6 +78,13 @@ class EvalConfig:
 
 
 @dataclass
+class GuideConfig:
+    """guide=diagonal|full: the variational family q(z|x)."""
+
+    name: str = MISSING
+
+
+@dataclass
 class ModelConfig:
     """model=vae|cvae."""
 
@@ -253,6 +260,7 @@ class Config:
     # The config groups: each node takes the type of the chosen file's schema (OPTIONS). Any
     # here lets Python code swap in another option's settings, e.g. cfg.schedule = {"name": "plateau", ...}.
     model: Any = MISSING
+    guide: Any = MISSING
     dataset: Any = MISSING
     net: Any = MISSING
     optimizer: Any = MISSING
@@ -291,8 +299,9 @@ class Option:
         return getattr(import_module(module), attribute)
 
 
-_VAE, _LIKELIHOODS, _NETS, _OBJECTIVES = (
+_VAE, _GUIDES, _LIKELIHOODS, _NETS, _OBJECTIVES = (
     "pyro_vae.modelling.vae",
+    "pyro_vae.modelling.guides",
     "pyro_vae.modelling.likelihoods",
     "pyro_vae.modelling.networks",
     "pyro_vae.modelling.objectives",
@@ -305,6 +314,10 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
     "model": {
         "vae": Option(ModelConfig, f"{_VAE}:VAE"),
         "cvae": Option(ModelConfig, f"{_VAE}:ConditionalVAE"),
+    },
+    "guide": {
+        "diagonal": Option(GuideConfig, f"{_GUIDES}:DiagonalGaussian"),
+        "full": Option(GuideConfig, f"{_GUIDES}:FullCovarianceGaussian"),
     },
     "dataset": {
         "mnist": Option(DatasetConfig, "pyro_vae.data.mnist:READER"),

@@ -55,8 +55,10 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
             "schedule.patience",
             "schedule.epochs",
             "logger.image_every",
+            "task.n",
         )
     ),
+    ("task.steps", lambda value: is_integer(value) and value >= 2, "must be an integer >= 2 (both ends count)"),
     ("threads", lambda value: value is None or _positive_integer(value), POSITIVE_INTEGER),
     ("seed", is_integer, "must be an integer"),
     ("lr", _positive, "must be a positive finite number, e.g. lr=1e-3"),
@@ -163,7 +165,7 @@ RULES: List[Callable[[DictConfig], Optional[str]]] = [
     _rule(
         lambda cfg: cfg.svi_step == "pyro" and cfg.schedule.name != "constant",
         "schedule={cfg.schedule.name} drives one torch optimizer, and svi_step=pyro trains with Pyro's per-parameter "
-        "optimizers (pyro.optim); use objective=trace or schedule=constant",
+        "optimizers (pyro.optim); use svi_step=torch or schedule=constant",
     ),
     _scale_mode_refusal,
     _binarization_refusal,

@@ -17,7 +17,7 @@ from pyro_vae.runs.settings import validate
 from ..helpers import compose_config, run_py_refused, snapshot
 
 TOP_LEVEL = (
-    "batch_size, dataset, decoder, device, early_stopping, epochs, eval, kl_warmup_epochs, kl_weight, "
+    "batch_size, dataset, decoder, device, early_stopping, epochs, eval, guide, kl_warmup_epochs, kl_weight, "
     "latent_dim, likelihood, logger, lr, model, net, objective, optimizer, resume, schedule, seed, svi_step, task, "
     "threads"
 )
@@ -80,6 +80,7 @@ REFUSALS = [
     ),
     (["optimizer=sgd"], exactly("optimizer=sgd: unknown choice; choose one of adagrad, adam, clipped_adam, rmsprop")),
     (["model=gan"], exactly("model=gan: unknown choice; choose one of cvae, vae")),
+    (["guide=iaf"], exactly("guide=iaf: unknown choice; choose one of diagonal, full")),
     (
         ["objective=trace_pyro"],
         exactly("objective=trace_pyro: unknown choice; choose one of iwae, jit, meanfield, trace"),
@@ -117,6 +118,8 @@ REFUSALS = [
     (["early_stopping.patience=0"], r"early_stopping.patience=0: must be a positive integer, or null"),
     (["early_stopping.threshold=-1"], r"early_stopping.threshold=-1(\.0)?: must be a number of nats >= 0"),
     (["logger=tensorboard", "logger.image_every=0"], "logger.image_every=0: must be a positive integer"),
+    (["task=sample", "task.n=0"], exactly("task.n=0: must be a positive integer")),
+    (["task=interpolate", "task.steps=1"], exactly("task.steps=1: must be an integer >= 2 (both ends count)")),
     # rules between settings
     (
         ["decoder.bayesian=true", "objective=iwae", "objective.num_particles=1"],
@@ -132,7 +135,11 @@ REFUSALS = [
         ["likelihood=gaussian", "likelihood.scale_mode=optimal", "objective=jit"],
         "likelihood.scale_mode=optimal updates its running sigma",
     ),
-    (["svi_step=pyro", "schedule=cosine"], "schedule=cosine drives one torch optimizer, and svi_step=pyro trains"),
+    (
+        ["svi_step=pyro", "schedule=cosine"],
+        "schedule=cosine drives one torch optimizer, and svi_step=pyro trains .*; "
+        "use svi_step=torch or schedule=constant",
+    ),
     (
         ["likelihood=discretized_logistic", "likelihood.scale_mode=optimal"],
         exactly(

@@ -14,6 +14,7 @@ from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.runs import figures, finished_run
 from pyro_vae.runs.run_directory import check_output_dir
 from pyro_vae.runs.schema import option
+from pyro_vae.runs.settings import validate
 
 from ..helpers import compose_config, read_metrics, run_py, run_py_refused, snapshot, train_tiny_run
 
@@ -46,6 +47,7 @@ def task_in_process(task: str, run_dir: Path, out: Path, *overrides: str):
     what the function returns."""
     cfg = compose_config(task_args(task, run_dir, *overrides))
     check_output_dir(cfg, out)
+    validate(cfg)
     return option("task", task).component()(cfg, out)
 
 
