@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .guides import DiagonalGaussian
+from .priors import StandardNormal
 from .weights import MeanFieldWeights
 
 
@@ -45,6 +46,7 @@ class VAE(nn.Module):
         likelihood: nn.Module,
         latent_dim: int,
         num_data: Optional[int] = None,
+        prior: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -54,15 +56,13 @@ class VAE(nn.Module):
         self.variational_family = getattr(encoder, "family", DiagonalGaussian)
         self.latent_dim = latent_dim
         self.num_data = num_data
-        # p(z)'s mean and standard deviation: buffers, so that they follow the VAE's device and dtype.
-        self.register_buffer("prior_loc", torch.zeros(latent_dim), persistent=False)
-        self.register_buffer("prior_scale", torch.ones(latent_dim), persistent=False)
+        self.latent_prior = prior or StandardNormal(latent_dim)  # p(z): the paper's N(0, I) unless given (priors.py)
 
     # The three distributions of the derivation.
 
     def prior(self, batch_size: int) -> dist.TorchDistribution:
-        """p(z) = N(0, I), one event of ``latent_dim`` per image, on the VAE's device and dtype."""
-        return dist.Normal(self.prior_loc, self.prior_scale).expand([batch_size, self.latent_dim]).to_event(1)
+        """p(z) = N(0, I) (or the VAE's learned prior), one event of ``latent_dim`` per image."""
+        return self.latent_prior(batch_size, self.encode)
 
     def encode(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
         """q(z|x) = N(mu(x), diag sigma(x)^2) (or the encoder's family, e.g. a full covariance), one
@@ -123,8 +123,9 @@ class ConditionalVAE(VAE):
         latent_dim: int,
         num_classes: int,
         num_data: Optional[int] = None,
+        prior: Optional[nn.Module] = None,
     ) -> None:
-        super().__init__(encoder, decoder, likelihood, latent_dim, num_data)
+        super().__init__(encoder, decoder, likelihood, latent_dim, num_data, prior)
         self.num_classes = num_classes
 
     def model(self, x: torch.Tensor, y: torch.Tensor) -> None:

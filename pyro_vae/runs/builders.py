@@ -49,11 +49,13 @@ def build_vae(cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_da
         cfg.latent_dim + context_dim, widths[::-1], image_shape, likelihood.params_per_pixel, cfg.net.activation
     )
     arguments = (encoder, decoder, likelihood, cfg.latent_dim) + ((num_classes,) if model_class.conditional else ())
+    prior_settings = {key: value for key, value in cfg.prior.items() if key != "name"}
+    prior = option("prior", cfg.prior.name).component()(cfg.latent_dim, image_shape, **prior_settings)
     if not cfg.decoder.bayesian:
-        return model_class(*arguments, num_data=num_data)
+        return model_class(*arguments, num_data=num_data, prior=prior)
     initial = make_bayesian_(decoder, cfg.decoder.weight_prior_scale)
     weight_guide = MeanFieldWeights(initial, cfg.decoder.weight_init_scale, cfg.decoder.weight_prior_scale)
-    return BAYESIAN_DECODER_VARIANTS[model_class](*arguments, num_data=num_data, weight_guide=weight_guide)
+    return BAYESIAN_DECODER_VARIANTS[model_class](*arguments, num_data=num_data, prior=prior, weight_guide=weight_guide)
 
 
 def make_objective(objective: DictConfig, textbook: bool = False) -> ELBO:

@@ -97,6 +97,7 @@ def _renamed_settings(config: Dict[str, Any]) -> None:
         config["objective"] = {**objective, "name": "trace"} if textbook else objective
         config["svi_step"] = "pyro" if textbook else "torch"
     config.setdefault("guide", {"name": "diagonal"})  # the only variational family before guide=
+    config.setdefault("prior", {"name": "standard"})  # the only prior before prior=
     for node, old, new in RENAMED_KEYS:
         settings = config.get(node)
         if isinstance(settings, dict) and old in settings:

@@ -235,7 +235,7 @@ def latent_space(vae: VAE, images: torch.Tensor, labels: torch.Tensor, class_nam
 @torch.no_grad()
 def manifold(vae: VAE, path: Path, steps: int = MANIFOLD_STEPS) -> None:
     """For a 2-D latent space: decodings over a grid of prior quantiles (Kingma & Welling, Figure 4)."""
-    quantiles = torch.linspace(0.5 / steps, 1 - 0.5 / steps, steps, device=vae.prior_loc.device)
+    quantiles = torch.linspace(0.5 / steps, 1 - 0.5 / steps, steps, device=next(vae.encoder.parameters()).device)
     values = torch.distributions.Normal(0.0, 1.0).icdf(quantiles)
     z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")
     z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=-1)

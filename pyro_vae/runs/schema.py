@@ -85,6 +85,20 @@ class GuideConfig:
 
 
 @dataclass
+class PriorConfig:
+    """prior=standard: p(z) = N(0, I)."""
+
+    name: str = MISSING
+
+
+@dataclass
+class VampPriorConfig(PriorConfig):
+    """prior=vampprior: the number of pseudo-inputs."""
+
+    num_pseudo_inputs: int = MISSING
+
+
+@dataclass
 class ModelConfig:
     """model=vae|cvae."""
 
@@ -261,6 +275,7 @@ class Config:
     # here lets Python code swap in another option's settings, e.g. cfg.schedule = {"name": "plateau", ...}.
     model: Any = MISSING
     guide: Any = MISSING
+    prior: Any = MISSING
     dataset: Any = MISSING
     net: Any = MISSING
     optimizer: Any = MISSING
@@ -299,9 +314,10 @@ class Option:
         return getattr(import_module(module), attribute)
 
 
-_VAE, _GUIDES, _LIKELIHOODS, _NETS, _OBJECTIVES = (
+_VAE, _GUIDES, _PRIORS, _LIKELIHOODS, _NETS, _OBJECTIVES = (
     "pyro_vae.modelling.vae",
     "pyro_vae.modelling.guides",
+    "pyro_vae.modelling.priors",
     "pyro_vae.modelling.likelihoods",
     "pyro_vae.modelling.networks",
     "pyro_vae.modelling.objectives",
@@ -318,6 +334,10 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
     "guide": {
         "diagonal": Option(GuideConfig, f"{_GUIDES}:DiagonalGaussian"),
         "full": Option(GuideConfig, f"{_GUIDES}:FullCovarianceGaussian"),
+    },
+    "prior": {
+        "standard": Option(PriorConfig, f"{_PRIORS}:StandardNormal"),
+        "vampprior": Option(VampPriorConfig, f"{_PRIORS}:VampPrior"),
     },
     "dataset": {
         "mnist": Option(DatasetConfig, "pyro_vae.data.mnist:READER"),

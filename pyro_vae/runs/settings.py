@@ -56,6 +56,7 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
             "schedule.epochs",
             "logger.image_every",
             "task.n",
+            "prior.num_pseudo_inputs",
         )
     ),
     ("task.steps", lambda value: is_integer(value) and value >= 2, "must be an integer >= 2 (both ends count)"),
@@ -105,6 +106,10 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
 
 def _reweighted(cfg: DictConfig) -> bool:
     return cfg.kl_weight != 1 or cfg.kl_warmup_epochs > 0
+
+
+def _prior_class(cfg: DictConfig) -> type:
+    return option("prior", cfg.prior.name).component()
 
 
 def _scale_mode_refusal(cfg: DictConfig) -> Optional[str]:
@@ -166,6 +171,16 @@ RULES: List[Callable[[DictConfig], Optional[str]]] = [
         lambda cfg: cfg.svi_step == "pyro" and cfg.schedule.name != "constant",
         "schedule={cfg.schedule.name} drives one torch optimizer, and svi_step=pyro trains with Pyro's per-parameter "
         "optimizers (pyro.optim); use svi_step=torch or schedule=constant",
+    ),
+    _rule(
+        lambda cfg: cfg.objective.name == "meanfield" and not _prior_class(cfg).closed_form_kl,
+        "objective=meanfield needs the KL to the prior in closed form, which prior={cfg.prior.name} has not; use "
+        "objective=trace",
+    ),
+    _rule(
+        lambda cfg: cfg.model.name == "cvae" and cfg.prior.name == "vampprior",
+        "prior=vampprior mixes the guide's q(z|u_k) at pseudo-inputs that have no label, which model=cvae's "
+        "encoder needs; use prior=standard with model=cvae",
     ),
     _scale_mode_refusal,
     _binarization_refusal,

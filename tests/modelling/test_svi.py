@@ -35,10 +35,10 @@ def textbook_svi(vae, cfg):
     return svi.step
 
 
-@pytest.mark.parametrize("guide", ["diagonal", "full"])
+@pytest.mark.parametrize("family", [[], ["guide=full"], ["prior=vampprior", "prior.num_pseudo_inputs=4"]], ids=str)
 @pytest.mark.parametrize("svi_step, step_type", [("torch", TorchOptimizerStep), ("pyro", PyroSVIStep)])
-def test_the_training_step_reaches_the_parameters_of_pyro_svi(svi_step, step_type, guide):
-    cfg = compose_tiny(f"svi_step={svi_step}", f"guide={guide}", "optimizer.fused=false", "lr=1e-2")
+def test_the_training_step_reaches_the_parameters_of_pyro_svi(svi_step, step_type, family):
+    cfg = compose_tiny(f"svi_step={svi_step}", *family, "optimizer.fused=false", "lr=1e-2")
     ours = build_vae(cfg, (1, 4, 4), 10)
     reference = copy.deepcopy(ours)
     start = copy.deepcopy(ours.state_dict())

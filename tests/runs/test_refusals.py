@@ -18,7 +18,8 @@ from ..helpers import compose_config, run_py_refused, snapshot
 
 TOP_LEVEL = (
     "batch_size, dataset, decoder, device, early_stopping, epochs, eval, guide, kl_warmup_epochs, kl_weight, "
-    "latent_dim, likelihood, logger, lr, model, net, objective, optimizer, resume, schedule, seed, svi_step, task, "
+    "latent_dim, likelihood, logger, lr, model, net, objective, optimizer, prior, resume, schedule, seed, svi_step, "
+    "task, "
     "threads"
 )
 
@@ -146,6 +147,21 @@ REFUSALS = [
             "likelihood.scale_mode=optimal: choose one of learned, per_pixel, predicted, fixed "
             "for likelihood=discretized_logistic"
         ),
+    ),
+    (
+        ["prior=vampprior", "objective=meanfield"],
+        exactly(
+            "objective=meanfield needs the KL to the prior in closed form, which prior=vampprior has not; use "
+            "objective=trace"
+        ),
+    ),
+    (
+        ["prior=vampprior", "model=cvae"],
+        "prior=vampprior mixes the guide's q\\(z\\|u_k\\) at pseudo-inputs that have no",
+    ),
+    (
+        ["prior=vampprior", "prior.num_pseudo_inputs=0"],
+        exactly("prior.num_pseudo_inputs=0: must be a positive integer"),
     ),
     (["dataset.binarize=none"], "dataset.binarize=none: likelihood=bernoulli needs binary pixels"),
     (

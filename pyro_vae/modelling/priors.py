@@ -1,0 +1,57 @@
+"""The prior p(z): the paper's N(0, I), or a prior learned with the model.
+
+A prior is a module called as ``prior(batch_size, encode)``: ``encode`` is the VAE's q(z|x), which
+the VampPrior is made of. ``closed_form_kl`` says whether KL(q(z|x) || p(z)) has a closed form
+(the estimators fall back to a Monte Carlo estimate where it has none, and ``objective=meanfield``
+is refused).
+"""
+
+from typing import Callable, Tuple
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+Encode = Callable[[torch.Tensor], dist.TorchDistribution]
+
+
+class StandardNormal(nn.Module):
+    """p(z) = N(0, I): the paper's prior. Its mean and standard deviation are buffers, so that they
+    follow the VAE's device and dtype."""
+
+    closed_form_kl = True
+
+    def __init__(self, latent_dim: int, image_shape: Tuple[int, int, int] = (1, 1, 1)) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.register_buffer("loc", torch.zeros(latent_dim), persistent=False)
+        self.register_buffer("scale", torch.ones(latent_dim), persistent=False)
+
+    def forward(self, batch_size: int, encode: Encode) -> dist.TorchDistribution:
+        return dist.Normal(self.loc, self.scale).expand([batch_size, self.latent_dim]).to_event(1)
+
+
+class VampPrior(nn.Module):
+    """p(z) = (1/K) sum_k q(z | u_k): the guide's own posterior at K learned pseudo-inputs u_k,
+    each kept in [0, 1] (Tomczak and Welling 2018, "VAE with a VampPrior"). The pseudo-inputs
+    start near 0.05, as theirs do, and learn with the model; the prior shares the encoder with
+    the guide, so it moves with it."""
+
+    closed_form_kl = False
+
+    def __init__(self, latent_dim: int, image_shape: Tuple[int, int, int], num_pseudo_inputs: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.pseudo_inputs = nn.Parameter(0.05 + 0.01 * torch.randn(num_pseudo_inputs, *image_shape))
+
+    def components(self, encode: Encode) -> dist.TorchDistribution:
+        """q(z | u_k) for every pseudo-input: a batch of K distributions over z."""
+        return encode(F.hardtanh(self.pseudo_inputs, 0.0, 1.0))
+
+    def forward(self, batch_size: int, encode: Encode) -> dist.TorchDistribution:
+        pyro.module("latent_prior", self)  # its pseudo-inputs are parameters of the model
+        components = self.components(encode)
+        weights = dist.Categorical(logits=components.mean.new_zeros(len(self.pseudo_inputs)))
+        return dist.MixtureSameFamily(weights, components).expand([batch_size])
