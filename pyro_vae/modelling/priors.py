@@ -36,7 +36,8 @@ class StandardNormal(nn.Module):
 class VampPrior(nn.Module):
     """p(z) = (1/K) sum_k q(z | u_k): the guide's own posterior at K learned pseudo-inputs u_k,
     each kept in [0, 1] (Tomczak and Welling 2018, "VAE with a VampPrior"). The pseudo-inputs
-    start near 0.05, as theirs do, and learn with the model; the prior shares the encoder with
+    start at 0.05 +- 0.01 (their code draws them around -0.05, where the clip at 0 would hold
+    them without a gradient here) and learn with the model; the prior shares the encoder with
     the guide, so it moves with it."""
 
     closed_form_kl = False

@@ -170,6 +170,9 @@ EXPERIMENTS = {
         lr=3e-3,
         epochs=280,
     ),
+    "tomczak_vampprior": dict(
+        latent_dim=40, hidden=[300, 300], optimizer="adam", batch_size=100, objective="trace", lr=5e-4, epochs=2000
+    ),
     "fast_nll_screen_base": dict(
         latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, objective="trace", particles=1, lr=1e-3
     ),
@@ -185,6 +188,7 @@ def test_every_experiment_config_composes_to_its_published_setup(name):
     assert cfg.optimizer.name == expected["optimizer"] and cfg.batch_size == expected["batch_size"]
     assert cfg.objective.name == expected["objective"]
     assert cfg.objective.num_particles == expected.get("particles", cfg.objective.num_particles)
+    assert cfg.prior.name == ("vampprior" if name == "tomczak_vampprior" else "standard")
     for key in ("lr", "epochs"):
         assert cfg[key] == expected.get(key, cfg[key])
     params = [torch.nn.Parameter(torch.zeros(3))]
