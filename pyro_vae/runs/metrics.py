@@ -17,6 +17,24 @@ from .builders import likelihood_class
 log = logging.getLogger(__name__)
 
 
+def validation_metrics(
+    vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int
+) -> Dict[str, Any]:
+    """The importance-sampled bound on log p(x) of the validation images, with ``eval.val_iwae_k``
+    samples each: the figure to choose settings by, which leaves the test images out of every choice."""
+    val = evaluate(
+        vae,
+        images,
+        labels,
+        num_samples=cfg.eval.val_iwae_k,
+        chunk_size=cfg.eval.chunk_size,
+        weight_draws=cfg.eval.weight_draws,
+        num_data=num_data,
+    )
+    log.info("validation log-likelihood %.2f (K=%d)", val.log_likelihood, cfg.eval.val_iwae_k)
+    return {"val_log_likelihood": val.log_likelihood, "val_iwae_k": cfg.eval.val_iwae_k}
+
+
 def test_metrics(
     vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int
 ) -> Dict[str, Any]:

@@ -72,6 +72,7 @@ class EvalConfig:
     iwae_k: int = MISSING
     chunk_size: int = MISSING
     weight_draws: int = MISSING
+    val_iwae_k: int = MISSING
 
 
 # --- config groups: one schema per file of conf/GROUP/, subclasses of the group's base ---------

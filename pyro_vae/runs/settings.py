@@ -50,6 +50,7 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
             "eval.iwae_k",
             "eval.chunk_size",
             "eval.weight_draws",
+            "eval.val_iwae_k",
             "dataset.val_size",
             "objective.num_particles",
             "schedule.patience",

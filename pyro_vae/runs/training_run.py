@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from ..errors import ConfigError
 from . import checkpoints, figures
 from .builders import build_vae, load_dataset, pixel_transform, training_bound_name
-from .metrics import test_metrics
+from .metrics import test_metrics, validation_metrics
 from .reporting import write_history, write_metrics
 from .run_directory import check_output_dir
 from .settings import apply_threads, resolve_device, validate
@@ -64,8 +64,10 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     vae.load_state_dict(best["state_dict"])
     vae.eval()
     test_images = transform.fixed(data.test.images, "test")
+    val_images = transform.fixed(data.val.images, "val")
     metrics = {
         **test_metrics(vae, test_images, data.test.labels, cfg, len(data.train)),
+        **validation_metrics(vae, val_images, data.val.labels, cfg, len(data.train)),
         "val_elbo_best": state.best_val_elbo,
         "best_epoch": best["epoch"],
         "epochs_completed": state.epochs_completed,
