@@ -111,7 +111,11 @@ class TensorBoardLogger(RunLogger):
         from torch.utils.tensorboard.summary import hparams
 
         writer = self._open(purge_step=None)
-        results = {scalar_tag(key): float(value) for key, value in metrics.items() if key.startswith(RESULTS)}
+        results = {
+            scalar_tag(key): float(value)
+            for key, value in metrics.items()
+            if key.startswith(RESULTS) and not key.endswith("iwae_k")  # a sample count, not a result
+        }
         # The session's start and end, without an experiment summary: TensorBoard then builds
         # the HParams table from every session it finds, a sweep's jobs together.
         _, session_start, session_end = hparams(self.hparams, results)

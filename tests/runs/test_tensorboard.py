@@ -127,6 +127,7 @@ def test_the_end_logs_the_settings_as_hparams_and_the_results_of_metrics_json_be
         "test/kl": "test_kl",
         "test/active_units": "test_active_units",
         "val/elbo_best": "val_elbo_best",
+        "val/log_likelihood": "val_log_likelihood",
     }
     assert {tag for tag in events.Tags()["scalars"] if events.Scalars(tag)[0].step > 1} == set(results)
     for tag, key in results.items():
