@@ -60,6 +60,7 @@ TINY = [
     "batch_size=64",
     "epochs=2",
     "eval.iwae_k=8",
+    "eval.val_iwae_k=8",
     "device=cpu",
 ]
 

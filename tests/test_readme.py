@@ -42,6 +42,7 @@ SHRINK = {
     "batch_size": "32",
     "epochs": "1",
     "eval.iwae_k": "4",
+    "eval.val_iwae_k": "4",
     "hydra.launcher.n_jobs": "2",
 }
 

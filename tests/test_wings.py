@@ -39,6 +39,7 @@ def test_a_wing_imports_nothing_above_it(wing, forbidden):
         assert not bad, f"{path.name} imports {sorted(bad)}"
 
 
+@pytest.mark.slow  # a fresh process
 def test_the_modelling_wing_loads_without_hydra_or_the_run_wing():
     code = (
         "import sys, pyro_vae.modelling.vae, pyro_vae.modelling.estimators, pyro_vae.modelling.objectives;"
@@ -56,6 +57,7 @@ def test_the_python_api_keeps_its_import_paths():
         assert callable(getattr(pyro_vae, name))
 
 
+@pytest.mark.slow  # a fresh process
 def test_the_api_page_trains_a_step_from_python_without_hydra():
     page = (PACKAGE.parent / "docs" / "api.md").read_text()
     snippet = page.split("```python\n", 1)[1].split("```", 1)[0]

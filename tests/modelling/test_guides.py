@@ -180,6 +180,7 @@ class FreeFullCovariance(nn.Module):
         return loc.expand(len(x), LATENT), factor.expand(len(x), LATENT, LATENT)
 
 
+@pytest.mark.slow  # 3,000 SVI steps
 def test_svi_fits_the_full_covariance_guide_to_the_posterior(ref):
     """3,000 steps of Trace_ELBO on one image (float64, Adam with a decaying learning rate):
     KL(q || posterior) falls from over 1 nat to below 0.01 nats, the tolerance stated here (the

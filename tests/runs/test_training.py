@@ -236,6 +236,7 @@ def _with_old_names(record: dict) -> dict:
     return record
 
 
+@pytest.mark.slow  # two runs, each resumed
 @pytest.mark.parametrize("svi_step", ["torch", "pyro"])
 def test_a_run_written_before_the_renames_loads_and_resumes(tmp_path, svi_step):
     """Checkpoints that record ``elbo``, ``net.min_scale``, ``decoder.prior_scale`` ... are read in
