@@ -22,15 +22,7 @@ def validation_metrics(
 ) -> Dict[str, Any]:
     """The importance-sampled bound on log p(x) of the validation images, with ``eval.val_iwae_k``
     samples each: the figure to choose settings by, which leaves the test images out of every choice."""
-    val = evaluate(
-        vae,
-        images,
-        labels,
-        num_samples=cfg.eval.val_iwae_k,
-        chunk_size=cfg.eval.chunk_size,
-        weight_draws=cfg.eval.weight_draws,
-        num_data=num_data,
-    )
+    val = _estimate(vae, images, labels, cfg, num_data, cfg.eval.val_iwae_k)
     log.info("validation log-likelihood %.2f (K=%d)", val.log_likelihood, cfg.eval.val_iwae_k)
     return {"val_log_likelihood": val.log_likelihood, "val_iwae_k": cfg.eval.val_iwae_k}
 
@@ -41,15 +33,7 @@ def test_metrics(
     """The test figures for float observations ``images``, estimated with ``cfg.eval``, for a VAE
     trained on ``num_data`` images."""
     started = time.perf_counter()
-    test = evaluate(
-        vae,
-        images,
-        labels,
-        num_samples=cfg.eval.iwae_k,
-        chunk_size=cfg.eval.chunk_size,
-        weight_draws=cfg.eval.weight_draws,
-        num_data=num_data,
-    )
+    test = _estimate(vae, images, labels, cfg, num_data, cfg.eval.iwae_k)
     log.info(
         "test ELBO %.2f, test log-likelihood %.2f (K=%d, %.0f s), KL %.2f, active units %d/%d",
         test.elbo,
@@ -75,3 +59,16 @@ def test_metrics(
         metrics["test_bits_per_dim"] = bits_per_dim(test.log_likelihood, num_dims, dequantized)
         metrics["test_bits_per_dim_elbo"] = bits_per_dim(test.elbo, num_dims, dequantized)
     return metrics
+
+
+def _estimate(vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int, k: int):
+    """``evaluate`` with ``k`` importance samples per image and the rest of ``cfg.eval``."""
+    return evaluate(
+        vae,
+        images,
+        labels,
+        num_samples=k,
+        chunk_size=cfg.eval.chunk_size,
+        weight_draws=cfg.eval.weight_draws,
+        num_data=num_data,
+    )
