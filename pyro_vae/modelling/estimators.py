@@ -13,7 +13,7 @@ figure conditional on W is reported beside it as ``elbo_given_weights``.
 import itertools
 import math
 from dataclasses import asdict, dataclass
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import pyro
 import torch
@@ -31,14 +31,20 @@ class Evaluation:
     elbo: float
     log_likelihood: float
     reconstruction: float
-    kl: float  # KL(q(z|x) || p(z)): closed form, or the mean of log q - log p over the K draws (VampPrior)
+    kl: float  # KL(q(z|x) || p(z)): closed form, or the mean of log q - log p over the K draws (flows, VampPrior)
     active_units: int
+    # Two stochastic layers only: the active units of each, z1 (next to x) first.
+    active_units_per_layer: Optional[List[int]] = None
     # Bayesian decoder only: E_q(W)[ELBO(x | W)], and KL(q(W) || p(W)) / N with elbo = their difference.
     elbo_given_weights: Optional[float] = None
     weight_kl: Optional[float] = None
 
     def as_dict(self, prefix: str) -> Dict[str, float]:
-        return {f"{prefix}_{key}": value for key, value in asdict(self).items() if value is not None}
+        """The figures by name, ``prefix_elbo`` and so on; each layer's active units as ``prefix_active_units_z1``..."""
+        figures = {f"{prefix}_{key}": value for key, value in asdict(self).items() if value is not None}
+        for layer, units in enumerate(figures.pop(f"{prefix}_active_units_per_layer", ()), start=1):
+            figures[f"{prefix}_active_units_z{layer}"] = units
+        return figures
 
 
 @torch.no_grad()
@@ -73,8 +79,8 @@ def evaluate(
     # Filled in place: small tensors kept across the loop would pin the large freed ones in the
     # heap and let it fragment (measured: +1.4 GB on 2,000 images at K = 5000).
     means = images.new_empty(len(images), vae.latent_dim)
-    # KL(q || p) in closed form where the prior has one, else the mean of log q - log p over the K draws.
-    closed_form_kl = vae.latent_prior.closed_form_kl
+    # KL(q || p) in closed form where there is one, else the mean of log q - log p over the K draws.
+    closed_form_kl = vae.closed_form_kl
     start = 0
     for x, y in zip(images.split(images_per_chunk), label_chunks):
         guide = vae.encode(x, y)
@@ -96,13 +102,20 @@ def evaluate(
         totals["kl"] += kl.sum().item()
         means[start : start + len(x)] = guide.mean
         start += len(x)
-    active = int((means.var(0) > ACTIVE_UNIT_THRESHOLD).sum()) if len(means) > 1 else 0
+    per_layer = [active_units(layer) for layer in means.split(list(vae.layer_dims), dim=-1)]
+    units = dict(active_units=sum(per_layer), active_units_per_layer=per_layer if len(per_layer) > 1 else None)
     figures = {key: value / len(images) for key, value in totals.items()}
     if not vae.bayesian:
-        return Evaluation(**figures, active_units=active)
+        return Evaluation(**figures, **units)
     weight_kl = vae.weight_guide.kl_to_prior().item() / num_data
     figures["elbo_given_weights"], figures["elbo"] = figures["elbo"], figures["elbo"] - weight_kl
-    return Evaluation(**figures, active_units=active, weight_kl=weight_kl)
+    return Evaluation(**figures, **units, weight_kl=weight_kl)
+
+
+def active_units(means: torch.Tensor) -> int:
+    """The units u whose posterior mean E_q[z_u | x] varies over the images ``means`` (one row each)
+    by more than Burda et al.'s threshold; a single image shows no variation."""
+    return int((means.var(0) > ACTIVE_UNIT_THRESHOLD).sum()) if len(means) > 1 else 0
 
 
 def latent_kl(q: TorchDistribution, p: TorchDistribution) -> torch.Tensor:

@@ -4,6 +4,7 @@ so vectorized particles (IWAE, num_particles > 1) pass straight through."""
 from math import prod
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Type
 
+import pyro.distributions as dist
 import torch
 from torch import nn
 
@@ -59,7 +60,7 @@ class GaussianEncoder(nn.Module):
         h = over_leading_dims(self.features, x, 3)
         if context is not None:
             h = torch.cat([h, context.expand(*h.shape[:-1], context.shape[-1])], dim=-1)
-        return self.family.parameters(self.head(h))
+        return self.family.split_head(self.head(h))
 
 
 class MLPEncoder(GaussianEncoder):
@@ -78,6 +79,19 @@ class MLPEncoder(GaussianEncoder):
         family = guide(latent_dim, min_scale)
         head = mlp(prod(image_shape) + context_dim, widths, family.num_params, activation)
         super().__init__(nn.Flatten(), head, family)
+
+
+class GaussianLayer(nn.Module):
+    """A stochastic layer given the one before it: v -> N(mu(v), diag sigma(v)^2) through fully connected
+    layers, sigma floored as the guide's is. Two stochastic layers use it both ways: q(z2|z1) and p(z1|z2)."""
+
+    def __init__(self, in_dim: int, widths: Sequence[int], out_dim: int, activation: str, min_scale: float) -> None:
+        super().__init__()
+        self.family = DiagonalGaussian(out_dim, min_scale)
+        self.body = mlp(in_dim, widths, self.family.num_params, activation)
+
+    def forward(self, v: torch.Tensor) -> dist.TorchDistribution:
+        return self.family.distribution(*self.family.split_head(self.body(v)))
 
 
 class MLPDecoder(nn.Module):

@@ -6,9 +6,9 @@ bound's algebra puts it (to each log-density for the ELBO, after the per-image l
 """
 
 import math
-from typing import Tuple
+import warnings
+from typing import Callable, Tuple
 
-import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO
@@ -17,7 +17,7 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine import Trace
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
-from torch.distributions import Independent, MultivariateNormal, Normal
+from torch import nn
 
 from ..data.transform import Choice
 
@@ -90,6 +90,8 @@ class IWAE_ELBO(ELBO):
     ``gradient="dreg"``: the doubly reparameterized estimator of Tucker et al. (2019) for the
     guide's parameters, sum_k w~_k^2 d log w_k / dz_k dz_k / dphi with q's parameters held
     fixed inside log q; the model's gradient is the standard one, sum_k w~_k d log w_k / dtheta.
+    It holds for every reparameterized guide (any Gaussian, a flow, two layers); holding a flow's
+    parameters fixed means inverting it to score z, ``latent_dim`` passes per step.
     """
 
     def __init__(
@@ -104,8 +106,10 @@ class IWAE_ELBO(ELBO):
         return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        model_trace, guide_trace = next(self._get_traces(model, guide, args, kwargs))
-        log_w, scale = self._log_weights(model_trace, guide_trace)
+        if self.gradient == "dreg":
+            log_w, scale = self._dreg_log_weights(model, guide, args, kwargs)
+        else:
+            log_w, scale = self._log_weights(*next(self._get_traces(model, guide, args, kwargs)))
         bound = torch.logsumexp(log_w, 0) - math.log(self.num_particles)
         return -scale * bound.sum()
 
@@ -124,23 +128,69 @@ class IWAE_ELBO(ELBO):
         for _, site in _sample_sites(model_trace):
             log_w = log_w + site["unscaled_log_prob"]
             scales.add(float(site["scale"]))
-        latents = []
         for name, site in _sample_sites(guide_trace):
             _require_reparameterized(name, site)
-            fn = _with_fixed_parameters(name, site["fn"]) if self.gradient == "dreg" else site["fn"]
-            log_w = log_w - fn.log_prob(site["value"])
+            log_w = log_w - site["unscaled_log_prob"]
             scales.add(float(site["scale"]))
-            latents.append((site["value"], fn.batch_shape, len(fn.event_shape)))
         if len(scales) != 1:
             raise ValueError(f"IWAE needs one scale for every site (the data plate's N/B), found {sorted(scales)}")
-        log_w = log_w.reshape(self.num_particles, -1)  # one particle: no particle dimension yet
-        if self.gradient == "dreg":
-            normalized = torch.softmax(log_w.detach(), 0)
-            for z, batch_shape, event_dims in latents:
-                # The gradient reaching z_k through logsumexp carries w~_k; one more factor makes w~_k^2.
-                factor = normalized.reshape(batch_shape + (1,) * event_dims)
-                z.register_hook(lambda grad, factor=factor: grad * factor)
-        return log_w, scales.pop()
+        return log_w.reshape(self.num_particles, -1), scales.pop()  # one particle: no particle dimension yet
+
+    def _dreg_log_weights(self, model, guide, args, kwargs) -> Tuple[torch.Tensor, float]:
+        """The log-weights of the DReG estimator: the guide draws z (every layer), and the model and
+        log q score z with the guide's parameters held fixed, so that log q reaches the guide only
+        through z (and through z1 in q(z2|z1), where a layer depends on another). The gradient that
+        reaches each z_k through the logsumexp carries w~_k; a hook on the scored copy of z adds the
+        second factor. The copy is scored, not the draw itself: a draw that feeds the next layer's
+        draw would otherwise pass that layer's gradient through two hooks."""
+        guide_trace = poutine.trace(self._vectorized_num_particles(guide)).get_trace(*args, **kwargs)
+        scored = {}
+        for name, site in _sample_sites(guide_trace):
+            _require_reparameterized(name, site)
+            scored[name] = site["value"].view_as(site["value"])
+        traces = [
+            poutine.trace(poutine.condition(self._vectorized_num_particles(program), data=scored)).get_trace(
+                *args, **kwargs
+            )
+            for program in (model, _with_fixed_parameters(guide))
+        ]
+        for trace in traces:
+            trace.compute_log_prob(_is_density_site)
+        log_w, scale = self._log_weights(*traces)
+        normalized = torch.softmax(log_w.detach(), 0)
+        for name, z in scored.items():
+            event_dims = len(guide_trace.nodes[name]["fn"].event_shape)
+            factor = normalized.reshape(z.shape[: z.dim() - event_dims] + (1,) * event_dims)
+            z.register_hook(lambda grad, factor=factor: grad * factor)
+        return log_w, scale
+
+
+class _Program(nn.Module):
+    """A method of a module, e.g. ``VAE.guide``, as the module's forward: what ``functional_call`` runs."""
+
+    def __init__(self, owner: nn.Module, method: str) -> None:
+        super().__init__()
+        self.owner, self.method = owner, method
+
+    def forward(self, *args, **kwargs):
+        return getattr(self.owner, self.method)(*args, **kwargs)
+
+
+def _with_fixed_parameters(guide: Callable) -> Callable:
+    """``guide``, a method of an ``nn.Module`` (as ``VAE.guide`` is), run with the module's parameters
+    detached: its log-densities then depend on the values they score and not on the parameters."""
+    owner = getattr(guide, "__self__", None)
+    if not isinstance(owner, nn.Module):
+        raise TypeError("objective.gradient=dreg holds the guide's parameters fixed: pass a method of an nn.Module")
+    program = _Program(owner, guide.__name__)
+    fixed = {name: parameter.detach() for name, parameter in program.named_parameters()}
+
+    def fixed_guide(*args, **kwargs):
+        with warnings.catch_warnings():  # pyro.module notes every detached parameter it does not register
+            warnings.filterwarnings("ignore", message=".*requires_grad=False")
+            return torch.func.functional_call(program, fixed, args, kwargs)
+
+    return fixed_guide
 
 
 class KLWeighting(Messenger):
@@ -178,17 +228,3 @@ def _sample_sites(trace: Trace):
 def _require_reparameterized(name: str, site: dict) -> None:
     if not site["fn"].has_rsample:
         raise NotImplementedError(f"guide site {name!r} is not reparameterized; use svi_step=pyro")
-
-
-def _with_fixed_parameters(name: str, fn: dist.TorchDistribution) -> dist.TorchDistribution:
-    """``fn`` with its parameters detached: log q(z) then depends on the guide only through z."""
-    if isinstance(fn, Independent):
-        return dist.Independent(_with_fixed_parameters(name, fn.base_dist), fn.reinterpreted_batch_ndims)
-    if isinstance(fn, Normal):
-        return dist.Normal(fn.loc.detach(), fn.scale.detach())
-    if isinstance(fn, MultivariateNormal):
-        return dist.MultivariateNormal(fn.loc.detach(), scale_tril=fn.scale_tril.detach())
-    raise NotImplementedError(
-        f"objective.gradient=dreg: guide site {name!r} is {type(fn).__name__}; DReG is implemented for Gaussian "
-        "guides (diagonal or full covariance)"
-    )

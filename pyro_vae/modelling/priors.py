@@ -1,4 +1,4 @@
-"""The prior p(z): the paper's N(0, I), or a prior learned with the model.
+"""The prior p(z): the paper's N(0, I), or a prior learned with the model (the VampPrior, a flow).
 
 A prior is a module called as ``prior(batch_size, encode)``: ``encode`` is the VAE's q(z|x), which
 the VampPrior is made of. ``closed_form_kl`` says whether KL(q(z|x) || p(z)) has a closed form
@@ -6,13 +6,16 @@ the VampPrior is made of. ``closed_form_kl`` says whether KL(q(z|x) || p(z)) has
 is refused).
 """
 
-from typing import Callable, Tuple
+from typing import Callable, Sequence, Tuple
 
 import pyro
 import pyro.distributions as dist
 import torch
+import zuko
 from torch import nn
 from torch.nn import functional as F
+
+from .flows import PyroFlow
 
 Encode = Callable[[torch.Tensor], dist.TorchDistribution]
 
@@ -56,3 +59,21 @@ class VampPrior(nn.Module):
         components = self.components(encode)
         weights = dist.Categorical(logits=components.mean.new_zeros(len(self.pseudo_inputs)))
         return dist.MixtureSameFamily(weights, components).expand([batch_size])
+
+
+class FlowPrior(nn.Module):
+    """p(z): N(0, I) pushed through a masked autoregressive flow of ``steps`` affine steps (Papamakarios
+    et al. 2017; Zuko's ``MAF``, as in Pyro's flow-prior tutorial), learned with the model. Zuko's MAF
+    maps z to the base in one pass, so scoring the guide's draws, which training does at every step,
+    is cheap; drawing from it (only to generate) takes ``latent_dim`` passes per step."""
+
+    closed_form_kl = False
+
+    def __init__(self, latent_dim: int, image_shape: Tuple[int, int, int], steps: int, widths: Sequence[int]) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.flow = zuko.flows.MAF(latent_dim, transforms=steps, hidden_features=tuple(widths))
+
+    def forward(self, batch_size: int, encode: Encode) -> PyroFlow:
+        pyro.module("latent_prior", self)  # the flow's weights are parameters of the model
+        return PyroFlow(self.flow().expand([batch_size]))

@@ -52,11 +52,20 @@ class VAE(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood  # the observation model: decoder outputs -> p(x|z)
-        # How the encoder's outputs become q(z|x): its family (guides.py), a diagonal Gaussian unless it says otherwise.
-        self.variational_family = getattr(encoder, "family", DiagonalGaussian)
         self.latent_dim = latent_dim
+        self.layer_dims = (latent_dim,)  # the sizes of the stochastic layers that make up z
         self.num_data = num_data
         self.latent_prior = prior or StandardNormal(latent_dim)  # p(z): the paper's N(0, I) unless given (priors.py)
+
+    @property
+    def variational_family(self):
+        """How the encoder's outputs become q(z|x): its family (guides.py); a diagonal Gaussian if it names none."""
+        return getattr(self.encoder, "family", DiagonalGaussian)
+
+    @property
+    def closed_form_kl(self) -> bool:
+        """Whether KL(q(z|x) || p(z)) has a closed form: for Gaussian guides under N(0, I) only."""
+        return self.variational_family.closed_form_kl and self.latent_prior.closed_form_kl
 
     # The three distributions of the derivation.
 

@@ -4,14 +4,18 @@ Each builder looks its option up in ``schema.OPTIONS`` and hands plain arguments
 declares; the settings were checked before (``settings.validate``), so nothing here refuses.
 """
 
-from typing import Optional, Tuple
+from functools import partial
+from typing import Callable, Optional, Tuple
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pyro.infer import ELBO, Trace_ELBO
 from torch import nn
 
 from ..data import DatasetReader, DataSplits, PixelTransform, load_data
+from ..modelling.guides import GuideFamily
+from ..modelling.hierarchical import HierarchicalVAE
+from ..modelling.networks import GaussianLayer
 from ..modelling.objectives import IWAE_ELBO, MAX_PLATE_NESTING, CorrectedJitTrace_ELBO, DeviceTrace_ELBO
 from ..modelling.vae import BAYESIAN_DECODER_VARIANTS, VAE
 from ..modelling.weights import MeanFieldWeights, make_bayesian_
@@ -34,28 +38,56 @@ def build_likelihood(likelihood: DictConfig, image_shape: ImageShape) -> nn.Modu
 
 
 def build_vae(cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_data: Optional[int] = None) -> VAE:
-    """The VAE described by ``cfg`` (``model``, ``net``, ``likelihood``, ``decoder``, ``latent_dim``) for images
-    of ``image_shape`` in ``num_classes`` classes, fitted to a data set of ``num_data`` images."""
+    """The VAE described by ``cfg`` (``model``, ``guide``, ``prior``, ``net``, ``likelihood``, ``decoder``,
+    ``latent_dim``) for images of ``image_shape`` in ``num_classes`` classes, fitted to a data set of
+    ``num_data`` images."""
     model_class = option("model", cfg.model.name).component()
     likelihood = build_likelihood(cfg.likelihood, image_shape)
     networks = option("net", cfg.net.name).component()
     widths = list(cfg.net.widths)
     context_dim = num_classes if model_class.conditional else 0
-    guide = option("guide", cfg.guide.name).component()
     encoder = networks.encoder(
-        image_shape, widths, cfg.latent_dim, cfg.net.activation, cfg.net.min_encoder_scale, context_dim, guide
+        image_shape, widths, cfg.latent_dim, cfg.net.activation, cfg.net.min_encoder_scale, context_dim, _family(cfg)
     )
     decoder = networks.decoder(
         cfg.latent_dim + context_dim, widths[::-1], image_shape, likelihood.params_per_pixel, cfg.net.activation
     )
+    if model_class is HierarchicalVAE:
+        return _hierarchical_vae(cfg, encoder, decoder, likelihood, image_shape, num_data)
     arguments = (encoder, decoder, likelihood, cfg.latent_dim) + ((num_classes,) if model_class.conditional else ())
-    prior_settings = {key: value for key, value in cfg.prior.items() if key != "name"}
-    prior = option("prior", cfg.prior.name).component()(cfg.latent_dim, image_shape, **prior_settings)
+    prior = _prior(cfg, cfg.latent_dim, image_shape)
     if not cfg.decoder.bayesian:
         return model_class(*arguments, num_data=num_data, prior=prior)
     initial = make_bayesian_(decoder, cfg.decoder.weight_prior_scale)
     weight_guide = MeanFieldWeights(initial, cfg.decoder.weight_init_scale, cfg.decoder.weight_prior_scale)
     return BAYESIAN_DECODER_VARIANTS[model_class](*arguments, num_data=num_data, prior=prior, weight_guide=weight_guide)
+
+
+def _family(cfg: DictConfig) -> Callable[[int, float], GuideFamily]:
+    """The variational family of ``guide=NAME`` as the encoders build it, ``family(latent_dim, min_scale)``."""
+    return partial(option("guide", cfg.guide.name).component(), **_settings(cfg.guide))
+
+
+def _prior(cfg: DictConfig, latent_dim: int, image_shape: ImageShape) -> nn.Module:
+    """p(z) of ``prior=NAME`` over ``latent_dim`` dimensions (the top layer's, for two layers)."""
+    return option("prior", cfg.prior.name).component()(latent_dim, image_shape, **_settings(cfg.prior))
+
+
+def _settings(node: DictConfig) -> dict:
+    """An option's own settings as plain Python values (lists as lists), its ``name`` left out."""
+    settings = OmegaConf.to_container(node)
+    del settings["name"]
+    return settings
+
+
+def _hierarchical_vae(cfg, encoder, decoder, likelihood, image_shape, num_data) -> HierarchicalVAE:
+    """``model=hvae``: the x <-> z1 networks given, and the z1 <-> z2 layers of ``model.top_*``."""
+    z1, z2, widths = cfg.latent_dim, cfg.model.top_latent_dim, list(cfg.model.top_widths)
+    activation, floor = cfg.net.activation, cfg.net.min_encoder_scale
+    top_encoder = GaussianLayer(z1, widths, z2, activation, floor)
+    top_decoder = GaussianLayer(z2, widths[::-1], z1, activation, floor)
+    prior = _prior(cfg, z2, image_shape)
+    return HierarchicalVAE(encoder, decoder, likelihood, top_encoder, top_decoder, (z1, z2), num_data, prior)
 
 
 def make_objective(objective: DictConfig, textbook: bool = False) -> ELBO:

@@ -80,14 +80,23 @@ class EvalConfig:
 
 @dataclass
 class GuideConfig:
-    """guide=diagonal|full: the variational family q(z|x)."""
+    """guide=diagonal|full|iaf: the variational family q(z|x)."""
 
     name: str = MISSING
 
 
 @dataclass
+class IafGuideConfig(GuideConfig):
+    """guide=iaf: the flow's steps, the context h(x) the encoder gives them, their masked networks' widths."""
+
+    steps: int = MISSING
+    context_dim: int = MISSING
+    widths: List[int] = MISSING
+
+
+@dataclass
 class PriorConfig:
-    """prior=standard: p(z) = N(0, I)."""
+    """prior=standard|vampprior|flow: p(z), N(0, I) for standard."""
 
     name: str = MISSING
 
@@ -100,10 +109,26 @@ class VampPriorConfig(PriorConfig):
 
 
 @dataclass
+class FlowPriorConfig(PriorConfig):
+    """prior=flow: the masked autoregressive flow's steps and its networks' widths."""
+
+    steps: int = MISSING
+    widths: List[int] = MISSING
+
+
+@dataclass
 class ModelConfig:
-    """model=vae|cvae."""
+    """model=vae|cvae|hvae."""
 
     name: str = MISSING
+
+
+@dataclass
+class HierarchicalModelConfig(ModelConfig):
+    """model=hvae: the top layer z2 (latent_dim is z1's) and the widths between z1 and z2."""
+
+    top_latent_dim: int = MISSING
+    top_widths: List[int] = MISSING
 
 
 @dataclass
@@ -331,14 +356,17 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
     "model": {
         "vae": Option(ModelConfig, f"{_VAE}:VAE"),
         "cvae": Option(ModelConfig, f"{_VAE}:ConditionalVAE"),
+        "hvae": Option(HierarchicalModelConfig, "pyro_vae.modelling.hierarchical:HierarchicalVAE"),
     },
     "guide": {
         "diagonal": Option(GuideConfig, f"{_GUIDES}:DiagonalGaussian"),
         "full": Option(GuideConfig, f"{_GUIDES}:FullCovarianceGaussian"),
+        "iaf": Option(IafGuideConfig, f"{_GUIDES}:InverseAutoregressiveFlow"),
     },
     "prior": {
         "standard": Option(PriorConfig, f"{_PRIORS}:StandardNormal"),
         "vampprior": Option(VampPriorConfig, f"{_PRIORS}:VampPrior"),
+        "flow": Option(FlowPriorConfig, f"{_PRIORS}:FlowPrior"),
     },
     "dataset": {
         "mnist": Option(DatasetConfig, "pyro_vae.data.mnist:READER"),

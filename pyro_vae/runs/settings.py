@@ -36,6 +36,7 @@ def _positive_integer(value: Any) -> bool:
 
 
 POSITIVE_INTEGER = "must be a positive integer"
+WIDTHS = "must be a list of positive integers, e.g. [512,256]"
 NATS = "must be a number of nats >= 0 by which an epoch must beat the best"
 
 # setting -> (accepted, what the refusal says it must be); a setting absent from the config (an option's
@@ -58,16 +59,19 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
             "logger.image_every",
             "task.n",
             "prior.num_pseudo_inputs",
+            "prior.steps",
+            "guide.steps",
+            "guide.context_dim",
+            "model.top_latent_dim",
         )
     ),
     ("task.steps", lambda value: is_integer(value) and value >= 2, "must be an integer >= 2 (both ends count)"),
     ("threads", lambda value: value is None or _positive_integer(value), POSITIVE_INTEGER),
     ("seed", is_integer, "must be an integer"),
     ("lr", _positive, "must be a positive finite number, e.g. lr=1e-3"),
-    (
-        "net.widths",
-        lambda widths: all(is_integer(width) and width > 0 for width in widths),
-        "must be a list of positive integers, e.g. [512,256]",
+    *(
+        (name, lambda widths: all(is_integer(width) and width > 0 for width in widths), WIDTHS)
+        for name in ("net.widths", "guide.widths", "prior.widths", "model.top_widths")
     ),
     ("net.min_encoder_scale", _positive, "must be > 0 so that q(z|x) never collapses"),
     ("likelihood.fixed_scale", _positive, "must be a number > 0"),
@@ -109,8 +113,18 @@ def _reweighted(cfg: DictConfig) -> bool:
     return cfg.kl_weight != 1 or cfg.kl_warmup_epochs > 0
 
 
-def _prior_class(cfg: DictConfig) -> type:
-    return option("prior", cfg.prior.name).component()
+def _component(cfg: DictConfig, group: str) -> type:
+    return option(group, cfg[group].name).component()
+
+
+def _open_form_kl(cfg: DictConfig) -> Optional[str]:
+    """The setting that leaves KL(q(z|x) || p(z)) without a closed form, or None."""
+    if cfg.model.name == "hvae":
+        return "model=hvae (q(z2|z1) and p(z1|z2) depend on a draw)"
+    for group in ("prior", "guide"):
+        if not _component(cfg, group).closed_form_kl:
+            return f"{group}={cfg[group].name}"
+    return None
 
 
 def _scale_mode_refusal(cfg: DictConfig) -> Optional[str]:
@@ -173,10 +187,30 @@ RULES: List[Callable[[DictConfig], Optional[str]]] = [
         "schedule={cfg.schedule.name} drives one torch optimizer, and svi_step=pyro trains with Pyro's per-parameter "
         "optimizers (pyro.optim); use svi_step=torch or schedule=constant",
     ),
+    lambda cfg: (
+        f"objective=meanfield needs the KL to the prior in closed form, which {_open_form_kl(cfg)} has not; use "
+        "objective=trace"
+        if cfg.objective.name == "meanfield" and _open_form_kl(cfg)
+        else None
+    ),
     _rule(
-        lambda cfg: cfg.objective.name == "meanfield" and not _prior_class(cfg).closed_form_kl,
-        "objective=meanfield needs the KL to the prior in closed form, which prior={cfg.prior.name} has not; use "
-        "objective=trace",
+        lambda cfg: cfg.prior.name == "vampprior" and cfg.guide.name == "iaf",
+        "prior=vampprior scores every z under q(z|u_k) at each pseudo-input, which guide=iaf can only do by inverting "
+        "its flow (latent_dim passes per pseudo-input); use guide=diagonal or guide=full with it",
+    ),
+    _rule(
+        lambda cfg: cfg.model.name == "hvae" and cfg.prior.name == "vampprior",
+        "prior=vampprior is a mixture of q(z|u_k), and model=hvae's top layer has no q(z2|x) of its own to mix (its "
+        "guide is q(z1|x) q(z2|z1)); use prior=standard or prior=flow with model=hvae",
+    ),
+    _rule(
+        lambda cfg: cfg.model.name == "hvae" and cfg.guide.name == "iaf",
+        "guide=iaf with model=hvae: the importance-sampled log p(x) would score each z1 by inverting the flow "
+        "(latent_dim passes per sample); use guide=diagonal or guide=full with model=hvae",
+    ),
+    _rule(
+        lambda cfg: cfg.model.name == "hvae" and cfg.decoder.bayesian,
+        "decoder.bayesian=true is built for model=vae and model=cvae; set decoder.bayesian=false with model=hvae",
     ),
     _rule(
         lambda cfg: cfg.model.name == "cvae" and cfg.prior.name == "vampprior",

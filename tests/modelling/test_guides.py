@@ -41,7 +41,7 @@ def test_the_factor_is_lower_triangular_with_a_floored_positive_diagonal():
     family = FullCovarianceGaussian(LATENT, min_scale=1e-3)
     assert family.num_params == LATENT + LATENT * (LATENT + 1) // 2
     head = torch.randn(5, family.num_params, dtype=DTYPE) * 10
-    loc, factor = family.parameters(head)
+    loc, factor = family.split_head(head)
     assert torch.equal(loc, head[:, :LATENT])
     assert torch.equal(factor, factor.tril())
     diagonal = factor.diagonal(dim1=-2, dim2=-1)
@@ -54,8 +54,8 @@ def test_the_factor_is_lower_triangular_with_a_floored_positive_diagonal():
 def test_entropy_and_kl_to_the_standard_normal_equal_their_closed_forms():
     family = FullCovarianceGaussian(LATENT, min_scale=1e-3)
     head = torch.randn(4, family.num_params, dtype=DTYPE)
-    q = family.distribution(*family.parameters(head))
-    loc, factor = family.parameters(head)
+    q = family.distribution(*family.split_head(head))
+    loc, factor = family.split_head(head)
     covariance = factor @ factor.transpose(-1, -2)
     log_det = 2 * factor.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     entropy = 0.5 * LATENT * (1 + math.log(2 * math.pi)) + 0.5 * log_det
@@ -64,7 +64,7 @@ def test_entropy_and_kl_to_the_standard_normal_equal_their_closed_forms():
     assert torch.allclose(q.entropy(), entropy, rtol=0, atol=1e-12)
     assert torch.allclose(latent_kl(q, prior), kl, rtol=0, atol=1e-12)
     diagonal = DiagonalGaussian(LATENT, 1e-3)
-    q_diag = diagonal.distribution(*diagonal.parameters(head[:, : 2 * LATENT]))
+    q_diag = diagonal.distribution(*diagonal.split_head(head[:, : 2 * LATENT]))
     assert torch.allclose(latent_kl(q_diag, prior), torch.distributions.kl_divergence(q_diag, prior))
 
 
@@ -176,7 +176,7 @@ class FreeFullCovariance(nn.Module):
         self.head = nn.Parameter(torch.zeros(self.family.num_params, dtype=DTYPE))
 
     def forward(self, x, context=None):
-        loc, factor = self.family.parameters(self.head)
+        loc, factor = self.family.split_head(self.head)
         return loc.expand(len(x), LATENT), factor.expand(len(x), LATENT, LATENT)
 
 
