@@ -213,4 +213,6 @@ def test_a_two_layer_run_trains_with_dreg_and_reports_each_layer(tmp_path):
     vae = pyro_vae.load(run)
     assert isinstance(vae, HierarchicalVAE) and vae.layer_dims == (4, 2)
     for task in ("task=sample task.n=9", "task=interpolate task.steps=4", "task=reconstruct task.n=4"):
-        run_py(*tiny(*task.split(), f"task.run_dir={run}", f"hydra.run.dir={tmp_path / task.split()[0]}"))
+        run_py(
+            *tiny(*task.split(), f"task.run_dir={run}", f"hydra.run.dir={tmp_path / task.split()[0].replace('=', '_')}")
+        )

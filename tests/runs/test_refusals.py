@@ -80,8 +80,8 @@ REFUSALS = [
         exactly("task=bogus: unknown choice; choose one of evaluate, interpolate, reconstruct, sample, train"),
     ),
     (["optimizer=sgd"], exactly("optimizer=sgd: unknown choice; choose one of adagrad, adam, clipped_adam, rmsprop")),
-    (["model=gan"], exactly("model=gan: unknown choice; choose one of cvae, vae")),
-    (["guide=iaf"], exactly("guide=iaf: unknown choice; choose one of diagonal, full")),
+    (["model=gan"], exactly("model=gan: unknown choice; choose one of cvae, hvae, vae")),
+    (["guide=maf"], exactly("guide=maf: unknown choice; choose one of diagonal, full, iaf")),
     (
         ["objective=trace_pyro"],
         exactly("objective=trace_pyro: unknown choice; choose one of iwae, jit, meanfield, trace"),
@@ -163,6 +163,28 @@ REFUSALS = [
         ["prior=vampprior", "prior.num_pseudo_inputs=0"],
         exactly("prior.num_pseudo_inputs=0: must be a positive integer"),
     ),
+    (
+        ["guide=iaf", "objective=meanfield"],
+        exactly(
+            "objective=meanfield needs the KL to the prior in closed form, which guide=iaf has not; use objective=trace"
+        ),
+    ),
+    (
+        ["model=hvae", "objective=meanfield"],
+        "objective=meanfield needs the KL to the prior in closed form, which model=hvae \\(q\\(z2\\|z1\\)",
+    ),
+    (["prior=vampprior", "guide=iaf"], "prior=vampprior scores every z under q\\(z\\|u_k\\) .*; use guide=diagonal"),
+    (["model=hvae", "prior=vampprior"], "prior=vampprior is a mixture of q\\(z\\|u_k\\), .*; use prior=standard or"),
+    (["model=hvae", "guide=iaf"], "guide=iaf with model=hvae: .*; use guide=diagonal or guide=full with model=hvae$"),
+    (["model=hvae", "decoder.bayesian=true"], "decoder.bayesian=true is built for model=vae and model=cvae; set"),
+    (["guide=iaf", "guide.steps=0"], exactly("guide.steps=0: must be a positive integer")),
+    (
+        ["guide=iaf", "guide.widths=[0]"],
+        exactly("guide.widths=[0]: must be a list of positive integers, e.g. [512,256]"),
+    ),
+    (["prior=flow", "prior.steps=-1"], exactly("prior.steps=-1: must be a positive integer")),
+    (["model=hvae", "model.top_latent_dim=0"], exactly("model.top_latent_dim=0: must be a positive integer")),
+    (["model=hvae", "model.top_widths=[4,-1]"], "model.top_widths=\\[4, -1\\]: must be a list of positive"),
     (["dataset.binarize=none"], "dataset.binarize=none: likelihood=bernoulli needs binary pixels"),
     (
         ["likelihood=gaussian", "dataset.binarize=dynamic"],
