@@ -175,6 +175,10 @@ REFUSALS = [
     ),
     (["prior=vampprior", "guide=iaf"], "prior=vampprior scores every z under q\\(z\\|u_k\\) .*; use guide=diagonal"),
     (["model=hvae", "prior=vampprior"], "prior=vampprior is a mixture of q\\(z\\|u_k\\), .*; use prior=standard or"),
+    (
+        ["guide=iaf", "objective=iwae", "objective.gradient=dreg"],
+        "objective.gradient=dreg holds guide=iaf's parameters fixed, .*; use objective.gradient=standard with",
+    ),
     (["model=hvae", "guide=iaf"], "guide=iaf with model=hvae: .*; use guide=diagonal or guide=full with model=hvae$"),
     (["model=hvae", "decoder.bayesian=true"], "decoder.bayesian=true is built for model=vae and model=cvae; set"),
     (["guide=iaf", "guide.steps=0"], exactly("guide.steps=0: must be a positive integer")),
