@@ -1,8 +1,8 @@
-"""Draw docs/figures/gaussian_modes.png: for each finished run of an unconditional VAE, reconstructions of the
-first test
-images and decoded draws from the prior (the same draws z for every run), one pair of rows a run.
+"""Draw a comparison of finished runs of unconditional VAEs (docs/figures/gaussian_modes.png and
+families.png): for each run, reconstructions of the first test images and decoded draws from its
+prior, one pair of rows a run.
 
-    python docs/gaussian_modes.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]
+    python docs/compare_runs.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]
 """
 
 import argparse
