@@ -173,6 +173,25 @@ EXPERIMENTS = {
     "tomczak_vampprior": dict(
         latent_dim=40, hidden=[300, 300], optimizer="adam", batch_size=100, objective="trace", lr=5e-4, epochs=2000
     ),
+    "burda_hvae": dict(
+        latent_dim=100, hidden=[200, 200], optimizer="adam", batch_size=20, objective="trace", model="hvae", top=50
+    ),
+    "burda_hiwae": dict(
+        latent_dim=100,
+        hidden=[200, 200],
+        optimizer="adam",
+        batch_size=20,
+        objective="iwae",
+        particles=50,
+        model="hvae",
+        top=50,
+    ),
+    "burda_iaf": dict(
+        latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, objective="trace", guide="iaf"
+    ),
+    "hour_nll_screen_base": dict(
+        latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, objective="iwae", particles=5, lr=3e-3
+    ),
     "fast_nll_screen_base": dict(
         latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, objective="trace", particles=1, lr=1e-3
     ),
@@ -189,6 +208,9 @@ def test_every_experiment_config_composes_to_its_published_setup(name):
     assert cfg.objective.name == expected["objective"]
     assert cfg.objective.num_particles == expected.get("particles", cfg.objective.num_particles)
     assert cfg.prior.name == ("vampprior" if name == "tomczak_vampprior" else "standard")
+    assert (cfg.model.name, cfg.guide.name) == (expected.get("model", "vae"), expected.get("guide", "diagonal"))
+    if "top" in expected:
+        assert cfg.model.top_latent_dim == expected["top"] and list(cfg.model.top_widths) == [100, 100]
     for key in ("lr", "epochs"):
         assert cfg[key] == expected.get(key, cfg[key])
     params = [torch.nn.Parameter(torch.zeros(3))]
