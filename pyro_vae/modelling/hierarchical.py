@@ -49,10 +49,6 @@ class TwoLayerLatent(MonteCarloMoments, dist.TorchDistribution):
         first, second = (z1, z2) if self.root_is_z1 else (z2, z1)
         return self.root.log_prob(first) + self.conditional(first).log_prob(second)
 
-    def expand(self, batch_shape, _instance=None) -> "TwoLayerLatent":
-        dims = (self.z1_dim, self.event_shape[0] - self.z1_dim)
-        return TwoLayerLatent(self.root.expand(batch_shape), self.conditional, self.root_is_z1, dims)
-
 
 class HierarchicalVAE(VAE):
     """Two stochastic layers (Burda et al. 2016): the generative path z2 -> z1 -> x, the guide x -> z1 -> z2.

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
+from ..modelling.priors import StandardNormal
 from ..modelling.vae import VAE
 from .atomic import atomic_path
 
@@ -45,7 +46,7 @@ def reconstruct(vae: VAE, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> 
 
 
 def prior_draws(vae: VAE, n: int) -> torch.Tensor:
-    """``n`` draws z ~ N(0, I) decoded (a conditional VAE cycles through the classes): Figure 10."""
+    """``n`` draws z ~ p(z) decoded (a conditional VAE cycles through the classes): Figure 10."""
     z = vae.prior(n).sample()
     y = torch.arange(n, device=z.device) % vae.num_classes if vae.conditional else None
     return _decode(vae, z, y)
@@ -96,13 +97,23 @@ def reconstructions(
     save(fig, path)
 
 
+def prior_title(vae: VAE) -> str:
+    """The samples figure's title, naming the prior: the paper's N(0, I) or the learned one's class."""
+    prior = vae.latent_prior
+    return (
+        "decoded draws from the prior p(z) = N(0, I)"
+        if prior.closed_form_kl
+        else f"decoded draws from p(z), {type(prior).__name__}"
+    )
+
+
 @torch.no_grad()
 def samples(vae: VAE, path: Path, n: int = 64) -> None:
-    """Figure 10: decodings of ``n`` draws z ~ N(0, I) from the prior in a near-square grid
+    """Figure 10: decodings of ``n`` draws z ~ p(z) from the prior (N(0, I), or a learned one) in a near-square grid
     (a conditional VAE cycles through the classes)."""
     per_row = math.ceil(math.sqrt(n))
     fig = Figure(figsize=(per_row * 0.75, math.ceil(n / per_row) * 0.75 + 0.4))
-    show(fig.subplots(), prior_draws(vae, n), per_row, "decoded draws from the prior p(z) = N(0, I)")
+    show(fig.subplots(), prior_draws(vae, n), per_row, prior_title(vae))
     save(fig, path)
 
 
@@ -115,7 +126,7 @@ def class_samples(vae: VAE, path: Path, class_names: List[str], per_class: int =
     decoded = _decode(vae, z, y)
     fig = Figure(figsize=(per_class * 0.9 + 1, classes * 0.9))
     ax = fig.subplots()
-    show(ax, decoded, per_class, f"{per_class} draws of z ~ N(0, I) decoded with each label")
+    show(ax, decoded, per_class, f"{per_class} draws of z ~ p(z) decoded with each label")
     ax.axis("on")
     ax.set_xticks([])
     step = decoded.shape[-2] + 1  # image height plus the grid's padding
@@ -269,7 +280,7 @@ def write_all(
     samples(vae, paths["samples"])
     elbo_curve(history, paths["elbo_curve"], train_bound, curve_marks)
     latent_space(vae, test_images, test_labels, class_names, paths["latent_space"])
-    if vae.latent_dim == 2 and not vae.conditional:
+    if vae.latent_dim == 2 and not vae.conditional and len(vae.layer_dims) == 1:  # a plane of z to decode
         paths["manifold"] = out_dir / "manifold.png"
         manifold(vae, paths["manifold"])
     if vae.conditional:
