@@ -12,7 +12,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
-from ..modelling.priors import StandardNormal
 from ..modelling.vae import VAE
 from .atomic import atomic_path
 
