@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
+from ..modelling.priors import StandardNormal
 from ..modelling.vae import VAE
 from .atomic import atomic_path
 
@@ -99,11 +100,9 @@ def reconstructions(
 def prior_title(vae: VAE) -> str:
     """The samples figure's title, naming the prior: the paper's N(0, I) or the learned one's class."""
     prior = vae.latent_prior
-    return (
-        "decoded draws from the prior p(z) = N(0, I)"
-        if prior.closed_form_kl
-        else f"decoded draws from p(z), {type(prior).__name__}"
-    )
+    if isinstance(prior, StandardNormal):
+        return "decoded draws from the prior p(z) = N(0, I)"
+    return f"decoded draws from the learned prior p(z), {type(prior).__name__}"
 
 
 @torch.no_grad()
