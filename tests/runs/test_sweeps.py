@@ -149,6 +149,13 @@ def test_fast_nll_screening_candidates_compose_with_the_cosine_over_their_own_ep
     assert cfg.net.activation in ("tanh", "elu") and cfg.latent_dim == 50 and cfg.optimizer.eps == 1e-4
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment" / "hour_nll_screen").glob("*.yaml")))
+def test_hour_nll_screening_candidates_pass_the_settings_checks(name):
+    cfg = compose_config([f"experiment=hour_nll_screen/{name}"])
+    validate(cfg)
+    assert cfg.schedule.name == "cosine" and cfg.schedule.epochs == cfg.epochs <= 60
+
+
 EXPERIMENTS = {
     "paper": dict(
         latent_dim=10, hidden=[256], optimizer="rmsprop", lr=1e-3, batch_size=100, epochs=20, objective="trace"
@@ -188,6 +195,18 @@ EXPERIMENTS = {
     ),
     "burda_iaf": dict(
         latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, objective="trace", guide="iaf"
+    ),
+    "hour_nll": dict(
+        latent_dim=100,
+        hidden=[200, 200],
+        optimizer="adam",
+        batch_size=100,
+        objective="iwae",
+        particles=5,
+        lr=3e-3,
+        epochs=135,
+        model="hvae",
+        top=50,
     ),
     "hour_nll_screen_base": dict(
         latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, objective="iwae", particles=5, lr=3e-3
