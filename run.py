@@ -12,10 +12,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from pyro_vae.errors import PyroVAEError
+from pyro_vae.errors import PyroVAEError, RunInterrupted
+from pyro_vae.runs.callbacks import failed_sweep_message
 from pyro_vae.runs.job_process import run_in_child_process, runs_in_a_worker_pool
 from pyro_vae.runs.refusals import check_against_schema, composition_refusal, refusal_line
-from pyro_vae.runs.run_directory import RunDirectoryInUse, check_output_dir, write_config_record
+from pyro_vae.runs.run_directory import check_output_dir
+from pyro_vae.runs.run_lock import hold_run_directory
+from pyro_vae.runs.run_record import RunRecord
 from pyro_vae.runs.schema import option, register_schemas
 from pyro_vae.runs.settings import validate
 
@@ -31,41 +34,38 @@ def main(cfg: DictConfig) -> Optional[float]:
     output_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        check_against_schema(cfg)  # what Hydra lets past the schema: +key=value, ~key, key=???
-        check_output_dir(cfg, output_dir)
-        validate(cfg)  # every setting, once, before any work: a task's own settings too
+        with RunRecord(cfg, hydra_cfg, output_dir, multirun) as record, hold_run_directory(output_dir) as lock:
+            record.on_begin(lock.announce)
+            check_against_schema(cfg)  # what Hydra lets past the schema: +key=value, ~key, key=???
+            check_output_dir(cfg, output_dir)
+            validate(cfg)  # every setting, once, before any work: a task's own settings too
+            task = option("task", cfg.task.name).component()  # conf/task/: declared in schema.OPTIONS
+            if multirun and runs_in_a_worker_pool(hydra_cfg.launcher):
+                record.begin()  # the child process writes the run: its record comes first
+                return run_in_child_process(task, cfg, output_dir)  # a killed job fails alone
+            return task(cfg, output_dir, begin=record.begin)  # the task begins the record once it writes
     except PyroVAEError as exc:
-        if multirun:
-            if not isinstance(exc, RunDirectoryInUse):
-                write_config_record(cfg, hydra_cfg, output_dir)  # the sweep summary lists the job by its overrides
-            raise  # Hydra records the failed job and the sweep goes on
-        # Nothing is written yet, run.log included (its handler opens the file on the first record).
-        for handler in [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]:
-            logging.getLogger().removeHandler(handler)
-        log.error("%s", exc)
-        sys.exit(2)
-    write_config_record(cfg, hydra_cfg, output_dir)
-    task = option("task", cfg.task.name).component()  # conf/task/: declared in schema.OPTIONS
-    try:
-        if multirun and runs_in_a_worker_pool(hydra_cfg.launcher):
-            return run_in_child_process(task, cfg, output_dir)  # a killed job fails alone
-        return task(cfg, output_dir)
-    except PyroVAEError as exc:
-        if multirun:
-            raise
-        log.error("%s", exc)
-        sys.exit(2)
+        log.error("%s", exc)  # into run.log only if the command had begun writing
+        # Ctrl-C stops a sweep run in this process as it stops a run; in a worker pool the job fails alone.
+        stops_the_sweep = isinstance(exc, RunInterrupted) and not runs_in_a_worker_pool(hydra_cfg.launcher)
+        if multirun and not stops_the_sweep:
+            raise  # Hydra records the failed job, the sweep goes on, and run_command_line reports it
+        sys.exit(exc.exit_status)
 
 
 def run_command_line() -> None:
     """``main()`` as ``python run.py`` runs it. Hydra's composition errors (an unknown key, a value
     of the wrong type, an unknown group option) are refused in one line with exit status 2, as
     ``main`` refuses a bad value; any other error is a bug, shown with its whole traceback (exit
-    status 1). HYDRA_FULL_ERROR=1 shows a composition error in full too."""
+    status 1). HYDRA_FULL_ERROR=1 shows a composition error in full too. A sweep with a failed job
+    (Hydra's sweeper re-raises its error once the jobs have run) ends in one line too, exit status 2."""
     users_setting = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises the error instead of printing its report
     try:
         main()
+    except PyroVAEError as error:  # only a multirun lets one through main()
+        print(refusal_line(failed_sweep_message(error)), file=sys.stderr)
+        sys.exit(2)
     except Exception as error:
         refusal = None if users_setting == "1" else composition_refusal(error, sys.argv[1:])
         if refusal is None:

@@ -2,7 +2,9 @@
 
 
 class PyroVAEError(Exception):
-    """Base class; run.py prints these as a single line instead of a traceback."""
+    """Base class; run.py prints these as a single line instead of a traceback and exits with ``exit_status``."""
+
+    exit_status = 2
 
 
 class ConfigError(PyroVAEError, ValueError):
@@ -14,7 +16,18 @@ class DataError(PyroVAEError):
 
 
 class DivergenceError(PyroVAEError, FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or the validation ELBO fell below the untrained model's."""
+
+
+class RunInterrupted(PyroVAEError):
+    """SIGINT (Ctrl-C) or SIGTERM stopped training; ``exit_status`` is the shell's 128 + the signal's number."""
+
+    def __init__(self, message: str, exit_status: int = 130) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+    def __reduce__(self):  # pickled to a sweep's launcher with its exit status
+        return type(self), (str(self), self.exit_status)
 
 
 class OutputError(PyroVAEError, OSError):

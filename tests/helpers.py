@@ -4,13 +4,16 @@
 import copy
 import csv
 import functools
+import gzip
 import hashlib
 import io
 import json
 import pickle
+import struct
 import subprocess
 import sys
 import tarfile
+import zlib
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -18,7 +21,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from pyro_vae.data import cifar10
+from pyro_vae.data import binarized_mnist, cifar10
+from pyro_vae.data.idx import IdxFile, IdxRelease
 from pyro_vae.runs import config
 from pyro_vae.runs.config import CONF
 from pyro_vae.runs.training_run import run_experiment
@@ -33,6 +37,7 @@ __all__ = [
     "cifar10_batch_pickle",
     "compose_config",
     "compose_tiny",
+    "idx_bytes",
     "md5",
     "one_line",
     "parameter_gradients",
@@ -45,6 +50,7 @@ __all__ = [
     "tiny",
     "tiny_cifar10",
     "train_tiny_run",
+    "with_header_size",
     "write_cifar10_archive",
 ]
 
@@ -229,3 +235,72 @@ def program(vae, num_data: int):
 def inputs(vae, x, y):
     """What ``vae``'s model and guide take: the images, and the labels of a conditional VAE."""
     return (x, y) if vae.conditional else (x,)
+
+
+def with_header_size(png: Path, width: int, height: int) -> Path:
+    """``png`` with the width and height of its IHDR chunk (and the chunk's CRC) rewritten: a header that
+    claims an image its data does not hold."""
+    raw = bytearray(png.read_bytes())
+    raw[16:24] = struct.pack(">II", width, height)  # after the signature (8), the chunk's length (4) and type (4)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))  # over the type and the 13 bytes of data
+    png.write_bytes(raw)
+    return png
+
+
+def idx_bytes(array: torch.Tensor) -> bytes:
+    """``array`` as an IDX file of unsigned bytes."""
+    header = bytes([0, 0, 0x08, array.dim()]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.to(torch.uint8).numpy().tobytes()
+
+
+def write_idx_release(root: Path, release: IdxRelease, monkeypatch=None, train: int = 96, test: int = 32) -> dict:
+    """The four gzipped IDX files of ``release`` in ``root``, random images and labels; with ``monkeypatch``
+    their checksums patched into ``release``, so that they read as the official ones. Returns the tensors by name."""
+    generator = torch.Generator().manual_seed(0)
+    content = {}
+    for prefix, n in (("train", train), ("t10k", test)):
+        content[f"{prefix}-images-idx3-ubyte"] = torch.randint(0, 256, (n, 28, 28), generator=generator)
+        content[f"{prefix}-labels-idx1-ubyte"] = torch.randint(0, len(release.class_names), (n,), generator=generator)
+    root.mkdir(parents=True, exist_ok=True)
+    for name, array in content.items():
+        raw = idx_bytes(array)
+        gz = gzip.compress(raw, mtime=0)
+        (root / f"{name}.gz").write_bytes(gz)
+        if monkeypatch is not None:
+            sha256 = hashlib.sha256(raw).hexdigest() if release.files[name].content_sha256 else None
+            monkeypatch.setitem(release.files, name, IdxFile(md5(gz), sha256))
+    return content
+
+
+def write_amat_files(root: Path, monkeypatch=None, counts=(("train", 64), ("val", 32), ("test", 32))) -> dict:
+    """binarized_mnist_{train,valid,test}.amat in ``root``, random 0/1 pixels, as the release writes them (one
+    image a line, a space after each value); with ``monkeypatch`` their line counts patched in as the official
+    ones. Returns the (N, 784) arrays by split."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    content = {split: rng.integers(0, 2, (n, 784), dtype=np.uint8) for split, n in counts}
+    for split, pixels in content.items():
+        lines = ("".join(f"{value} " for value in row) for row in pixels.tolist())
+        (root / binarized_mnist.file_name(split)).write_text("\n".join(lines) + "\n")
+    if monkeypatch is not None:
+        monkeypatch.setattr(binarized_mnist, "IMAGES", {split: len(pixels) for split, pixels in content.items()})
+    return content
+
+
+def tiny_mnist_like(dataset: str, root: Path, *overrides: str) -> List[str]:
+    """The overrides of a short run of ``dataset`` on the small files in ``root`` (written by
+    :func:`write_idx_release` or :func:`write_amat_files`): one epoch, 64 training images, K = 2."""
+    own = [
+        f"dataset={dataset}",
+        f"dataset.root={root}",
+        "dataset.train_size=64",
+        "dataset.val_size=32",
+        "dataset.test_size=32",
+        "batch_size=32",
+        "epochs=1",
+        "eval.iwae_k=2",
+        "eval.val_iwae_k=2",
+        "threads=1",
+    ]
+    keys = {override.split("=", 1)[0] for override in overrides}
+    return tiny(*[o for o in own if o.split("=", 1)[0] not in keys], *overrides)

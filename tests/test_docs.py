@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from .helpers import ROOT
+from .helpers import ROOT, run_py
 
 README = ROOT / "README.md"
 PAGES = sorted((ROOT / "docs").glob("*.md"))
@@ -113,3 +113,13 @@ def test_the_site_builds_strictly(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "site" / "api" / "index.html").is_file()
+
+
+def test_help_says_what_the_program_does_lists_the_groups_and_shows_the_readmes_first_command():
+    result = run_py("--help")
+    first_command = re.search(r"## The two commands\n.*?```bash\n(.*?)\n```", README.read_text(), flags=re.S).group(1)
+    assert result.stdout.startswith("pyro-vae: train and evaluate a variational autoencoder")
+    assert first_command in result.stdout
+    groups = dict(line.split(": ", 1) for line in result.stdout.splitlines() if re.match(r"^[a-z_/]+: \w", line))
+    assert groups["guide"] == "diagonal, full, iaf" and "vampprior" in groups["prior"] and "iwae" in groups["objective"]
+    assert "Powered by Hydra" not in result.stdout

@@ -3,6 +3,7 @@ their Python snippet, run as written but shrunk; their settings tables and outpu
 against the code.
 
 Shrunk means: the data cut to a few hundred images, one epoch (two for a resumed run), K = 4
+(a task on a finished run only K, the rest being the run's own),
 at most two Optuna trials and two joblib workers, with outputs under a temporary folder; everything else is the
 page's own command line. The commands run in-process through ``run.py``'s Hydra entry point
 (``sys.argv`` set as the shell would), so that the CIFAR-10 commands can read a small archive
@@ -90,6 +91,8 @@ def shrunk(command: str, workspace: Path, index: int):
         shrink["hydra.sweeper.n_trials"] = "2"
     if "hydra/launcher=joblib" not in args:
         shrink.pop("hydra.launcher.n_jobs")
+    if any(arg.startswith("task=") and arg != "task=train" for arg in args):  # the run's own settings
+        shrink = {"eval.iwae_k": shrink["eval.iwae_k"]}
     # A task's task.run_dir=outputs/my_run is the shared finished run; each command writes its own outputs/.
     args = [
         arg.replace(

@@ -12,7 +12,8 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+from .downloads import fetch, not_shipped
 from .splits import DatasetReader, LabelledImages
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -35,6 +36,10 @@ SPLITS: Dict[str, Tuple[str, ...]] = {
 }
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (3, 32, 32)
+VERIFY_REFUSAL = (
+    "dataset.verify=false: CIFAR-10's batches are Python pickles, which can run code, so pyro-vae unpickles only "
+    "the official release once its MD5s match; set dataset.verify=true"
+)
 
 
 def _redownload(root: Path) -> str:
@@ -116,25 +121,13 @@ def _read_archive(root: Path) -> Dict[str, Tuple[str, bytes]]:
     return batches
 
 
-def _download(root: Path) -> None:
-    from torchvision.datasets.utils import download_url
-
-    try:
-        download_url(URL, str(root), filename=ARCHIVE, md5=ARCHIVE_MD5)
-    except Exception as exc:  # any network or integrity failure
-        raise DataError(
-            f"could not download {URL} into {root} ({exc}); check the network or copy the archive there"
-        ) from exc
-
-
-def load_cifar10(root: Optional[str], download: bool = False) -> Dict[str, LabelledImages]:
-    """The train (50000) and test (10000) splits as uint8 images (N, 3, 32, 32) with int64 labels."""
+def load_cifar10(root: Optional[str], download: bool = False, verify: bool = True) -> Dict[str, LabelledImages]:
+    """The train (50000) and test (10000) splits as uint8 images (N, 3, 32, 32) with int64 labels; ``verify``
+    must stay true (settings.validate refuses false first: nothing unverified is ever unpickled)."""
+    if not verify:
+        raise ConfigError(VERIFY_REFUSAL)
     if root is None:
-        raise DataError(
-            "dataset.root=null: CIFAR-10 is not shipped with pyro-vae; set dataset.root to the folder holding "
-            f"{ARCHIVE} "
-            f"(or its extracted {FOLDER}/), with dataset.download=true to fetch it there"
-        )
+        raise not_shipped("CIFAR-10", f"{ARCHIVE} (or its extracted {FOLDER}/)")
     folder = Path(root).expanduser()
     if not (folder / FOLDER).is_dir() and not (folder / ARCHIVE).is_file():
         if not download:
@@ -142,7 +135,7 @@ def load_cifar10(root: Optional[str], download: bool = False) -> Dict[str, Label
                 f"{folder / ARCHIVE}: not found; download {URL} into {folder} (or its extracted {FOLDER}/), "
                 "or set dataset.download=true on a networked machine"
             )
-        _download(folder)
+        fetch(URL, folder, ARCHIVE, ARCHIVE_MD5)
     batches = _read_folder(folder) if (folder / FOLDER).is_dir() else _read_archive(folder)
     splits = {}
     for split, names in SPLITS.items():
@@ -153,4 +146,4 @@ def load_cifar10(root: Optional[str], download: bool = False) -> Dict[str, Label
     return splits
 
 
-READER = DatasetReader(load_cifar10, CLASS_NAMES, IMAGE_SHAPE)
+READER = DatasetReader(load_cifar10, CLASS_NAMES, IMAGE_SHAPE, verify_refusal=VERIFY_REFUSAL)

@@ -9,9 +9,9 @@ from .splits import DatasetReader, DataSplits, carve_splits
 
 def load_data(reader: DatasetReader, dataset: Any, device: torch.device) -> DataSplits:
     """Read the data set of ``reader`` as the ``dataset`` settings say (``name``, ``root``, ``download``,
-    ``val_size``, ``train_size``, ``test_size``: any object with these attributes) and keep each
-    split on ``device`` as uint8."""
-    splits = reader.load(dataset.root, dataset.download)
+    ``verify``, ``val_size``, ``train_size``, ``test_size``: any object with these attributes) and keep each
+    split on ``device`` as uint8. A run recorded before ``dataset.verify`` existed verifies."""
+    splits = reader.load(dataset.root, dataset.download, getattr(dataset, "verify", True))
     return carve_splits(
         dataset.name,
         splits["train"].to(device),
@@ -20,4 +20,5 @@ def load_data(reader: DatasetReader, dataset: Any, device: torch.device) -> Data
         val_size=dataset.val_size,
         train_size=dataset.train_size,
         test_size=dataset.test_size,
+        val=splits["val"].to(device) if "val" in splits else None,
     )

@@ -1,32 +1,67 @@
-"""Read IDX files (the format of the original MNIST release) straight into uint8 tensors."""
+"""Read IDX files (the format of the original MNIST release) straight into uint8 tensors, and the
+data sets released as MNIST was, four gzipped IDX files: MNIST, Fashion-MNIST, KMNIST."""
 
 import gzip
 import hashlib
+import logging
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 import torch
 
 from ..errors import DataError
+from .splits import DatasetReader, LabelledImages
+
+log = logging.getLogger(__name__)
 
 _UINT8_TYPE_CODE = 0x08
+SPLIT_PREFIXES = (("train", "train"), ("test", "t10k"))
 
 
-def read_verified_bytes(path: Path, sha256: str, fix: str) -> bytes:
-    """Return the (decompressed) bytes of ``path``, raising DataError unless their SHA-256 matches."""
+@dataclass(frozen=True)
+class IdxFile:
+    """How one file of a release is verified: the MD5 of its .gz as published (torchvision's downloader
+    checks it too) and, where known, the SHA-256 of its content, which verifies an uncompressed copy as well."""
+
+    gz_md5: str
+    content_sha256: Optional[str] = None
+
+
+def unofficial(path: Path, found: str, fix: str, verify: bool) -> bool:
+    """False, with a warning, for a file that is not the official one under ``dataset.verify=false``;
+    with ``verify`` a DataError naming the file and the fix."""
+    if verify:
+        raise DataError(
+            f"{path}: {found}; the file is corrupt or not the official release, {fix}, "
+            "or set dataset.verify=false to use your own files"
+        )
+    log.warning("%s: %s; not the official release, read as it is (dataset.verify=false)", path, found)
+    return False
+
+
+def read_checked_bytes(path: Path, expected: IdxFile, fix: str, verify: bool = True) -> Tuple[bytes, bool]:
+    """The (decompressed) bytes of ``path`` and whether they are the official ones. A mismatch raises
+    DataError, or with ``verify=False`` is only logged."""
     if not path.is_file():
         raise DataError(f"{path}: file not found; {fix}")
+    stored = path.read_bytes()
+    gzipped = path.suffix == ".gz"
+    found = None  # what differs from the official file; a published MD5 is checked before anything is decompressed
+    if expected.content_sha256 is None and not gzipped:
+        found = f"the published MD5 is of {path.name}.gz, not of this uncompressed copy"
+    elif expected.content_sha256 is None and (digest := hashlib.md5(stored).hexdigest()) != expected.gz_md5:
+        found = f"MD5 is {digest[:12]}..., expected {expected.gz_md5[:12]}..."
+    official = found is None or unofficial(path, found, fix, verify)
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        raw = gzip.decompress(stored) if gzipped else stored
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot be decompressed ({exc}); the file is truncated or corrupt, {fix}") from exc
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != sha256:
-        raise DataError(
-            f"{path}: SHA-256 of its content is {digest[:16]}..., expected {sha256[:16]}...; "
-            f"the file is corrupt or not the official release, {fix}"
-        )
-    return raw
+    if expected.content_sha256 is not None and (digest := hashlib.sha256(raw).hexdigest()) != expected.content_sha256:
+        found = f"SHA-256 of its content is {digest[:16]}..., expected {expected.content_sha256[:16]}..."
+        official = unofficial(path, found, fix, verify)
+    return raw, official
 
 
 def parse_idx(raw: bytes, source: Path) -> torch.Tensor:
@@ -40,3 +75,85 @@ def parse_idx(raw: bytes, source: Path) -> torch.Tensor:
     if len(raw) != expected:
         raise DataError(f"{source}: IDX header declares shape {shape} ({expected} bytes) but the file holds {len(raw)}")
     return torch.frombuffer(bytearray(raw[header_end:]), dtype=torch.uint8).reshape(shape)
+
+
+@dataclass(frozen=True)
+class IdxRelease:
+    """A data set of 28x28 grey images released as MNIST was: train and t10k images and labels, four IDX
+    files, gzipped, from ``mirrors``. Under ``dataset.root`` they may be gzipped or not, flat or in
+    torchvision's ``FOLDER/raw/`` layout; ``shipped`` is the copy pyro-vae ships (``dataset.root=null``)."""
+
+    title: str
+    folder: str
+    mirrors: Tuple[str, ...]
+    files: Dict[str, IdxFile]
+    class_names: Tuple[str, ...]
+    shipped: Optional[Path] = None
+
+    def _locate(self, root: Path, name: str) -> Path:
+        for folder in (root, root / self.folder / "raw"):
+            for candidate in (folder / f"{name}.gz", folder / name):
+                if candidate.is_file():
+                    return candidate
+        return root / f"{name}.gz"
+
+    def _download(self, root: Path, name: str) -> None:
+        from torchvision.datasets.utils import download_url
+
+        errors = []
+        for mirror in self.mirrors:
+            try:
+                download_url(f"{mirror}{name}.gz", str(root), filename=f"{name}.gz", md5=self.files[name].gz_md5)
+                return
+            except Exception as exc:  # any network or integrity failure: try the next mirror
+                errors.append(f"{mirror}: {exc}")
+        raise DataError(
+            f"could not download {name}.gz into {root} ({'; '.join(errors)}); check the network or copy the file there"
+        )
+
+    def _fix(self, root: Path) -> str:
+        names = ", ".join(f"{name}.gz" for name in self.files)
+        fix = (
+            f"put the official {self.title} files ({names}, from {self.mirrors[0]}) in {root} or "
+            f"{root / self.folder / 'raw'}, or set dataset.download=true on a networked machine"
+        )
+        return fix + ("; dataset.root=null uses the copy shipped with pyro-vae" if self.shipped else "")
+
+    def _read(self, root: Path, name: str, download: bool, verify: bool) -> Tuple[torch.Tensor, bool]:
+        path = self._locate(root, name)
+        if download and not path.is_file():
+            self._download(root, name)
+            path = self._locate(root, name)
+        raw, official = read_checked_bytes(path, self.files[name], self._fix(root), verify)
+        return parse_idx(raw, path), official
+
+    def load(
+        self, root: Optional[str] = None, download: bool = False, verify: bool = True
+    ) -> Dict[str, LabelledImages]:
+        """The train and test splits as uint8 images (N, 1, 28, 28) with int64 labels; with ``verify=False``
+        files that are not the official ones are read (as long as they are IDX files), each marked unverified."""
+        if root is None and self.shipped is None:
+            raise DataError(
+                f"dataset.root=null: {self.title} is not shipped with pyro-vae; set dataset.root to a folder for "
+                "its four IDX files, with dataset.download=true to fetch them there"
+            )
+        folder = Path(root).expanduser() if root else self.shipped
+        splits = {}
+        for split, prefix in SPLIT_PREFIXES:
+            images, images_official = self._read(folder, f"{prefix}-images-idx3-ubyte", download, verify)
+            labels, labels_official = self._read(folder, f"{prefix}-labels-idx1-ubyte", download, verify)
+            if images.shape[1:] != (28, 28) or labels.dim() != 1 or len(images) != len(labels):
+                raise DataError(
+                    f"{folder}: {self.title} {split} images {tuple(images.shape)} do not match labels "
+                    f"{tuple(labels.shape)}, expected (N, 28, 28) and (N,)"
+                )
+            if len(labels) and labels.max() >= len(self.class_names):
+                raise DataError(
+                    f"{folder}: {self.title} {split} labels reach {labels.max()}, expected 0 to "
+                    f"{len(self.class_names) - 1}"
+                )
+            splits[split] = LabelledImages(images.unsqueeze(1), labels.long(), images_official and labels_official)
+        return splits
+
+    def reader(self) -> DatasetReader:
+        return DatasetReader(self.load, self.class_names, (1, 28, 28))

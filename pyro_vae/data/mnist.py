@@ -4,11 +4,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-import torch
-
-from ..errors import DataError
-from .idx import parse_idx, read_verified_bytes
-from .splits import DatasetReader, LabelledImages
+from .idx import IdxFile, IdxRelease
+from .splits import LabelledImages
 
 SHIPPED_ROOT = Path(str(resources.files("pyro_vae.data") / "files" / "mnist"))
 
@@ -35,57 +32,19 @@ FILES: Dict[str, Tuple[str, str]] = {
 }
 CLASS_NAMES = tuple(str(digit) for digit in range(10))
 
-
-def _locate(root: Path, name: str) -> Path:
-    """The file as stored under ``root``: gzipped or not, flat or in torchvision's MNIST/raw layout."""
-    for folder in (root, root / "MNIST" / "raw"):
-        for candidate in (folder / f"{name}.gz", folder / name):
-            if candidate.is_file():
-                return candidate
-    return root / f"{name}.gz"
-
-
-def _download(root: Path, name: str) -> None:
-    from torchvision.datasets.utils import download_url
-
-    md5 = FILES[name][1]
-    errors = []
-    for mirror in MIRRORS:
-        try:
-            download_url(f"{mirror}{name}.gz", str(root), filename=f"{name}.gz", md5=md5)
-            return
-        except Exception as exc:  # any network or integrity failure: try the next mirror
-            errors.append(f"{mirror}: {exc}")
-    raise DataError(
-        f"could not download {name}.gz into {root} ({'; '.join(errors)}); check the network or copy the file there"
-    )
+RELEASE = IdxRelease(
+    "MNIST",
+    "MNIST",
+    MIRRORS,
+    {name: IdxFile(gz_md5, sha256) for name, (sha256, gz_md5) in FILES.items()},
+    CLASS_NAMES,
+    shipped=SHIPPED_ROOT,
+)
 
 
-def _read(root: Path, name: str, download: bool) -> torch.Tensor:
-    path = _locate(root, name)
-    if download and not path.is_file():
-        _download(root, name)
-        path = _locate(root, name)
-    fix = (
-        f"put the official {name}.gz in {root} (or set dataset.download=true on a networked machine); "
-        "dataset.root=null uses the copy shipped with pyro-vae"
-    )
-    return parse_idx(read_verified_bytes(path, FILES[name][0], fix), path)
-
-
-def load_mnist(root: Optional[str] = None, download: bool = False) -> Dict[str, LabelledImages]:
+def load_mnist(root: Optional[str] = None, download: bool = False, verify: bool = True) -> Dict[str, LabelledImages]:
     """The train and test splits as uint8 images (N, 1, 28, 28) with int64 labels."""
-    folder = Path(root).expanduser() if root else SHIPPED_ROOT
-    splits = {}
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        images = _read(folder, f"{prefix}-images-idx3-ubyte", download)
-        labels = _read(folder, f"{prefix}-labels-idx1-ubyte", download)
-        if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
-            raise DataError(
-                f"{folder}: MNIST {split} images {tuple(images.shape)} do not match labels {tuple(labels.shape)}"
-            )
-        splits[split] = LabelledImages(images.unsqueeze(1), labels.long())
-    return splits
+    return RELEASE.load(root, download, verify)
 
 
-READER = DatasetReader(load_mnist, CLASS_NAMES, (1, 28, 28))
+READER = RELEASE.reader()

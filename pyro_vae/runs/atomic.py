@@ -8,6 +8,7 @@ at the whole new file or at the whole old one.
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,4 +81,8 @@ def write_json(path: PathLike, obj: Any) -> None:
 
 def save_torch(obj: Any, path: PathLike) -> None:
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:  # torch's zip writer reports a failed write (a full disk) this way
+            free = shutil.disk_usage(tmp.parent).free
+            raise OSError(f"torch.save failed, with {free / 2**20:.1f} MiB free on that file system") from exc

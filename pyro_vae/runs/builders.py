@@ -117,8 +117,8 @@ def training_bound_name(cfg: DictConfig) -> str:
 
 
 def dataset_reader(cfg: DictConfig) -> DatasetReader:
-    """The reader of ``dataset=NAME``: its loader, class names and image shape."""
-    return option("dataset", cfg.dataset.name).component()
+    """The reader of ``dataset=NAME`` for the ``dataset.*`` settings: its loader, class names and image shape."""
+    return option("dataset", cfg.dataset.name).component().for_settings(cfg.dataset)
 
 
 def load_dataset(cfg: DictConfig, device: torch.device) -> DataSplits:

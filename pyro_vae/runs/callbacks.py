@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, List, Tuple
 
 import torch
 from hydra.core.utils import JobReturn, JobStatus
@@ -18,9 +18,34 @@ from .atomic import write_json
 from .job_process import runs_in_a_worker_pool
 from .refusals import refusal_line
 from .run_directory import RunDirectoryInUse
-from .sweep_summary import STATUS_FILE, running_status, write_summary
+from .sweep_summary import STATUS_FILE, JobRecord, running_status, write_summary
 
 log = logging.getLogger(__name__)
+
+# This process's multiruns whose summary is not written yet (sweep dir -> metric): Hydra calls no
+# on_multirun_end when its sweeper re-raises a failed job's error or the process exits early.
+_open_sweeps: Dict[Path, str] = {}
+
+
+def write_open_summaries() -> List[Tuple[Path, List[JobRecord]]]:
+    """Write the summary of every open multirun of this process; each sweep directory with its jobs."""
+    written = [(d, write_summary(d, metric)) for d, metric in _open_sweeps.items() if d.is_dir()]
+    _open_sweeps.clear()
+    return written
+
+
+atexit.register(write_open_summaries)
+
+
+def failed_sweep_message(error: Exception) -> str:
+    """The line run.py ends a multirun with when Hydra's sweeper re-raises a failed job's ``error``:
+    how many jobs failed and where the summary lists each one's error."""
+    lines = [
+        f"{sum(job.status != 'completed' for job in jobs)} of {len(jobs)} jobs failed (the first: {error}); "
+        f"each job's status and error: {sweep_dir / 'sweep_summary.md'}"
+        for sweep_dir, jobs in write_open_summaries()
+    ]
+    return "; ".join(lines) or str(error)
 
 
 def _is_multirun(config: DictConfig) -> bool:
@@ -37,11 +62,7 @@ class SweepSummary(Callback):
         self.metric = metric
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        atexit.register(self._summary_at_exit, Path(config.hydra.sweep.dir))
-
-    def _summary_at_exit(self, sweep_dir: Path) -> None:
-        if sweep_dir.is_dir():
-            write_summary(sweep_dir, self.metric)
+        _open_sweeps[Path(config.hydra.sweep.dir)] = self.metric
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Marks the job running, with the process that runs it: a job whose process has died
@@ -56,17 +77,17 @@ class SweepSummary(Callback):
         if not _is_multirun(config):
             return
         status = {"status": "completed" if job_return.status == JobStatus.COMPLETED else "failed"}
-        try:
-            _ = job_return.return_value  # re-raises the job's exception if it failed
-        except RunDirectoryInUse:
-            return  # the directory holds an earlier run, which this job must leave as it was
-        except Exception as error:
+        if job_return.status != JobStatus.COMPLETED:
+            # The job's exception; ``return_value`` would raise it and print Hydra's line about it once more.
+            error = job_return._return_value
+            if isinstance(error, RunDirectoryInUse):
+                return  # the directory holds an earlier run, which this job must leave as it was
             status["error"] = f"{type(error).__name__}: {error}"
         write_json(Path(config.hydra.runtime.output_dir) / STATUS_FILE, status)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        atexit.unregister(self._summary_at_exit)
+        _open_sweeps.pop(sweep_dir, None)
         jobs = write_summary(sweep_dir, self.metric)
         failed = sum(job.status != "completed" for job in jobs)
         log.info("sweep summary of %d jobs (%d not completed): %s", len(jobs), failed, sweep_dir / "sweep_summary.md")

@@ -104,14 +104,40 @@ def _renamed_settings(config: Dict[str, Any]) -> None:
             settings[new] = settings.pop(old)
 
 
-def vae_from_record(record: Dict[str, Any]) -> VAE:
+def vae_from_record(record: Dict[str, Any], path: Path) -> VAE:
+    """The VAE that ``record`` (read from ``path``) describes, with its weights."""
+    missing = [key for key in ("config", "image_shape", "num_classes", "state_dict") if key not in record]
+    if missing:
+        raise DataError(
+            f"{path}: lacks {', '.join(missing)}; it is not a checkpoint that pyro-vae wrote, or it was altered"
+        )
     cfg = OmegaConf.create(record["config"])
     vae = build_vae(cfg, tuple(record["image_shape"]), record["num_classes"])
+    check_fits(vae, record, path)
     vae.load_state_dict(record["state_dict"])
     return vae
+
+
+def check_fits(vae: VAE, record: Dict[str, Any], path: Path) -> None:
+    """Refuse, naming the first weight that differs, a checkpoint whose weights ``vae`` cannot take:
+    torch's own error is a page of every mismatched tensor."""
+    wanted = {key: tuple(value.shape) for key, value in vae.state_dict().items()}
+    state = record.get("state_dict")
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: lacks state_dict; it is not a checkpoint that pyro-vae wrote, or it was altered")
+    held = {key: tuple(value.shape) for key, value in state.items() if isinstance(value, torch.Tensor)}
+    for key in sorted(wanted.keys() | held.keys()):
+        if wanted.get(key) != held.get(key):
+            found = "absent" if key not in held else f"of shape {list(held[key])}"
+            built = "none" if key not in wanted else f"one of shape {list(wanted[key])}"
+            raise DataError(
+                f"{path}: weight {key} is {found}, where the settings build {built}; the checkpoint was trained "
+                "with other settings (or its recorded config or image shape was altered): use the settings of the "
+                "run that wrote it"
+            )
 
 
 def load(run_dir: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> VAE:
     """The VAE of a finished run, from its best checkpoint, in eval mode on ``map_location``."""
     record = read(Path(run_dir) / BEST, map_location)
-    return vae_from_record(record).to(map_location).eval()
+    return vae_from_record(record, Path(run_dir) / BEST).to(map_location).eval()

@@ -17,6 +17,13 @@ from ..modelling.vae import VAE
 from .atomic import atomic_path
 
 MANIFOLD_STEPS = 20
+# The most images a grid figure holds a side (a row, a column). Its tiles are 0.75-0.9 inches at 110 dpi, so 64
+# of them make a figure over 4,000 pixels wide (64x64 samples: 4114x4134, peak memory 2.4 GB), more than a 4K
+# screen shows: more tiles only shrink each one when viewed, while the canvas grows with their square
+# (task.n=100000 samples reached 24 GB and was killed).
+MAX_GRID_SIDE = 64
+# Prior draws decoded at once: what decoding takes stays bounded whatever their number.
+DRAW_CHUNK = 1024
 
 
 def save(fig: Figure, path: Path) -> None:
@@ -46,9 +53,15 @@ def reconstruct(vae: VAE, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> 
 
 
 def prior_draws(vae: VAE, n: int) -> torch.Tensor:
-    """``n`` draws z ~ p(z) decoded (a conditional VAE cycles through the classes): Figure 10."""
-    z = vae.prior(n).sample()
-    y = torch.arange(n, device=z.device) % vae.num_classes if vae.conditional else None
+    """``n`` draws z ~ p(z) decoded, ``DRAW_CHUNK`` at a time (a conditional VAE cycles through the classes):
+    Figure 10."""
+    return torch.cat([_decoded_draws(vae, start, min(DRAW_CHUNK, n - start)) for start in range(0, n, DRAW_CHUNK)])
+
+
+def _decoded_draws(vae: VAE, start: int, count: int) -> torch.Tensor:
+    """Draws ``start`` to ``start + count`` of ``prior_draws``, decoded (the labels continue the cycle)."""
+    z = vae.prior(count).sample()
+    y = torch.arange(start, start + count, device=z.device) % vae.num_classes if vae.conditional else None
     return _decode(vae, z, y)
 
 
@@ -231,10 +244,18 @@ def latent_space(vae: VAE, images: torch.Tensor, labels: torch.Tensor, class_nam
     ax = fig.subplots()
     points = points.numpy()
     labels = labels.cpu()
-    # Fixed colour limits and one legend entry per class present: a small test set may lack some.
-    scatter = ax.scatter(points[:, 0], points[:, -1], c=labels.numpy(), cmap="tab10", vmin=0, vmax=9, s=3, alpha=0.7)
-    handles, _ = scatter.legend_elements()
-    ax.legend(handles, [class_names[i] for i in labels.unique().tolist()], fontsize=7, markerscale=0.8, loc="best")
+    # Colour limits fixed by the classes of the data set, not those present (a small test set may lack
+    # some); a legend of the classes present while a qualitative palette has a colour for each, else a
+    # colour bar of class indices (Omniglot's 50 alphabets).
+    classes = len(class_names)
+    cmap = "tab10" if classes <= 10 else "tab20" if classes <= 20 else "viridis"
+    colours = dict(c=labels.numpy(), cmap=cmap, vmin=0, vmax=max(classes - 1, 1))
+    scatter = ax.scatter(points[:, 0], points[:, -1], s=3, alpha=0.7, **colours)
+    if classes <= 20:
+        handles, _ = scatter.legend_elements()
+        ax.legend(handles, [class_names[i] for i in labels.unique().tolist()], fontsize=7, markerscale=0.8, loc="best")
+    else:
+        fig.colorbar(scatter, ax=ax, label="class index")
     ax.set_xlabel(f"{axis} 1")
     ax.set_ylabel(f"{axis} 2")
     ax.set_title("test images: posterior means E[z|x]", fontsize=9)

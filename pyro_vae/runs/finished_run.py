@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import DataSplits
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..modelling.vae import VAE
 from . import checkpoints
 from .builders import load_dataset, pixel_transform
@@ -28,6 +28,8 @@ from .settings import apply_threads, resolve_device
 COMMAND_LINE_SETTINGS = frozenset(
     {"eval.iwae_k", "eval.chunk_size", "eval.weight_draws", "dataset.root", "dataset.download"}
 )
+# Settings of the task's own process, which a task takes from its command line only.
+TASK_PROCESS_SETTINGS = ("task", "device", "threads", "seed")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,13 @@ class FinishedRun:
     @cached_property
     def data(self) -> DataSplits:
         """The run's data set, loaded on first use (most tasks need only its test split)."""
-        return load_dataset(self.cfg, self.device)
+        data = load_dataset(self.cfg, self.device)
+        if tuple(data.image_shape) != self.image_shape:
+            raise DataError(
+                f"{self.path / checkpoints.BEST}: trained on images of shape {list(self.image_shape)}, but its "
+                f"data set now reads as {list(data.image_shape)}; point dataset.root at the run's own data"
+            )
+        return data
 
     def test_view(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``images`` binarized or dequantized exactly as the run's test split was, from the run's seed."""
@@ -60,16 +68,34 @@ def open_run(cfg: DictConfig, output_dir: Path) -> FinishedRun:
             "checkpoint.pt"
         )
     path = Path(cfg.task.run_dir).expanduser()
+    given = _command_line_keys()
+    _refuse_model_settings(cfg.task.name, path, given)
     device = resolve_device(cfg.device)
     apply_threads(cfg.threads)
     record = checkpoints.read(path / checkpoints.BEST, device)
-    vae = checkpoints.vae_from_record(record).to(device).eval()
+    vae = checkpoints.vae_from_record(record, path / checkpoints.BEST).to(device).eval()
     run_cfg = OmegaConf.create(record["config"])
-    for key in _command_line_keys() & COMMAND_LINE_SETTINGS:
+    for key in given & COMMAND_LINE_SETTINGS:
         OmegaConf.update(run_cfg, key, OmegaConf.select(cfg, key), force_add=True)
     # The task's own random draws (prior samples, importance samples) repeat with its seed.
     pyro.set_rng_seed(cfg.seed)
     return FinishedRun(path, run_cfg, vae, tuple(record["image_shape"]), device, record["epoch"])
+
+
+def _refuse_model_settings(task: str, run_dir: Path, given: Set[str]) -> None:
+    """A setting of the model or its data on a task's command line would be recorded in the task's
+    config but not used: refuse it rather than let the record say what did not happen."""
+    ignored = sorted(
+        key
+        for key in given - COMMAND_LINE_SETTINGS
+        if not any(key == name or key.startswith(f"{name}.") for name in TASK_PROCESS_SETTINGS)
+    )
+    if ignored:
+        allowed = ", ".join(["task.*", *TASK_PROCESS_SETTINGS[1:], *sorted(COMMAND_LINE_SETTINGS)])
+        raise ConfigError(
+            f"{', '.join(ignored)}: task={task} takes the model and data settings from the run it works on "
+            f"({run_dir / checkpoints.BEST}); drop the override (a task's command line sets {allowed})"
+        )
 
 
 def _command_line_keys() -> Set[str]:

@@ -3,8 +3,8 @@
 A new training run needs a directory without a run; ``resume=true`` needs the run's ``last.pt``
 and the settings it was trained with (a few that only steer what comes next may change, and
 are then applied); a task on a finished run writes into a directory of its own. A refused
-command leaves the directory byte-identical, which is why ``run.py`` writes Hydra's record of
-the config only after these checks (``hydra.output_subdir: null``).
+command leaves the directory byte-identical: ``run.py`` writes Hydra's record of the config only
+once the command is accepted (``hydra.output_subdir: null``; see :mod:`.run_record`).
 """
 
 from pathlib import Path
@@ -12,9 +12,8 @@ from typing import Any, Dict, List, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from . import checkpoints
-from .atomic import write_text
 
 # Settings a resumed run takes from its new command line, all applied from the next epoch on:
 # the epoch budget, early stopping, evaluation, what watches the run, the device and threads, and where
@@ -60,9 +59,16 @@ def check_output_dir(cfg: DictConfig, output_dir: Path) -> None:
             f"resume=true: {output_dir} holds no {checkpoints.LAST} to continue; drop resume=true to start a new run "
             "there"
         )
-    changed = settings_changed(
-        checkpoints.read(last)["config"], OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    )
+    current = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    changed = settings_changed(checkpoints.read(last)["config"], current)
+    best = output_dir / checkpoints.BEST
+    mixed = settings_changed(checkpoints.read(best)["config"], current) if best.is_file() and not changed else []
+    if mixed:
+        listed = ", ".join(f"{key}={old}" for key, old, _ in mixed)
+        raise DataError(
+            f"{best}: was trained with {listed}, unlike {checkpoints.LAST} and this command; the directory mixes "
+            "two runs: move one of the two files away or start a new run"
+        )
     if changed:
         listed = ", ".join(f"{key}={new} (the run has {old})" for key, old, new in changed)
         raise RunDirectoryInUse(
@@ -100,12 +106,3 @@ def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def write_config_record(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> None:
-    """Hydra's record of the job (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``),
-    written once the command has been accepted; each file is replaced whole or not at all."""
-    record_dir = output_dir / ".hydra"
-    write_text(record_dir / "config.yaml", OmegaConf.to_yaml(cfg))
-    write_text(record_dir / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
-    write_text(record_dir / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))

@@ -133,15 +133,24 @@ class HierarchicalModelConfig(ModelConfig):
 
 @dataclass
 class DatasetConfig:
-    """dataset=mnist|cifar10: where the files are and how the splits are carved."""
+    """dataset=mnist|fashion_mnist|kmnist|binarized_mnist|omniglot|cifar10|svhn|celeba: where the files are,
+    whether they must be the official release, and how the splits are carved."""
 
     name: str = MISSING
     root: Optional[str] = MISSING
     download: bool = MISSING
+    verify: bool = MISSING
     binarize: Binarization = MISSING
     val_size: int = MISSING
     train_size: Optional[int] = MISSING
     test_size: Optional[int] = MISSING
+
+
+@dataclass
+class CelebaDatasetConfig(DatasetConfig):
+    """dataset=celeba: also the side the centre-cropped faces are resized to."""
+
+    image_size: int = MISSING
 
 
 @dataclass
@@ -370,7 +379,13 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
     },
     "dataset": {
         "mnist": Option(DatasetConfig, "pyro_vae.data.mnist:READER"),
+        "fashion_mnist": Option(DatasetConfig, "pyro_vae.data.fashion_mnist:READER"),
+        "kmnist": Option(DatasetConfig, "pyro_vae.data.kmnist:READER"),
+        "binarized_mnist": Option(DatasetConfig, "pyro_vae.data.binarized_mnist:READER"),
+        "omniglot": Option(DatasetConfig, "pyro_vae.data.omniglot:READER"),
         "cifar10": Option(DatasetConfig, "pyro_vae.data.cifar10:READER"),
+        "svhn": Option(DatasetConfig, "pyro_vae.data.svhn:READER"),
+        "celeba": Option(CelebaDatasetConfig, "pyro_vae.data.celeba:READER"),
     },
     "net": {
         "mlp": Option(NetConfig, f"{_NETS}:MLP"),

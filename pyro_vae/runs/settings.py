@@ -11,11 +11,13 @@ from typing import Any, Callable, List, Optional, Tuple
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.transform import binarization_mismatch
+from ..data.celeba import CROP, MIN_IMAGE_SIZE
+from ..data.transform import Binarization, Observation, binarization_mismatch
 from ..errors import ConfigError
 from ..modelling.networks import conv_sizes
 from ..modelling.weights import MIN_WEIGHT_SCALE
 from .builders import dataset_reader, likelihood_class
+from .figures import MAX_GRID_SIDE
 from .schema import OPTIONS, option
 from .tensorboard_logger import require_tensorboard
 from .values import is_integer, is_number, positive_int
@@ -35,7 +37,15 @@ def _positive_integer(value: Any) -> bool:
     return is_integer(value) and value >= 1
 
 
+def _fraction(value: Any) -> bool:
+    """A number in [0, 1): a decay rate, or what is left of a rate."""
+    return is_number(value) and 0 <= value < 1
+
+
 POSITIVE_INTEGER = "must be a positive integer"
+# The smallest optimizer.eps: float32's smallest normal number. A smaller one rounds to 0 (or loses its digits) when
+# added to the float32 sqrt(v), and a parameter whose gradients have been 0 then steps by 0 / 0.
+MIN_EPS = torch.finfo(torch.float32).tiny
 WIDTHS = "must be a list of positive integers, e.g. [512,256]"
 NATS = "must be a number of nats >= 0 by which an epoch must beat the best"
 
@@ -63,9 +73,19 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
             "guide.steps",
             "guide.context_dim",
             "model.top_latent_dim",
+            "schedule.stages",
         )
     ),
     ("task.steps", lambda value: is_integer(value) and value >= 2, "must be an integer >= 2 (both ends count)"),
+    (
+        "dataset.image_size",
+        lambda value: is_integer(value) and MIN_IMAGE_SIZE <= value <= CROP,
+        f"must be an integer from {MIN_IMAGE_SIZE} to {CROP} (the side of CelebA's centre crop, in pixels)",
+    ),
+    *(
+        (name, lambda value: is_integer(value) and value >= 0, "must be the index of a test image, an integer >= 0")
+        for name in ("task.start", "task.end")
+    ),
     ("threads", lambda value: value is None or _positive_integer(value), POSITIVE_INTEGER),
     ("seed", is_integer, "must be an integer"),
     ("lr", _positive, "must be a positive finite number, e.g. lr=1e-3"),
@@ -95,17 +115,31 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ),
     ("schedule.threshold", _at_least(0), NATS),
     ("schedule.min_lr", _at_least(0), "must be a number >= 0"),
-    (
-        "schedule.final_factor",
-        lambda value: is_number(value) and 0 <= value < 1,
-        "must be a number in [0, 1), the fraction of lr left after the last epoch",
-    ),
+    ("schedule.final_factor", _fraction, "must be a number in [0, 1), the fraction of lr left after the last epoch"),
     (
         "early_stopping.patience",
         lambda value: value is None or _positive_integer(value),
         "must be a positive integer, or null to never stop early",
     ),
     ("early_stopping.threshold", _at_least(0), NATS),
+    (
+        "optimizer.betas",
+        lambda betas: len(betas) == 2 and all(_fraction(beta) for beta in betas),
+        "must be two numbers in [0, 1), e.g. [0.9,0.999]: the decay rates of Adam's averages of the gradient and "
+        "its square",
+    ),
+    (
+        "optimizer.eps",
+        _at_least(MIN_EPS),
+        f"must be a number >= {MIN_EPS:g}, e.g. 1e-8: Adam divides by sqrt(v) + eps, and v is 0 where the "
+        "gradients have been",
+    ),
+    ("optimizer.clip_norm", _positive, "must be a number > 0, e.g. 10: the largest gradient norm per image"),
+    (
+        "optimizer.alpha",
+        _fraction,
+        "must be a number in [0, 1), e.g. 0.99: the decay rate of RMSprop's average of the squared gradient",
+    ),
 ]
 
 
@@ -141,6 +175,29 @@ def _binarization_refusal(cfg: DictConfig) -> Optional[str]:
     return binarization_mismatch(cfg.dataset.binarize, observes, cfg.likelihood.name)
 
 
+def _dataset_refusal(cfg: DictConfig) -> Optional[str]:
+    """What the data set itself rules out (``DatasetReader``): unverified files unsafe to read, labels it
+    lacks, grey levels or a fresh binarization of pixels that are binary already, settings of its own it cannot read."""
+    reader, name = dataset_reader(cfg), cfg.dataset.name
+    if reader.refusal and (refusal := reader.refusal(cfg.dataset)):
+        return refusal
+    if not OmegaConf.select(cfg, "dataset.verify", default=True) and reader.verify_refusal:
+        return reader.verify_refusal
+    if not reader.labelled and _component(cfg, "model").conditional:
+        return f"model={cfg.model.name} conditions on the label, and dataset={name} has no labels; use model=vae"
+    if reader.binary and likelihood_class(cfg.likelihood).observes != Observation.binary:
+        return (
+            f"likelihood={cfg.likelihood.name}: dataset={name} holds binary pixels, which only likelihood=bernoulli "
+            "models; use likelihood=bernoulli, or dataset=mnist for grey levels"
+        )
+    if reader.binary and cfg.dataset.binarize != Binarization.static:
+        return (
+            f"dataset.binarize={cfg.dataset.binarize}: dataset={name} is binarized already (one fixed draw); set "
+            "dataset.binarize=static, which keeps its pixels as they are"
+        )
+    return None
+
+
 def _conv_layers_refusal(cfg: DictConfig) -> Optional[str]:
     if cfg.net.name != "conv":
         return None
@@ -153,6 +210,14 @@ def _conv_layers_refusal(cfg: DictConfig) -> Optional[str]:
 
 def _rule(when: Callable[[DictConfig], bool], message: str) -> Callable[[DictConfig], Optional[str]]:
     return lambda cfg: message.format(cfg=cfg) if when(cfg) else None
+
+
+def _task(name: str, when: Callable[[DictConfig], bool]) -> Callable[[DictConfig], bool]:
+    """``when`` of the task's settings, for ``task=NAME`` only (another task has none of them)."""
+    return lambda cfg: cfg.task.name == name and when(cfg.task)
+
+
+ROW = f"a figure shows at most {MAX_GRID_SIDE} images a row"
 
 
 # The rules between settings, in the order they are checked: each gives the refusal of a config that
@@ -223,8 +288,36 @@ RULES: List[Callable[[DictConfig], Optional[str]]] = [
         "encoder needs; use prior=standard with model=cvae",
     ),
     _scale_mode_refusal,
+    _dataset_refusal,
     _binarization_refusal,
     _conv_layers_refusal,
+    # the size of a task's figure (figures.MAX_GRID_SIDE): its canvas grows with the images it holds
+    _rule(
+        _task("sample", lambda task: not task.per_class and task.n > MAX_GRID_SIDE**2),
+        f"task.n={{cfg.task.n}}: a samples figure shows at most {MAX_GRID_SIDE**2} draws, {MAX_GRID_SIDE} a side; "
+        "draw several figures, each with its own seed=...",
+    ),
+    _rule(
+        _task("sample", lambda task: task.per_class and task.n > MAX_GRID_SIDE),
+        f"task.n={{cfg.task.n}}: task.per_class=true draws a row of task.n per class, and {ROW}; set task.n <= "
+        f"{MAX_GRID_SIDE}",
+    ),
+    _rule(
+        _task("reconstruct", lambda task: task.images is None and task.n > MAX_GRID_SIDE),
+        f"task.n={{cfg.task.n}}: the reconstructions figure shows task.n test images in a row, and {ROW}; set "
+        f"task.n <= {MAX_GRID_SIDE}",
+    ),
+    lambda cfg: (
+        f"task.images: {len(cfg.task.images)} files, but the reconstructions figure shows them in a row, and {ROW}; "
+        f"reconstruct them {MAX_GRID_SIDE} at a time"
+        if _task("reconstruct", lambda task: task.images is not None and len(task.images) > MAX_GRID_SIDE)(cfg)
+        else None
+    ),
+    _rule(
+        _task("interpolate", lambda task: task.steps > MAX_GRID_SIDE - 2),
+        f"task.steps={{cfg.task.steps}}: the interpolation figure shows task.steps images and the two ends in a row, "
+        f"and {ROW}; set task.steps <= {MAX_GRID_SIDE - 2}",
+    ),
 ]
 
 

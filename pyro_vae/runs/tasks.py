@@ -3,7 +3,8 @@
 Each task rebuilds the run's VAE from its ``checkpoint.pt`` on this machine's device (so a
 GPU-trained model works on a CPU), reads the run's own data settings from the config stored in
 the checkpoint, and writes only into its own Hydra output directory: the run directory is
-never modified. ``task=train`` (the default) is :func:`pyro_vae.runs.training_run.run_experiment`.
+never modified. Each task calls ``begin`` once the run is loaded, before its first write
+(:mod:`pyro_vae.runs.run_record`). ``task=train`` (the default) is :func:`pyro_vae.runs.training_run.run_experiment`.
 Loading the run is :mod:`pyro_vae.runs.finished_run`; its figures are drawn by :mod:`pyro_vae.runs.figures`.
 """
 
@@ -20,14 +21,16 @@ from . import figures
 from .finished_run import FinishedRun, open_run
 from .metrics import test_metrics
 from .reporting import write_metrics
+from .run_record import Begin, nothing_to_begin
 from .values import is_integer
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_run(cfg: DictConfig, output_dir: Path) -> float:
+def evaluate_run(cfg: DictConfig, output_dir: Path, begin: Begin = nothing_to_begin) -> float:
     """Recompute the run's test figures, e.g. with ``eval.iwae_k=5000`` for a tighter log p(x); return the test ELBO."""
     run = open_run(cfg, output_dir)
+    begin()
     data = run.data
     metrics = test_metrics(run.vae, run.test_view(data.test.images), data.test.labels, run.cfg, len(data.train))
     path = output_dir / "metrics.json"
@@ -44,9 +47,10 @@ def evaluate_run(cfg: DictConfig, output_dir: Path) -> float:
     return metrics["test_elbo"]
 
 
-def sample_run(cfg: DictConfig, output_dir: Path) -> None:
+def sample_run(cfg: DictConfig, output_dir: Path, begin: Begin = nothing_to_begin) -> None:
     """Decode ``task.n`` draws from the prior into ``samples.png``; with ``task.per_class``, ``task.n`` per class."""
     run = open_run(cfg, output_dir)
+    begin()
     path = output_dir / "samples.png"
     if cfg.task.per_class:
         if not run.vae.conditional:
@@ -60,11 +64,12 @@ def sample_run(cfg: DictConfig, output_dir: Path) -> None:
     log.info("%s: %d samples%s -> %s", run.path, cfg.task.n, " per class" if cfg.task.per_class else "", path)
 
 
-def reconstruct_run(cfg: DictConfig, output_dir: Path) -> None:
+def reconstruct_run(cfg: DictConfig, output_dir: Path, begin: Begin = nothing_to_begin) -> None:
     """Inputs and their reconstructions (decoded posterior means) into ``reconstructions.png``:
     the first ``task.n`` test images, or the image files of ``task.images``."""
     settings = cfg.task
     run = open_run(cfg, output_dir)
+    begin()
     if settings.images is None:
         if settings.labels is not None:
             raise ConfigError("task.labels: goes with task.images=[...]; test images bring their own labels")
@@ -104,11 +109,12 @@ def _file_labels(run: FinishedRun, labels: Any, count: int) -> torch.Tensor:
     return torch.tensor(list(labels), dtype=torch.long, device=run.device)
 
 
-def interpolate_run(cfg: DictConfig, output_dir: Path) -> None:
+def interpolate_run(cfg: DictConfig, output_dir: Path, begin: Begin = nothing_to_begin) -> None:
     """Decode a straight line between the posterior means of test images ``task.start`` and
     ``task.end`` into ``interpolation.png``, with the two inputs at the ends."""
     settings = cfg.task
     run = open_run(cfg, output_dir)
+    begin()
     test = run.data.test
     ends = [_test_index(f"task.{key}", settings[key], len(test)) for key in ("start", "end")]
     path = output_dir / "interpolation.png"

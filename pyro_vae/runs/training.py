@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pyro
 import torch
@@ -24,6 +24,7 @@ from ..errors import ConfigError, DivergenceError
 from ..modelling.estimators import evaluate
 from ..modelling.vae import VAE
 from . import checkpoints
+from .interrupts import interruptible
 from .schedules import epochs_without_improvement, make_schedule, step_schedule
 from .steps import TrainingStep, make_step
 from .tensorboard_logger import NO_LOGGER, RunLogger
@@ -31,6 +32,8 @@ from .tensorboard_logger import NO_LOGGER, RunLogger
 log = logging.getLogger(__name__)
 
 LOSS_CHECK_EVERY = 100
+# optimizer.eps below torch's default lets Adam and RMSprop divide by a vanishing second moment.
+TINY_EPS = 1e-8
 
 
 @dataclass
@@ -38,6 +41,10 @@ class TrainingState:
     """What carries over between epochs and across a resume."""
 
     history: List[Dict[str, float]] = field(default_factory=list)
+    # The validation ELBO before the first step: an epoch that ends below it has diverged.
+    untrained_val_elbo: Optional[float] = None
+    # Why training stopped early, diverged (``divergence_message``); None while it has not.
+    divergence: Optional[str] = None
 
     @property
     def epochs_completed(self) -> int:
@@ -76,7 +83,7 @@ def _resume(vae: VAE, step: TrainingStep, scheduler, run_dir: Path, device: torc
     if device.type == "cuda" and "cuda_rng" in record:
         torch.cuda.set_rng_state(record["cuda_rng"], device)
     log.info("resuming %s after epoch %d", run_dir, len(record["history"]))
-    return TrainingState(history=list(record["history"]))
+    return TrainingState(history=list(record["history"]), untrained_val_elbo=record.get("untrained_val_elbo"))
 
 
 def kl_weight_at(cfg: DictConfig, epoch: int, progress: float) -> float:
@@ -98,20 +105,51 @@ def run_epoch(
             total += step(x, y, kl_weight_at(cfg, epoch, (index + 1) / len(sampler)))
         if (index + 1) % LOSS_CHECK_EVERY == 0 or index + 1 == len(sampler):
             if not torch.isfinite(total):
-                raise DivergenceError(
-                    f"training loss became {total.item()} at epoch {epoch}, steps {window_start}-{index}; "
-                    f"lower lr (now {cfg.lr}) or use optimizer=clipped_adam "
-                    f"({run_dir / checkpoints.LAST} keeps the last finished epoch)"
-                )
+                reason = f"training loss became {total.item()} at epoch {epoch}, steps {window_start}-{index}"
+                raise DivergenceError(divergence_message(reason, cfg, run_dir))
             window_start = index + 1
     return total
+
+
+def divergence_message(reason: str, cfg: DictConfig, run_dir: Path) -> str:
+    """``reason`` with the settings that likely caused it, and the saved epoch where there is one."""
+    eps = cfg.optimizer.get("eps")
+    causes = [f"lower lr (now {cfg.lr})"]
+    if eps is not None and eps < TINY_EPS:
+        causes.append(f"raise optimizer.eps (now {eps}; {TINY_EPS:g} is torch's default)")
+    if cfg.optimizer.name != "clipped_adam":
+        causes.append("use optimizer=clipped_adam")
+    last = run_dir / checkpoints.LAST
+    saved = f"; {last} keeps epoch {len(checkpoints.read(last)['history'])}" if last.is_file() else ""
+    advice = f"{', '.join(causes[:-1])} or {causes[-1]}" if len(causes) > 1 else causes[0]
+    return f"diverged: {reason}; {advice}{saved}"
+
+
+def _validation_divergence(val_elbo: float, untrained: Optional[float], epoch: int) -> Optional[str]:
+    """Why an epoch whose validation ELBO is ``val_elbo`` has diverged, or None."""
+    if not math.isfinite(val_elbo):
+        return f"validation ELBO became {val_elbo} at epoch {epoch}"
+    if untrained is not None and val_elbo < untrained:
+        return f"validation ELBO {val_elbo:.4g} at epoch {epoch} is below the untrained model's {untrained:.2f}"
+    return None
+
+
+def _untrained_val_elbo(vae: VAE, val_images: torch.Tensor, labels, cfg: DictConfig, num_data: int) -> float:
+    """One validation pass before training, on forked random streams so that training draws what it drew without it."""
+    device = val_images.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        elbo = evaluate(vae, val_images, labels, chunk_size=cfg.eval.chunk_size, num_data=num_data).elbo
+    log.info("untrained model: val ELBO %.2f", elbo)
+    return elbo
 
 
 def fit(
     vae: VAE, data: DataSplits, transform: PixelTransform, cfg: DictConfig, run_dir: Path, logger: RunLogger = NO_LOGGER
 ) -> TrainingState:
     """Train ``vae`` for up to ``cfg.epochs`` epochs, writing ``checkpoint.pt`` and ``last.pt`` each epoch
-    and showing each saved epoch to ``logger``."""
+    and showing each saved epoch to ``logger``. An epoch that diverges (a non-finite loss, or a validation
+    ELBO below the untrained model's) is not saved: training stops with ``state.divergence`` set.
+    SIGINT and SIGTERM raise :class:`RunInterrupted`, never in the middle of a save."""
     device = data.train.images.device
     if device.type == "cpu":
         # Adam's moments of weights whose gradient has become exactly zero (those of dead ReLU
@@ -129,44 +167,61 @@ def fit(
 
     # run_directory.check_output_dir has refused a run_dir that this run may not write into.
     state = _resume(vae, step, scheduler, run_dir, device) if cfg.resume else TrainingState()
-
-    for epoch in range(state.epochs_completed + 1, cfg.epochs + 1):
-        if patience is not None and state.epochs_without_improvement(cfg.early_stopping.threshold) >= patience:
-            log.info("early stopping: no better validation ELBO in the last %d epochs", patience)
-            break
-        lr = step.lr
-        start = time.perf_counter()
-        loss_total = run_epoch(step, sampler, epoch, cfg, run_dir).item()
-        seconds = time.perf_counter() - start
-        val = evaluate(vae, val_images, data.val.labels, chunk_size=cfg.eval.chunk_size, num_data=num_data)
-        row = {
-            "epoch": epoch,
-            # Every objective's loss estimates minus the bound of all num_data images; for a
-            # Bayesian decoder that includes KL(q(W) || p(W)) / num_data, as val_elbo does.
-            "train_elbo": -loss_total / num_data / len(sampler),
-            "val_elbo": val.elbo,
-            **({"val_elbo_given_weights": val.elbo_given_weights, "weight_kl": val.weight_kl} if vae.bayesian else {}),
-            "epoch_seconds": seconds,
-            "images_per_second": len(sampler) * cfg.batch_size / seconds,
-            "lr": lr,
-            "kl_weight": kl_weight_at(cfg, epoch, 1.0),
-        }
-        improved = row["val_elbo"] > state.best_val_elbo
-        state.history.append(row)
-        step_schedule(scheduler, row["val_elbo"])
-        _save_epoch(vae, step, scheduler, cfg, data, state, run_dir, improved)
-        log.info(
-            "epoch %d/%d  train ELBO %.2f  val ELBO %.2f%s  (%.1f s, %.0f images/s, lr %.2g)",
-            epoch,
-            cfg.epochs,
-            row["train_elbo"],
-            row["val_elbo"],
-            "  best" if improved else "",
-            seconds,
-            row["images_per_second"],
-            lr,
-        )
-        logger.epoch(vae, row, val, val_images, data.val.labels)
+    with interruptible(run_dir) as saving:
+        if not cfg.resume:
+            state.untrained_val_elbo = _untrained_val_elbo(vae, val_images, data.val.labels, cfg, num_data)
+        for epoch in range(state.epochs_completed + 1, cfg.epochs + 1):
+            if patience is not None and state.epochs_without_improvement(cfg.early_stopping.threshold) >= patience:
+                log.info("early stopping: no better validation ELBO in the last %d epochs", patience)
+                break
+            lr = step.lr
+            start = time.perf_counter()
+            try:
+                loss_total = run_epoch(step, sampler, epoch, cfg, run_dir).item()
+            except DivergenceError as exc:
+                state.divergence = str(exc)
+                break
+            seconds = time.perf_counter() - start
+            val = evaluate(vae, val_images, data.val.labels, chunk_size=cfg.eval.chunk_size, num_data=num_data)
+            # An epoch trained with a KL weight below 1 (kl_weight, KL warm-up) may trade the ELBO for reconstruction.
+            untrained = state.untrained_val_elbo if kl_weight_at(cfg, epoch, 0.0) >= 1.0 else None
+            reason = _validation_divergence(val.elbo, untrained, epoch)
+            if reason is not None:
+                state.divergence = divergence_message(reason, cfg, run_dir)
+                break
+            row = {
+                "epoch": epoch,
+                # Every objective's loss estimates minus the bound of all num_data images; for a
+                # Bayesian decoder that includes KL(q(W) || p(W)) / num_data, as val_elbo does.
+                "train_elbo": -loss_total / num_data / len(sampler),
+                "val_elbo": val.elbo,
+                **(
+                    {"val_elbo_given_weights": val.elbo_given_weights, "weight_kl": val.weight_kl}
+                    if vae.bayesian
+                    else {}
+                ),
+                "epoch_seconds": seconds,
+                "images_per_second": len(sampler) * cfg.batch_size / seconds,
+                "lr": lr,
+                "kl_weight": kl_weight_at(cfg, epoch, 1.0),
+            }
+            improved = row["val_elbo"] > state.best_val_elbo
+            state.history.append(row)
+            step_schedule(scheduler, row["val_elbo"])
+            with saving():
+                _save_epoch(vae, step, scheduler, cfg, data, state, run_dir, improved)
+            log.info(
+                "epoch %d/%d  train ELBO %.2f  val ELBO %.2f%s  (%.1f s, %.0f images/s, lr %.2g)",
+                epoch,
+                cfg.epochs,
+                row["train_elbo"],
+                row["val_elbo"],
+                "  best" if improved else "",
+                seconds,
+                row["images_per_second"],
+                lr,
+            )
+            logger.epoch(vae, row, val, val_images, data.val.labels)
     return state
 
 
@@ -189,6 +244,7 @@ def _save_epoch(
         "optimizer": step.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "history": state.history,
+        "untrained_val_elbo": state.untrained_val_elbo,
         "rng": torch.get_rng_state(),
     }
     if data.train.images.is_cuda:

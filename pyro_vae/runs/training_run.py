@@ -9,15 +9,16 @@ from pathlib import Path
 import pyro
 from omegaconf import DictConfig
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DivergenceError
 from . import checkpoints, figures
 from .builders import build_vae, load_dataset, pixel_transform, training_bound_name
 from .metrics import test_metrics, validation_metrics
 from .reporting import write_history, write_metrics
 from .run_directory import check_output_dir
+from .run_record import Begin, nothing_to_begin
 from .settings import apply_threads, resolve_device, validate
 from .tensorboard_logger import make_logger
-from .training import fit
+from .training import TrainingState, fit
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     return train(cfg, run_dir)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> float:
-    """``task=train`` on settings and a directory already checked: :func:`run_experiment`'s work."""
+def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> float:
+    """``task=train`` on settings and a directory already checked: :func:`run_experiment`'s work.
+    ``begin`` is called once the data and every checkpoint of a resumed run have been checked."""
     device = resolve_device(cfg.device)
     apply_threads(cfg.threads)
     pyro.clear_param_store()
@@ -46,6 +48,11 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             "dataset.train_size"
         )
     vae = build_vae(cfg, data.image_shape, data.num_classes).to(device)
+    if cfg.resume:  # the end of the run loads checkpoint.pt: it must fit as last.pt must
+        for path in (run_dir / checkpoints.LAST, run_dir / checkpoints.BEST):
+            if path.exists():
+                checkpoints.check_fits(vae, checkpoints.read(path), path)
+    begin()
     transform = pixel_transform(cfg)
     log.info(
         "%s: %d train / %d val / %d test images of shape %s on %s",
@@ -59,6 +66,8 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
 
     logger = make_logger(cfg, run_dir)
     state = fit(vae, data, transform, cfg, run_dir, logger)
+    if state.divergence is not None:
+        _record_divergence(state, run_dir, data.name, device)
 
     best = checkpoints.read(run_dir / checkpoints.BEST, device)
     vae.load_state_dict(best["state_dict"])
@@ -74,6 +83,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         "train_seconds": state.train_seconds,
         "images_per_second": state.images_per_second,
         "dataset": data.name,
+        "data_verified": data.verified,  # false: dataset.verify=false read files that are not the official release
         "device": str(device),
     }
     write_history(run_dir / "history.csv", state.history)
@@ -92,3 +102,20 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     )
     log.info("wrote %s", run_dir)
     return state.best_val_elbo
+
+
+def _record_divergence(state: TrainingState, run_dir: Path, dataset: str, device) -> None:
+    """A diverged run's ``metrics.json`` says so, with the reason and no test figures; run.py then
+    exits with status 2 (a sweep lists the job as failed)."""
+    write_history(run_dir / "history.csv", state.history)
+    metrics = {
+        "diverged": True,
+        "divergence": state.divergence,
+        "untrained_val_elbo": state.untrained_val_elbo,
+        "epochs_completed": state.epochs_completed,
+        "val_elbo_best": state.best_val_elbo if state.history else None,
+        "dataset": dataset,
+        "device": str(device),
+    }
+    write_metrics(run_dir / "metrics.json", metrics)
+    raise DivergenceError(f"{state.divergence}; {run_dir / 'metrics.json'} records it, without test figures")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pyro_vae.data import cifar10
-from pyro_vae.errors import DataError
+from pyro_vae.errors import ConfigError, DataError
 
 from ..helpers import CIFAR10_BATCHES, CIFAR10_PER_BATCH, cifar10_batch_pickle, md5, write_cifar10_archive
 
@@ -163,3 +163,10 @@ def test_archive_without_a_batch_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(cifar10, "BATCH_MD5", {**cifar10.BATCH_MD5, "data_batch_6": "0" * 32})
     with pytest.raises(DataError, match=r"tar\.gz: holds no file cifar-10-batches-py/data_batch_6"):
         cifar10.load_cifar10(str(tmp_path))
+
+
+def test_verify_false_is_refused_before_any_file_is_read(tmp_path, monkeypatch):
+    write_cifar10_archive(tmp_path, monkeypatch)
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled with dataset.verify=false"))
+    with pytest.raises(ConfigError, match=r"dataset\.verify=false: CIFAR-10's batches are Python pickles"):
+        cifar10.load_cifar10(str(tmp_path), verify=False)

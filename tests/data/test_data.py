@@ -9,15 +9,12 @@ import torch
 
 from pyro_vae.data import Observation, PixelTransform, mnist
 from pyro_vae.data.batches import MinibatchSampler
-from pyro_vae.data.idx import parse_idx, read_verified_bytes
+from pyro_vae.data.idx import IdxFile, parse_idx, read_checked_bytes
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.runs.builders import load_dataset
 from pyro_vae.runs.schema import option
 
-
-def idx_bytes(array: torch.Tensor) -> bytes:
-    header = bytes([0, 0, 0x08, array.dim()]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.to(torch.uint8).numpy().tobytes()
+from ..helpers import idx_bytes
 
 
 def test_parse_idx_reads_shape_and_values(tmp_path):
@@ -42,15 +39,15 @@ def test_parse_idx_rejects_damaged_headers(tmp_path, damage, message):
 def test_verified_read_names_the_file_and_the_fix(tmp_path):
     path = tmp_path / "f.gz"
     path.write_bytes(gzip.compress(b"payload"))
-    good = hashlib.sha256(b"payload").hexdigest()
-    assert read_verified_bytes(path, good, "fix it") == b"payload"
-    with pytest.raises(DataError, match=r"f\.gz: SHA-256 .* expected .*fix it"):
-        read_verified_bytes(path, "0" * 64, "fix it")
+    good = IdxFile("unused", hashlib.sha256(b"payload").hexdigest())
+    assert read_checked_bytes(path, good, "fix it") == (b"payload", True)
+    with pytest.raises(DataError, match=r"f\.gz: SHA-256 .* expected .*fix it, or set dataset\.verify=false"):
+        read_checked_bytes(path, IdxFile("unused", "0" * 64), "fix it")
     path.write_bytes(gzip.compress(b"payload")[:-6])
     with pytest.raises(DataError, match=r"f\.gz: cannot be decompressed .*truncated"):
-        read_verified_bytes(path, good, "fix it")
+        read_checked_bytes(path, good, "fix it")
     with pytest.raises(DataError, match=r"missing\.gz: file not found; fix it"):
-        read_verified_bytes(tmp_path / "missing.gz", good, "fix it")
+        read_checked_bytes(tmp_path / "missing.gz", good, "fix it")
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,12 @@ weights, optimizer state and history bit-identical to a run that was never inter
 
 The kill is real: a wrapper around ``run.py`` sends the process SIGKILL to itself after the
 third training step of epoch 2, so nothing gets to clean up, flush or save; epoch 1's ``last.pt``
-is all that survives, as after a power cut or the OOM killer.
+is all that survives, as after a power cut or the OOM killer. SIGINT (Ctrl-C) and SIGTERM at the
+same point stop the run with one line that names the saved epoch and the command that resumes it.
 """
 
+import os
+import shlex
 import signal
 
 import pytest
@@ -19,6 +22,8 @@ KILL_AFTER_STEPS_OF_EPOCH_2 = """
 import os, runpy, signal, sys
 import pyro_vae.runs.training as training
 
+SIGNAL = signal.Signals[os.environ.get("KILL_SIGNAL", "SIGKILL")]
+
 run_epoch = training.run_epoch
 
 def run_epoch_killed_in_epoch_2(step, sampler, epoch, cfg, run_dir):
@@ -27,7 +32,7 @@ def run_epoch_killed_in_epoch_2(step, sampler, epoch, cfg, run_dir):
     def step_then_kill(x, y, kl_weight):
         steps.append(1)
         if epoch == 2 and len(steps) == 4:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), SIGNAL)
         return step(x, y, kl_weight)
 
     return run_epoch(step_then_kill, sampler, epoch, cfg, run_dir)
@@ -72,6 +77,35 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
     assert [[row[c] for c in columns] for row in got["history"]] == [
         [row[c] for c in columns] for row in expected["history"]
     ]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_or_sigterm_stops_with_one_line_and_the_resume_command_continues_bit_identically(signum, tmp_path):
+    args = tiny("epochs=2", "eval.iwae_k=2", "eval.val_iwae_k=2", "threads=1")
+    run_py(*args, f"hydra.run.dir={tmp_path / 'straight'}")
+
+    stopped_dir = tmp_path / "stopped"
+    env = {**os.environ, "KILL_SIGNAL": signum.name}
+    stopped = run_python(
+        "-c", KILL_AFTER_STEPS_OF_EPOCH_2, *args, f"hydra.run.dir={stopped_dir}", returncode=128 + signum, env=env
+    )
+    assert "Traceback" not in stopped.stderr, stopped.stderr
+    last_line = stopped.stderr.strip().splitlines()[-1]
+    resume = shlex.join(["python", "run.py", *args, f"hydra.run.dir={stopped_dir}", "resume=true"])
+    assert last_line.endswith(
+        f"[ERROR] - {signum.name}: stopped after epoch 1, saved in {stopped_dir / 'last.pt'}; resume with: {resume}"
+    )
+    assert last_line in (stopped_dir / "run.log").read_text()
+    assert not (stopped_dir / "metrics.json").exists()
+
+    run_py(*shlex.split(resume)[2:])
+
+    expected = checkpoints.read(tmp_path / "straight" / checkpoints.LAST)
+    got = checkpoints.read(stopped_dir / checkpoints.LAST)
+    for name, tensor in expected["state_dict"].items():
+        assert torch.equal(tensor, got["state_dict"][name]), name
+    assert_same_tree(expected["optimizer"], got["optimizer"])
+    assert [row["val_elbo"] for row in got["history"]] == [row["val_elbo"] for row in expected["history"]]
 
 
 def assert_same_tree(expected, got, path="optimizer"):

@@ -121,6 +121,55 @@ REFUSALS = [
     (["logger=tensorboard", "logger.image_every=0"], "logger.image_every=0: must be a positive integer"),
     (["task=sample", "task.n=0"], exactly("task.n=0: must be a positive integer")),
     (["task=interpolate", "task.steps=1"], exactly("task.steps=1: must be an integer >= 2 (both ends count)")),
+    (["task=interpolate", "task.start=-1"], "task.start=-1: must be the index of a test image, an integer >= 0$"),
+    (["schedule=burda", "schedule.stages=0"], exactly("schedule.stages=0: must be a positive integer")),
+    # the optimizers' settings, which torch would refuse with a traceback, or take and train on to NaN or garbage
+    (["optimizer.eps=-1e-8"], r"optimizer.eps=-1e-08: must be a number >= 1.17549e-38, e.g. 1e-8: Adam divides"),
+    (["optimizer.eps=0"], r"optimizer.eps=0(\.0)?: must be a number >= 1.17549e-38"),
+    (["optimizer.eps=1e-300"], r"optimizer.eps=1e-300: must be a number >= 1.17549e-38"),  # 0 added to float32
+    (["optimizer.betas=[1.5,0.999]"], r"optimizer.betas=\[1.5, 0.999\]: must be two numbers in \[0, 1\), e.g."),
+    (["optimizer.betas=[0.9]"], r"optimizer.betas=\[0.9\]: must be two numbers in \[0, 1\)"),
+    (["optimizer.betas=[0.9,0.99,0.999]"], r"optimizer.betas=\[0.9, 0.99, 0.999\]: must be two numbers"),
+    (["optimizer=clipped_adam", "optimizer.betas=[0.9,1]"], r"optimizer.betas=\[0.9, 1(\.0)?\]: must be two"),
+    (["optimizer=clipped_adam", "optimizer.eps=-1"], r"optimizer.eps=-1(\.0)?: must be a number >= 1.17549e-38"),
+    (
+        ["optimizer=clipped_adam", "optimizer.clip_norm=-1"],
+        r"optimizer.clip_norm=-1(\.0)?: must be a number > 0, e.g. 10: the largest gradient norm per image$",
+    ),
+    (["optimizer=clipped_adam", "optimizer.clip_norm=0"], r"optimizer.clip_norm=0(\.0)?: must be a number > 0"),
+    (
+        ["optimizer=rmsprop", "optimizer.alpha=-1"],
+        r"optimizer.alpha=-1(\.0)?: must be a number in \[0, 1\), e.g. 0.99: the decay rate of RMSprop's average",
+    ),
+    (["optimizer=rmsprop", "optimizer.alpha=1"], r"optimizer.alpha=1(\.0)?: must be a number in \[0, 1\)"),
+    # a task's figure larger than a figure shows (figures.MAX_GRID_SIDE images a side)
+    (
+        ["task=sample", "task.n=100000"],
+        exactly(
+            "task.n=100000: a samples figure shows at most 4096 draws, 64 a side; draw several figures, each with "
+            "its own seed=..."
+        ),
+    ),
+    (
+        ["task=sample", "task.per_class=true", "task.n=65"],
+        exactly(
+            "task.n=65: task.per_class=true draws a row of task.n per class, and a figure shows at most 64 images a "
+            "row; set task.n <= 64"
+        ),
+    ),
+    (
+        ["task=reconstruct", "task.n=65"],
+        "task.n=65: the reconstructions figure shows task.n test images in a row, .*; set task.n <= 64$",
+    ),
+    (
+        ["task=reconstruct", f"task.images=[{','.join(f'{i}.png' for i in range(65))}]"],
+        "task.images: 65 files, but the reconstructions figure shows them in a row, .*; reconstruct them 64 at a time$",
+    ),
+    (
+        ["task=interpolate", "task.steps=63"],
+        "task.steps=63: the interpolation figure shows task.steps images and the two ends in a row, .*; set "
+        "task.steps <= 62$",
+    ),
     # rules between settings
     (
         ["decoder.bayesian=true", "objective=iwae", "objective.num_particles=1"],
@@ -205,6 +254,37 @@ REFUSALS = [
             "layers of dataset=mnist"
         ),
     ),
+    # what a data set rules out (its DatasetReader), before any file is read
+    (
+        ["dataset=cifar10", "dataset.verify=false"],
+        exactly(
+            "dataset.verify=false: CIFAR-10's batches are Python pickles, which can run code, so pyro-vae unpickles "
+            "only the official release once its MD5s match; set dataset.verify=true"
+        ),
+    ),
+    (
+        ["dataset=binarized_mnist", "model=cvae"],
+        exactly("model=cvae conditions on the label, and dataset=binarized_mnist has no labels; use model=vae"),
+    ),
+    (
+        ["dataset=binarized_mnist", "likelihood=gaussian"],
+        exactly(
+            "likelihood=gaussian: dataset=binarized_mnist holds binary pixels, which only likelihood=bernoulli "
+            "models; use likelihood=bernoulli, or dataset=mnist for grey levels"
+        ),
+    ),
+    (
+        ["dataset=binarized_mnist", "likelihood=discretized_logistic", "net=mlp"],
+        "likelihood=discretized_logistic: dataset=binarized_mnist holds binary pixels, which only",
+    ),
+    (
+        ["dataset=binarized_mnist", "dataset.binarize=dynamic"],
+        exactly(
+            "dataset.binarize=dynamic: dataset=binarized_mnist is binarized already (one fixed draw); set "
+            "dataset.binarize=static, which keeps its pixels as they are"
+        ),
+    ),
+    (["dataset=binarized_mnist", "dataset.binarize=none"], "dataset.binarize=none: dataset=binarized_mnist is"),
 ]
 
 
@@ -224,6 +304,32 @@ def test_a_bad_setting_is_refused_in_one_line_naming_it(overrides, message):
     line = refusal(overrides)
     assert re.match(message, line), line
     assert "\n" not in line
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["task=sample", "task.n=4096"],
+        ["task=sample", "task.per_class=true", "task.n=64"],
+        ["task=reconstruct", "task.n=64"],
+        ["task=reconstruct", f"task.images=[{','.join(f'{i}.png' for i in range(64))}]"],
+        ["task=interpolate", "task.steps=62"],
+        ["optimizer.eps=1.2e-38", "optimizer.betas=[0,0.999999]"],
+        ["optimizer=rmsprop", "optimizer.alpha=0"],
+        ["optimizer=clipped_adam", "optimizer.clip_norm=1e-6"],
+        ["dataset=binarized_mnist"],
+        ["dataset=binarized_mnist", "net=conv", "net.widths=[8,16]"],
+        ["dataset=fashion_mnist", "dataset.verify=false"],
+        ["dataset=kmnist", "model=cvae"],
+        ["dataset=omniglot", "model=cvae", "net=conv", "net.widths=[8,16]"],
+        ["dataset=svhn", "dataset.verify=false"],  # a .mat file is parsed by scipy, never unpickled
+        ["dataset=celeba", "likelihood=gaussian", "dataset.verify=false"],
+        ["dataset=celeba", "dataset.image_size=148", "dataset.train_size=10000"],  # 3.1 GiB of the 4 GiB
+    ],
+    ids=" ".join,
+)
+def test_the_limits_themselves_are_accepted(overrides):
+    validate(compose_config(overrides))
 
 
 def test_a_config_built_in_python_with_an_unknown_option_is_refused_by_validate():

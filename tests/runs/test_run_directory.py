@@ -2,6 +2,7 @@
 a resumed run either applies a changed setting or refuses it (its record never says otherwise),
 and a damaged or code-holding checkpoint is refused in one line."""
 
+import gzip
 import shutil
 from pathlib import Path
 
@@ -36,9 +37,11 @@ def finished_run(tmp_path_factory) -> Path:
             ["task=evaluate", "task.run_dir=RUN"],
             "holds a run (last.pt); task=evaluate writes into a directory of its own",
         ),
+        # refused only once the work has begun: the data files are read after the settings are checked
+        (["resume=true", "epochs=2", "dataset.root=BAD_ROOT"], "train-images-idx3-ubyte.gz: SHA-256 "),
     ],
 )
-def test_a_refused_command_leaves_the_run_directory_byte_identical(finished_run, args, message):
+def test_a_refused_command_leaves_the_run_directory_byte_identical(finished_run, args, message, tmp_path):
     before = snapshot(finished_run)
     assert {
         Path(".hydra/config.yaml"),
@@ -47,7 +50,14 @@ def test_a_refused_command_leaves_the_run_directory_byte_identical(finished_run,
         Path("checkpoint.pt"),
         Path("metrics.json"),
     } <= set(before)
-    args = [arg.replace("RUN", str(finished_run)) for arg in args]
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        (tmp_path / f"{name}.gz").write_bytes(gzip.compress(b"not the MNIST file"))  # fails its checksum
+    args = [arg.replace("BAD_ROOT", str(tmp_path)).replace("RUN", str(finished_run)) for arg in args]
     assert message in run_py_refused(*TINY_RUN, *args, f"hydra.run.dir={finished_run}")
     assert snapshot(finished_run) == before
 
@@ -129,3 +139,35 @@ def test_code_holding_checkpoints_are_refused_by_load_and_by_tasks(finished_run,
 )
 def test_an_impossible_output_folder_is_one_line_before_hydra_writes(args, key):
     assert f"{key}: cannot be created or written" in run_py_refused(*args, timeout=120)
+
+
+@pytest.mark.slow
+def test_a_directory_whose_best_checkpoint_is_of_another_run_is_refused_before_training(finished_run, tmp_path):
+    """The last.pt of a run of other settings copied into the directory, resumed with those settings:
+    the end of the run would load checkpoint.pt, so it is checked before the first epoch."""
+    other = tmp_path / "other"
+    run_py(*tiny("epochs=1", "latent_dim=5", "net.widths=[32]"), f"hydra.run.dir={other}")
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    shutil.copy(other / "last.pt", run_dir / "last.pt")
+    before = snapshot(run_dir)
+    line = run_py_refused(
+        *tiny("epochs=2", "latent_dim=5", "net.widths=[32]", "resume=true"), f"hydra.run.dir={run_dir}"
+    )
+    assert line.split(" - ", 1)[1].startswith(f"{run_dir / 'checkpoint.pt'}: was trained with ")
+    assert "latent_dim=4" in line and "net.widths=[64]" in line and "unlike last.pt and this command" in line
+    assert snapshot(run_dir) == before
+
+
+@pytest.mark.slow
+def test_a_last_pt_whose_weights_do_not_fit_its_recorded_settings_is_refused_before_training(finished_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    for name in ("last.pt", "checkpoint.pt"):  # both now claim a latent of 5 for weights of a latent of 4
+        record = torch.load(run_dir / name, weights_only=True)
+        record["config"]["latent_dim"] = 5
+        torch.save(record, run_dir / name)
+    before = snapshot(run_dir)
+    line = run_py_refused(*tiny("epochs=2", "latent_dim=5", "resume=true"), f"hydra.run.dir={run_dir}")
+    assert f"{run_dir / 'last.pt'}: weight " in line and "where the settings build one of shape" in line, line
+    assert snapshot(run_dir) == before

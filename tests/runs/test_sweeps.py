@@ -84,9 +84,22 @@ def test_submitit_local_launcher(tmp_path):
 
 
 @pytest.mark.slow
-def test_failed_job_is_a_row_with_its_error(tmp_path):
-    result = tiny_multirun(tmp_path, "latent_dim=2,0", check=False)
-    assert result.returncode != 0  # Hydra still reports the failure
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+)
+def test_failed_job_is_a_row_with_its_error_and_the_sweep_ends_in_one_line(launcher, tmp_path):
+    """The sweep goes on past the failed job, and ends with exit status 2 and one line, no traceback."""
+    result = tiny_multirun(tmp_path, *launcher, "latent_dim=2,0", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "[pyro_vae][ERROR] - 1 of 2 jobs failed (the first: latent_dim=0: must be a positive integer); each job's "
+            f"status and error: {tmp_path / 'sweep_summary.md'}"
+        )
+    )
+    assert "[pyro_vae][ERROR] - latent_dim=0: must be a positive integer" in (tmp_path / "1" / "run.log").read_text()
     rows = summary_rows(tmp_path)
     assert [(r["latent_dim"], r["status"]) for r in rows] == [("2", "completed"), ("0", "failed")]
     assert rows[1]["error"] == "ConfigError: latent_dim=0: must be a positive integer"
@@ -167,6 +180,24 @@ EXPERIMENTS = {
     "burda_iwae": dict(
         latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=20, objective="iwae", particles=50
     ),
+    "burda_omniglot_vae": dict(
+        latent_dim=50,
+        hidden=[200, 200],
+        optimizer="adam",
+        batch_size=20,
+        objective="trace",
+        particles=1,
+        dataset="omniglot",
+    ),
+    "burda_omniglot_iwae": dict(
+        latent_dim=50,
+        hidden=[200, 200],
+        optimizer="adam",
+        batch_size=20,
+        objective="iwae",
+        particles=50,
+        dataset="omniglot",
+    ),
     "fast_nll": dict(
         latent_dim=50,
         hidden=[200, 200],
@@ -224,7 +255,7 @@ def test_every_experiment_config_composes_to_its_published_setup(name):
     expected = EXPERIMENTS[name]
     assert cfg.latent_dim == expected["latent_dim"] and list(cfg.net.widths) == expected["hidden"]
     assert cfg.optimizer.name == expected["optimizer"] and cfg.batch_size == expected["batch_size"]
-    assert cfg.objective.name == expected["objective"]
+    assert cfg.objective.name == expected["objective"] and cfg.dataset.name == expected.get("dataset", "mnist")
     assert cfg.objective.num_particles == expected.get("particles", cfg.objective.num_particles)
     assert cfg.prior.name == ("vampprior" if name == "tomczak_vampprior" else "standard")
     assert (cfg.model.name, cfg.guide.name) == (expected.get("model", "vae"), expected.get("guide", "diagonal"))

@@ -1,6 +1,7 @@
 """Tasks on a finished run: evaluate, sample, reconstruct and interpolate, through run.py and in-process."""
 
 import os
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,7 +17,7 @@ from pyro_vae.runs.run_directory import check_output_dir
 from pyro_vae.runs.schema import option
 from pyro_vae.runs.settings import validate
 
-from ..helpers import compose_config, read_metrics, run_py, run_py_refused, snapshot, train_tiny_run
+from ..helpers import compose_config, read_metrics, run_py, run_py_refused, snapshot, train_tiny_run, with_header_size
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -149,6 +150,18 @@ def test_sample_grid_has_one_tile_per_draw_and_grows_with_n(vae_run, tmp_path, t
     assert large[0] > small[0] and large[1] > small[1]
 
 
+def test_samples_are_drawn_and_decoded_a_bounded_chunk_at_a_time(cvae_run, tmp_path, tiles, monkeypatch):
+    decoded = []  # (draws, labels) of each decoding
+    decode = figures._decode
+    monkeypatch.setattr(figures, "_decode", lambda vae, z, y=None: decoded.append((len(z), y)) or decode(vae, z, y))
+    monkeypatch.setattr(figures, "DRAW_CHUNK", 4)
+    task_in_process("sample", cvae_run, tmp_path, "task.n=10")
+    assert [draws for draws, _ in decoded] == [4, 4, 2]
+    assert torch.cat([labels for _, labels in decoded]).tolist() == list(range(10))  # the classes, cycled through
+    [panel] = tiles
+    assert len(panel.images) == 10 and panel.per_row == 4
+
+
 def test_per_class_samples_give_a_row_per_class(cvae_run, tmp_path, tiles):
     task_in_process("sample", cvae_run, tmp_path, "task.n=3", "task.per_class=true")
     assert [(len(panel.images), panel.per_row) for panel in tiles] == [(30, 3)]
@@ -215,6 +228,15 @@ def test_an_image_of_the_wrong_size_is_refused_naming_the_file(vae_run, tmp_path
     assert f"{image}: 24x20 pixels" in line and "28x28" in line
 
 
+@pytest.mark.slow
+def test_an_image_whose_header_claims_40000x40000_pixels_is_refused_in_one_line(vae_run, tmp_path):
+    image = with_header_size(write_png(tmp_path / "bomb.png", 28, 28), 40000, 40000)
+    line = run_py_refused(*task_args("reconstruct", vae_run, f"task.images=['{image}']"), f"hydra.run.dir={tmp_path}")
+    assert f"{image}: not decoded, its header claims too large an image (Image size (1600000000 pixels)" in line
+    assert line.endswith("this run's images are 28x28 pixels")
+    assert not (tmp_path / "reconstructions.png").exists()
+
+
 def test_interpolate_puts_the_two_inputs_at_the_ends(vae_run, tmp_path, tiles):
     task_in_process("interpolate", vae_run, tmp_path, "task.start=2", "task.end=5", "task.steps=5")
     [panel] = tiles
@@ -267,3 +289,47 @@ def test_a_task_never_writes_into_the_run_directory(vae_run):
 def test_a_run_dir_without_a_checkpoint_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no checkpoint here"):
         task_in_process("evaluate", tmp_path, tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_a_task_refuses_model_settings_it_would_not_use(vae_run, tmp_path):
+    """The run's latent size is what the task uses; a different one on its command line would be
+    recorded in the task's config all the same."""
+    line = run_py_refused(*task_args("evaluate", vae_run, "latent_dim=5", "eval.iwae_k=2"), f"hydra.run.dir={tmp_path}")
+    assert line.endswith(
+        f"latent_dim: task=evaluate takes the model and data settings from the run it works on "
+        f"({vae_run / 'checkpoint.pt'}); drop the override (a task's command line sets task.*, device, threads, "
+        "seed, dataset.download, dataset.root, eval.chunk_size, eval.iwae_k, eval.weight_draws)"
+    )
+    assert not (tmp_path / ".hydra").exists()
+
+
+def altered_run(vae_run: Path, folder: Path, alter) -> Path:
+    """A copy of ``vae_run`` whose checkpoint.pt ``alter`` has changed in place."""
+    run_dir = folder / "altered"
+    run_dir.mkdir()
+    record = torch.load(vae_run / "checkpoint.pt", weights_only=True)
+    alter(record)
+    torch.save(record, run_dir / "checkpoint.pt")
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    "alter, message",
+    [
+        (lambda r: r.pop("state_dict"), "checkpoint.pt: lacks state_dict; it is not a checkpoint that pyro-vae wrote"),
+        (
+            lambda r: r["config"].update(latent_dim=5),
+            "checkpoint.pt: weight decoder.body.0.weight is of shape [64, 4], where the settings build one of shape "
+            "[64, 5]; the checkpoint was trained with other settings",
+        ),
+        (
+            lambda r: r.update(image_shape=[1, 14, 14]),
+            "checkpoint.pt: weight decoder.body.2.bias is of shape [784], where the settings build one of shape [196]",
+        ),
+    ],
+)
+def test_evaluate_refuses_a_checkpoint_that_does_not_fit_in_one_line(vae_run, tmp_path, alter, message):
+    run_dir = altered_run(vae_run, tmp_path, alter)
+    with pytest.raises(DataError, match=re.escape(message)):
+        task_in_process("evaluate", run_dir, tmp_path / "out", "eval.iwae_k=2")

@@ -84,8 +84,8 @@ def test_each_epoch_logs_every_column_of_history_csv(watched):
 
 
 def test_each_epoch_logs_the_kl_and_reconstruction_of_its_validation_pass(watched):
-    events, passes = watched.events, watched.passes
-    assert len(passes) == 4  # one validation pass per epoch, none added for logging
+    events, (_untrained, *passes) = watched.events, watched.passes  # the first measures the untrained model
+    assert len(passes) == 4  # then one validation pass per epoch, none added for logging
     for tag, field in (("val/kl", "kl"), ("val/reconstruction", "reconstruction")):
         logged = events.Scalars(tag)
         assert [e.step for e in logged] == [1, 2, 3, 4]

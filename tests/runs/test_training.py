@@ -18,7 +18,10 @@ from pyro_vae.runs.schedules import burda_factor, epochs_without_improvement, ma
 from pyro_vae.runs.training import TrainingState, fit
 from pyro_vae.runs.training_run import run_experiment
 
-from ..helpers import compose_config, compose_tiny
+from ..helpers import compose_config, compose_tiny, read_history, read_metrics, run_py, tiny
+
+# A scripted ``evaluate``'s first value: the untrained model's validation ELBO, measured before epoch 1.
+UNTRAINED = -1000.0
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -121,14 +124,78 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):
         run_experiment(tiny_cfg, tmp_path)
 
 
-def test_nan_loss_stops_training_with_advice(tiny_cfg, tmp_path, monkeypatch):
-    original = DeviceTrace_ELBO.differentiable_loss
-    monkeypatch.setattr(
-        DeviceTrace_ELBO, "differentiable_loss", lambda self, *a, **k: original(self, *a, **k) * float("nan")
+def nan_loss_from_epoch(epoch, monkeypatch):
+    """The training loss becomes NaN from the first step of ``epoch`` on."""
+    original, calls = DeviceTrace_ELBO.differentiable_loss, []
+    steps_per_epoch = 512 // 64
+
+    def loss(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs) * (float("nan") if len(calls) > (epoch - 1) * steps_per_epoch else 1.0)
+
+    monkeypatch.setattr(DeviceTrace_ELBO, "differentiable_loss", loss)
+
+
+def test_nan_loss_in_epoch_1_is_reported_as_diverged_without_a_last_pt_to_point_to(tiny_cfg, tmp_path, monkeypatch):
+    nan_loss_from_epoch(1, monkeypatch)
+    with pytest.raises(
+        DivergenceError, match=r"^diverged: training loss became nan at epoch 1, steps 0-7; lower lr"
+    ) as e:
+        run_experiment(tiny_cfg, tmp_path)
+    assert "last.pt" not in str(e.value) and "optimizer.eps" not in str(e.value)
+    assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "last.pt").exists()
+    metrics = read_metrics(tmp_path)
+    assert metrics["diverged"] is True and metrics["epochs_completed"] == 0
+    assert metrics["divergence"].startswith("diverged: training loss became nan at epoch 1")
+    assert not [key for key in metrics if key.startswith("test_")]
+
+
+def test_nan_loss_with_a_tiny_eps_names_eps_and_the_saved_epoch(tmp_path, monkeypatch):
+    cfg = compose_tiny("optimizer.eps=1e-20")
+    nan_loss_from_epoch(2, monkeypatch)
+    with pytest.raises(DivergenceError) as e:
+        run_experiment(cfg, tmp_path)
+    assert str(e.value).startswith(
+        "diverged: training loss became nan at epoch 2, steps 0-7; lower lr (now 0.001), raise optimizer.eps "
+        f"(now 1e-20; 1e-08 is torch's default) or use optimizer=clipped_adam; {tmp_path / 'last.pt'} keeps epoch 1"
     )
-    with pytest.raises(DivergenceError, match=r"training loss became nan at epoch 1, steps 0-7; lower lr"):
-        fit_new_vae(tiny_cfg, tmp_path)
-    assert not (tmp_path / "checkpoint.pt").exists()
+    assert len(checkpoints.read(tmp_path / "last.pt")["history"]) == 1
+    assert read_metrics(tmp_path)["epochs_completed"] == 1 and len(read_history(tmp_path)) == 1
+
+
+def test_a_validation_elbo_below_the_untrained_models_is_divergence(tiny_cfg, tmp_path, monkeypatch):
+    """Finite nonsense (lr=1e3 reaches a test ELBO of -4e31): epoch 2 is scripted below the untrained model."""
+    scripted = iter([UNTRAINED, -100.0, UNTRAINED - 1e31])
+    monkeypatch.setattr(training, "evaluate", lambda *a, **k: Evaluation(next(scripted), 0.0, 0.0, 0.0, 0))
+    state = fit_new_vae(tiny_cfg, tmp_path).state
+    assert state.untrained_val_elbo == UNTRAINED and state.epochs_completed == 1
+    assert state.divergence.startswith(
+        f"diverged: validation ELBO -1e+31 at epoch 2 is below the untrained model's {UNTRAINED:.2f}; lower lr"
+    )
+    assert checkpoints.read(tmp_path / "last.pt")["untrained_val_elbo"] == UNTRAINED
+
+
+def test_a_kl_weight_below_1_may_end_below_the_untrained_model(tiny_cfg, tmp_path, monkeypatch):
+    scripted = iter([UNTRAINED, UNTRAINED - 50.0, UNTRAINED - 60.0])
+    monkeypatch.setattr(training, "evaluate", lambda *a, **k: Evaluation(next(scripted), 0.0, 0.0, 0.0, 0))
+    tiny_cfg.kl_weight = 0.5
+    state = fit_new_vae(tiny_cfg, tmp_path).state
+    assert state.divergence is None and state.epochs_completed == 2
+
+
+def test_lr_1e3_diverges_exit_status_2_and_metrics_json_says_so(tmp_path):
+    result = run_py(
+        *tiny("epochs=1", "eval.iwae_k=2", "eval.val_iwae_k=2", "threads=1", "lr=1e3"),
+        f"hydra.run.dir={tmp_path}",
+        returncode=2,
+    )
+    assert "Traceback" not in result.stderr
+    metrics = read_metrics(tmp_path)
+    assert metrics["diverged"] is True and metrics["untrained_val_elbo"] < 0
+    assert "is below the untrained model's" in metrics["divergence"]
+    assert not [key for key in metrics if key.startswith("test_")]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.endswith(f"{metrics['divergence']}; {tmp_path / 'metrics.json'} records it, without test figures")
 
 
 def test_burda_schedule_stages():
@@ -153,7 +220,7 @@ def test_cosine_schedule_rates_over_a_four_epoch_run():
 
 def test_plateau_schedule_and_early_stopping_follow_the_validation_elbo(tiny_cfg, tmp_path, monkeypatch):
     """The validation ELBOs are scripted so that the epochs where the schedule acts are known."""
-    scripted = iter([-100.0, -90.0, -95.0, -96.0, -97.0, -98.0])
+    scripted = iter([UNTRAINED, -100.0, -90.0, -95.0, -96.0, -97.0, -98.0])
     monkeypatch.setattr(training, "evaluate", lambda *a, **k: Evaluation(next(scripted), 0.0, 0.0, 0.0, 0))
     tiny_cfg.epochs = 6
     tiny_cfg.schedule = {"name": "plateau", "factor": 0.5, "patience": 1, "threshold": 0.1, "min_lr": 1e-6}
@@ -168,7 +235,7 @@ def test_plateau_schedule_and_early_stopping_follow_the_validation_elbo(tiny_cfg
 def test_early_stopping_counts_gains_below_the_threshold_as_no_improvement(tiny_cfg, tmp_path, monkeypatch):
     """Gains of 0.05, 0.03 and 0.01 nats do not beat the best by the 0.1 threshold: three epochs
     without improvement after epoch 1, so patience 3 stops after epoch 4, before the big gain."""
-    scripted = iter([-100.0, -99.95, -99.92, -99.91, -99.0])
+    scripted = iter([UNTRAINED, -100.0, -99.95, -99.92, -99.91, -99.0])
     monkeypatch.setattr(training, "evaluate", lambda *a, **k: Evaluation(next(scripted), 0.0, 0.0, 0.0, 0))
     tiny_cfg.epochs = 5
     tiny_cfg.early_stopping.patience = 3

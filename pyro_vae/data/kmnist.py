@@ -1,0 +1,20 @@
+"""Kuzushiji-MNIST (Clanuwat et al., 2018): ten hiragana in cursive Japanese, released as MNIST was,
+read from ``dataset.root`` or downloaded from torchvision's mirror."""
+
+from .idx import IdxFile, IdxRelease
+
+# torchvision.datasets.KMNIST's mirrors, resources (the MD5s of the published .gz files) and class names.
+RELEASE = IdxRelease(
+    "KMNIST",
+    "KMNIST",
+    ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+    {
+        "train-images-idx3-ubyte": IdxFile("bdb82020997e1d708af4cf47b453dcf7"),
+        "train-labels-idx1-ubyte": IdxFile("e144d726b3acfaa3e44228e80efcd344"),
+        "t10k-images-idx3-ubyte": IdxFile("5c965bf0a639b31b8f53240b1b52f4d7"),
+        "t10k-labels-idx1-ubyte": IdxFile("7320c461ea6c1c855c0b718fb2a4b134"),
+    },
+    ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+)
+
+READER = RELEASE.reader()
