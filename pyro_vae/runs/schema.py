@@ -133,7 +133,7 @@ class HierarchicalModelConfig(ModelConfig):
 
 @dataclass
 class DatasetConfig:
-    """dataset=mnist|fashion_mnist|kmnist|binarized_mnist|omniglot|cifar10|svhn|celeba: where the files are,
+    """dataset=mnist|fashion_mnist|kmnist|binarized_mnist|omniglot|cifar10|svhn|celeba|folder: where the files are,
     whether they must be the official release, and how the splits are carved."""
 
     name: str = MISSING
@@ -151,6 +151,16 @@ class CelebaDatasetConfig(DatasetConfig):
     """dataset=celeba: also the side the centre-cropped faces are resized to."""
 
     image_size: int = MISSING
+
+
+@dataclass
+class FolderDatasetConfig(CelebaDatasetConfig):
+    """dataset=folder: a folder of one's own images, resized to image_size, grey (channels=1) or colour (3),
+    its test split a fixed test_fraction drawn by split_seed (never by seed)."""
+
+    channels: int = MISSING
+    split_seed: int = MISSING
+    test_fraction: float = MISSING
 
 
 @dataclass
@@ -386,6 +396,7 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
         "cifar10": Option(DatasetConfig, "pyro_vae.data.cifar10:READER"),
         "svhn": Option(DatasetConfig, "pyro_vae.data.svhn:READER"),
         "celeba": Option(CelebaDatasetConfig, "pyro_vae.data.celeba:READER"),
+        "folder": Option(FolderDatasetConfig, "pyro_vae.data.image_folder:READER"),
     },
     "net": {
         "mlp": Option(NetConfig, f"{_NETS}:MLP"),

@@ -80,7 +80,14 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
     (
         "dataset.image_size",
         lambda value: is_integer(value) and MIN_IMAGE_SIZE <= value <= CROP,
-        f"must be an integer from {MIN_IMAGE_SIZE} to {CROP} (the side of CelebA's centre crop, in pixels)",
+        f"must be an integer from {MIN_IMAGE_SIZE} to {CROP} (pixels a side; CelebA's centre crop is {CROP})",
+    ),
+    ("dataset.channels", lambda value: is_integer(value) and value in (1, 3), "must be 1 (grey) or 3 (colour)"),
+    ("dataset.split_seed", is_integer, "must be an integer"),
+    (
+        "dataset.test_fraction",
+        lambda value: is_number(value) and 0 < value < 1,
+        "must be a number in (0, 1), the fraction of the folder's images held out for testing",
     ),
     *(
         (name, lambda value: is_integer(value) and value >= 0, "must be the index of a test image, an integer >= 0")

@@ -106,7 +106,7 @@ def test_a_configuration_too_large_for_the_device_is_refused_before_reading(tmp_
         with pytest.raises(ConfigError) as error:
             validate(compose_config(["dataset=celeba", f"dataset.image_size={size}"]))
         assert str(error.value) == (
-            f"dataset.image_size={size}: must be an integer from 8 to 148 (the side of CelebA's centre crop, in pixels)"
+            f"dataset.image_size={size}: must be an integer from 8 to 148 (pixels a side; CelebA's centre crop is 148)"
         )
     with pytest.raises(ConfigError, match=r"^model=cvae conditions on the label, and dataset=celeba has no labels"):
         validate(compose_config(["dataset=celeba", "model=cvae"]))

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from omegaconf import OmegaConf
+from PIL import Image
 
 from pyro_vae.errors import ConfigError
 from pyro_vae.runs import optimizers
@@ -37,8 +38,13 @@ def test_the_documented_command_line_composes():
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g, options in GROUPS.items() for o in options])
-def test_every_config_group_option_composes_and_builds(group, option):
-    cfg = compose_config([f"{group}={option}"])
+def test_every_config_group_option_composes_and_builds(group, option, tmp_path):
+    overrides = [f"{group}={option}"]
+    if option == "folder":  # checked against its folder before any work: a folder of three images
+        for index in range(3):
+            Image.new("L", (28, 28), color=index).save(tmp_path / f"{index}.png")
+        overrides += [f"dataset.root={tmp_path}", "dataset.val_size=1"]
+    cfg = compose_config(overrides)
     validate(cfg)
     make_objective(cfg.objective)
     params = [torch.nn.Parameter(torch.zeros(3))]
