@@ -3,7 +3,8 @@
 Two wings: :mod:`pyro_vae.modelling`, the mathematics (usable from Python without Hydra), and
 :mod:`pyro_vae.runs`, the run machinery; :mod:`pyro_vae.data` reads the data sets.
 From Python: ``run_experiment(compose_config(["latent_dim=2"]), run_dir)`` trains and evaluates
-as ``python run.py latent_dim=2 hydra.run.dir=RUN_DIR`` does; ``load(run_dir)`` gives the VAE back.
+as ``python run.py latent_dim=2 hydra.run.dir=RUN_DIR`` does; ``load(run_dir)`` gives the VAE back
+(or the GAN of a ``model=gan`` run, whose ``sample(n)`` draws images).
 """
 
 from importlib import import_module
@@ -11,6 +12,7 @@ from typing import Any
 
 # Imported on first use, so that ``import pyro_vae.modelling`` loads neither Hydra nor the run wing.
 _API = {
+    "GAN": "pyro_vae.modelling.gan",
     "VAE": "pyro_vae.modelling.vae",
     "build_vae": "pyro_vae.runs.builders",
     "compose_config": "pyro_vae.runs.config",

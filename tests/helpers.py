@@ -31,12 +31,14 @@ __all__ = [
     "CIFAR10_BATCHES",
     "CIFAR10_PER_BATCH",
     "CONF",
+    "GAN_TINY",
     "ROOT",
     "TINY",
     "assert_same_loss_and_gradients",
     "cifar10_batch_pickle",
     "compose_config",
     "compose_tiny",
+    "gan_tiny",
     "idx_bytes",
     "md5",
     "one_line",
@@ -304,3 +306,24 @@ def tiny_mnist_like(dataset: str, root: Path, *overrides: str) -> List[str]:
     ]
     keys = {override.split("=", 1)[0] for override in overrides}
     return tiny(*[o for o in own if o.split("=", 1)[0] not in keys], *overrides)
+
+
+# A tiny DCGAN on a few hundred MNIST images: four channels a layer, two epochs of four steps.
+GAN_TINY = [
+    "model=gan",
+    "dataset.train_size=256",
+    "dataset.val_size=64",
+    "dataset.test_size=64",
+    "model.generator_width=4",
+    "model.discriminator_width=4",
+    "latent_dim=4",
+    "batch_size=64",
+    "epochs=2",
+    "device=cpu",
+    "threads=1",
+]
+
+
+def gan_tiny(*overrides: str) -> list:
+    keys = {override.split("=", 1)[0] for override in overrides}
+    return [o for o in GAN_TINY if o.split("=", 1)[0] not in keys] + list(overrides)

@@ -11,13 +11,18 @@ SCRIPTS = {
     "step_overhead": ["--steps", "10", "--rounds", "1", "--batch-sizes", "32", "--nets", "burda", "--particles", "2"],
     "epoch_throughput": ["--images", "512", "--rounds", "1"],
     "loglik": ["--k", "20", "--subset", "8", "--skip-full"],
+    "data_shapes": ["--steps", "2", "--test-images", "2", "--k", "4", "--rounds", "1"],
+    "folder_read": ["--images", "40"],
+    # The feature classifier of 512 training images, cached in the test's own folder ({tmp}).
+    "sample_quality": ["--n", "400", "--train-size", "512", "--kid-subset-size", "50", "--cache-dir", "{tmp}/cache"],
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_benchmark_script_runs_and_writes_its_json(name, tmp_path):
-    run_python(f"{name}.py", *SCRIPTS[name], "--results", str(tmp_path), cwd=ROOT / "benchmarks", timeout=600)
+    args = [arg.format(tmp=tmp_path) for arg in SCRIPTS[name]]
+    run_python(f"{name}.py", *args, "--results", str(tmp_path), cwd=ROOT / "benchmarks", timeout=600)
     figures = json.loads((tmp_path / f"{name}.json").read_text())
     assert figures["machine"]["torch"] and figures["rows"]
     for row in figures["rows"]:

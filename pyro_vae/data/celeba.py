@@ -1,30 +1,37 @@
 """CelebA (Liu et al., 2015), the aligned and cropped faces: 202,599 colour JPEGs of 178x218 in
 ``img_align_celeba/`` and the official train / validation / test partition in ``list_eval_partition.txt``,
-laid out as torchvision's ``CelebA`` downloads them. Each face is centre-cropped to 148x148 and resized to
-``dataset.image_size`` (64 by default), as VAE papers on CelebA do. Only the first ``dataset.train_size``,
-``val_size`` and ``test_size`` images of each partition are decoded, and a configuration whose splits would
-not fit in ``MAX_BYTES`` is refused before anything is read. The faces carry no class: every label is 0."""
+laid out as torchvision's ``CelebA`` downloads them; without the folder, the faces are read from the
+official ``img_align_celeba.zip`` in place, one member at a time (never extracted to disk). Each face is
+centre-cropped to 148x148 and resized to ``dataset.image_size`` (64 by default), as VAE papers on CelebA do.
+Only the first ``dataset.train_size``, ``val_size`` and ``test_size`` images of each partition are decoded,
+and a configuration whose splits would not fit in ``MAX_BYTES`` is refused before anything is read. The faces
+carry no class: every label is 0."""
 
 import hashlib
 import importlib.util
+import io
 import logging
+import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
 from .idx import unofficial
-from .splits import DatasetReader, LabelledImages, check_size
+from .splits import DatasetReader, LabelledImages, check_size, image_size_refusal
 
 log = logging.getLogger(__name__)
 
 URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 FOLDER = "celeba"  # torchvision's CelebA.base_folder
 IMAGES = "img_align_celeba"
+ZIP = f"{IMAGES}.zip"  # the official archive: every face as the member img_align_celeba/NAME.jpg
 PARTITION = "list_eval_partition.txt"
 # torchvision.datasets.CelebA.file_list: the MD5 of the partition file (no digest of the images is published)
 PARTITION_MD5 = "d32c9cbf5e040fd4025c592c306e6668"
@@ -34,6 +41,7 @@ SIZE_SETTINGS = {"train": "dataset.train_size", "val": "dataset.val_size", "test
 ALIGNED = (178, 218)  # width, height of an aligned face
 CROP = 148
 MIN_IMAGE_SIZE = 8  # dataset.image_size from 8 to CROP: a face smaller than 8x8 is no longer one
+IMAGE_SIZES = (MIN_IMAGE_SIZE, CROP)  # beyond CROP, resizing would only upsample the faces
 MAX_BYTES = 4 * 2**30  # uint8 pixels of the three splits together, kept on the training device
 CLASS_NAMES = ("unlabelled",)
 
@@ -44,8 +52,8 @@ def _has_gdown() -> bool:
 
 def _fix(root: Path) -> str:
     return (
-        f"fetch img_align_celeba.zip and {PARTITION} from {URL} (Google Drive), put {PARTITION} in "
-        f"{root / FOLDER} and extract the zip there (giving {root / FOLDER / IMAGES}/)"
+        f"fetch {ZIP} and {PARTITION} from {URL} (Google Drive) and put both in {root / FOLDER} (the zip is read "
+        f"as it is, or extracted there as {root / FOLDER / IMAGES}/)"
     )
 
 
@@ -57,9 +65,12 @@ def _download_refusal(root: Path) -> str:
 
 
 def settings_refusal(dataset: Any) -> Optional[str]:
-    """The line refusing ``dataset.*`` settings that CelebA cannot read: a download without gdown, splits
-    too large for ``MAX_BYTES`` (``dataset.image_size`` is in its range, settings.RANGES, already)."""
+    """The line refusing ``dataset.*`` settings that CelebA cannot read: a ``dataset.image_size`` beyond
+    ``IMAGE_SIZES``, a download without gdown, splits too large for ``MAX_BYTES``."""
     size = dataset.image_size
+    why = f"pixels a side; each aligned face is centre-cropped to {CROP}x{CROP}, and a larger side only upsamples it"
+    if refusal := image_size_refusal(dataset, *IMAGE_SIZES, why):
+        return refusal
     if dataset.download and not _has_gdown():
         return _download_refusal(Path(dataset.root or "data").expanduser())
     counts = {"train": dataset.train_size, "val": dataset.val_size, "test": dataset.test_size}
@@ -102,15 +113,48 @@ def read_partition(path: Path, fix: str, verify: bool) -> Tuple[Dict[str, List[s
     return splits, official
 
 
-def read_face(path: Path, image_size: int, fix: str) -> Tuple[np.ndarray, Tuple[int, int]]:
+# A face's path, shown in messages, and its bytes where they come from the zip (None: read the path).
+FaceFile = Tuple[Path, Optional[IO[bytes]]]
+
+
+@contextmanager
+def face_files(base: Path, fix: str) -> Iterator[Callable[[str], FaceFile]]:
+    """The file of each face by name: in ``img_align_celeba/``, or, where that folder is absent and the
+    official zip is there, the zip's member read into memory (``ZIP:img_align_celeba/NAME``)."""
+    folder, archive_path = base / IMAGES, base / ZIP
+    if folder.is_dir() or not archive_path.is_file():
+        yield lambda name: (folder / name, None)
+        return
+    try:
+        archive = zipfile.ZipFile(archive_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(
+            f"{archive_path}: not a readable zip ({exc}); the download is truncated or corrupt, {fix}"
+        ) from exc
+    with archive:
+
+        def member(name: str) -> FaceFile:
+            shown = Path(f"{archive_path}:{IMAGES}/{name}")
+            try:
+                return shown, io.BytesIO(archive.read(f"{IMAGES}/{name}"))
+            except KeyError:
+                raise DataError(f"{shown}: not in the zip; {ZIP} is incomplete, {fix}") from None
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:  # a bad CRC, a truncated member
+                raise DataError(f"{shown}: damaged in the zip ({exc}); {fix}") from exc
+
+        yield member
+
+
+def read_face(face: FaceFile, image_size: int, fix: str) -> Tuple[np.ndarray, Tuple[int, int]]:
     """One face as uint8 (3, S, S): the centre 148x148 of the image, resized (bilinear, as torchvision's
     Resize); and the image's own width and height."""
     from PIL import Image
 
-    if not path.is_file():
+    path, data = face
+    if data is None and not path.is_file():
         raise DataError(f"{path}: not found; the folder {path.parent.name}/ is incomplete, {fix}")
     try:
-        with Image.open(path) as image:
+        with Image.open(path if data is None else data) as image:
             width, height = image.size
             if min(width, height) < CROP:
                 raise DataError(f"{path}: is {width}x{height}, smaller than the {CROP}x{CROP} centre crop; {fix}")
@@ -147,15 +191,17 @@ def load_celeba(
     for split, names in partition.items():  # every size is checked before any image is decoded
         check_size(SIZE_SETTINGS[split], (sizes or {}).get(split), len(names))
     splits = {}
-    for split, names in partition.items():
-        pixels = np.empty((len(names[: (sizes or {}).get(split)]), 3, image_size, image_size), np.uint8)
-        aligned = True  # every image read so far has the aligned size: an odd one is refused, or logged once
-        for i, name in enumerate(names[: len(pixels)]):
-            pixels[i], found = read_face(base / IMAGES / name, image_size, fix)
-            if found != ALIGNED and aligned:
-                aligned = unofficial(base / IMAGES / name, f"is {found[0]}x{found[1]}, not 178x218", fix, verify)
-        labels = torch.zeros(len(pixels), dtype=torch.int64)
-        splits[split] = LabelledImages(torch.from_numpy(pixels), labels, official and aligned)
+    with face_files(base, fix) as face_file:
+        for split, names in partition.items():
+            pixels = np.empty((len(names[: (sizes or {}).get(split)]), 3, image_size, image_size), np.uint8)
+            aligned = True  # every image read so far has the aligned size: an odd one is refused, or logged once
+            for i, name in enumerate(names[: len(pixels)]):
+                face = face_file(name)
+                pixels[i], found = read_face(face, image_size, fix)
+                if found != ALIGNED and aligned:
+                    aligned = unofficial(face[0], f"is {found[0]}x{found[1]}, not 178x218", fix, verify)
+            labels = torch.zeros(len(pixels), dtype=torch.int64)
+            splits[split] = LabelledImages(torch.from_numpy(pixels), labels, official and aligned)
     return splits
 
 

@@ -25,12 +25,17 @@ from PIL import Image, ImageMode, UnidentifiedImageError
 from ..errors import ConfigError, DataError
 from .celeba import MAX_BYTES
 from .image_files import EIGHT_BIT, pixel_levels
-from .splits import DatasetReader, LabelledImages, check_size
+from .splits import DatasetReader, LabelledImages, check_size, image_size_refusal
 
 # Extensions (lower case) read as images; a file with any other extension is skipped, one with these is
 # read or refused by name.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FLAT_CLASS = "images"  # the one class of a folder without sub-folders
+# dataset.image_size: from 8, which net=conv's three stride-2 layers (its default) take down to 1x1, to 256, the
+# largest side VAE papers train on (NVAE's CelebA-HQ and FFHQ); at 256 in colour the default MLP's first and last
+# layers alone hold 2 x 196,608 x 512 = 201M weights, 3.2 GB with their gradients and Adam's two moments.
+IMAGE_SIZES = (8, 256)
+IMAGE_SIZE_WHY = "pixels a side; net=conv's three stride-2 layers take 8 to 1x1, and 256 is the largest VAE papers use"
 
 
 def _is_image(path: Path) -> bool:
@@ -119,10 +124,13 @@ DOWNLOAD_REFUSAL = (
 
 
 def settings_refusal(dataset: Any) -> Optional[str]:
-    """The line refusing ``dataset.*`` settings that the folder cannot be read with: a download, a missing or
-    empty folder, split sizes beyond its files, or kept images too large for ``MAX_BYTES``."""
+    """The line refusing ``dataset.*`` settings that the folder cannot be read with: a download, a
+    ``dataset.image_size`` beyond ``IMAGE_SIZES``, a missing or empty folder, split sizes beyond its files,
+    or kept images too large for ``MAX_BYTES``."""
     if dataset.download:
         return DOWNLOAD_REFUSAL
+    if refusal := image_size_refusal(dataset, *IMAGE_SIZES, IMAGE_SIZE_WHY):
+        return refusal
     if dataset.channels not in (1, 3):  # settings.RANGES has refused it already; a config built in Python, here
         return f"dataset.channels={dataset.channels}: must be 1 (grey) or 3 (colour)"
     try:

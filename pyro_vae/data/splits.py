@@ -79,6 +79,14 @@ class DataSplits:
         return len(self.class_names)
 
 
+def image_size_refusal(dataset: Any, low: int, high: int, why: str) -> Optional[str]:
+    """The line refusing a ``dataset.image_size`` outside the data set's own range, ``why`` giving its ends."""
+    size = dataset.image_size
+    if low <= size <= high:
+        return None
+    return f"dataset.image_size={size}: must be an integer from {low} to {high} for dataset={dataset.name} ({why})"
+
+
 def check_size(setting: str, value: Optional[int], available: int) -> None:
     if value is not None and not (isinstance(value, int) and 0 < value <= available):
         raise ConfigError(f"{setting}={value}: must be null or an integer from 1 to {available}")

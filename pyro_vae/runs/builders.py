@@ -5,14 +5,15 @@ declares; the settings were checked before (``settings.validate``), so nothing h
 """
 
 from functools import partial
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pyro.infer import ELBO, Trace_ELBO
 from torch import nn
 
-from ..data import DatasetReader, DataSplits, PixelTransform, load_data
+from ..data import Binarization, DatasetReader, DataSplits, Observation, PixelTransform, load_data
+from ..modelling.gan import GAN
 from ..modelling.guides import GuideFamily
 from ..modelling.hierarchical import HierarchicalVAE
 from ..modelling.networks import GaussianLayer
@@ -61,6 +62,22 @@ def build_vae(cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_da
     initial = make_bayesian_(decoder, cfg.decoder.weight_prior_scale)
     weight_guide = MeanFieldWeights(initial, cfg.decoder.weight_init_scale, cfg.decoder.weight_prior_scale)
     return BAYESIAN_DECODER_VARIANTS[model_class](*arguments, num_data=num_data, prior=prior, weight_guide=weight_guide)
+
+
+def likelihood_free(cfg: DictConfig) -> bool:
+    """Whether ``model=NAME`` defines no likelihood (model=gan): it declares a training task of its own
+    (``schema.Option.trains``) rather than SVI on a bound."""
+    return option("model", cfg.model.name).trains is not None
+
+
+def build_gan(cfg: DictConfig, image_shape: ImageShape) -> GAN:
+    """The DCGAN of ``model=gan`` (``model.*``, ``latent_dim``) for images of ``image_shape``."""
+    return GAN(cfg.latent_dim, image_shape, cfg.model.generator_width, cfg.model.discriminator_width)
+
+
+def build_model(cfg: DictConfig, image_shape: ImageShape, num_classes: int) -> Union[VAE, GAN]:
+    """The model of a run's ``cfg``, a VAE or (model=gan) a GAN, as a checkpoint rebuilds it."""
+    return build_gan(cfg, image_shape) if likelihood_free(cfg) else build_vae(cfg, image_shape, num_classes)
 
 
 def _family(cfg: DictConfig) -> Callable[[int, float], GuideFamily]:
@@ -127,7 +144,12 @@ def load_dataset(cfg: DictConfig, device: torch.device) -> DataSplits:
 
 
 def pixel_transform(cfg: DictConfig) -> PixelTransform:
-    """The transform of a run: ``dataset.binarize`` and ``seed``, and the view its likelihood observes."""
+    """The transform of a run: ``dataset.binarize`` and ``seed``, and the view its likelihood observes; a GAN,
+    which has none, sees binary draws when ``dataset.binarize`` asks for them and the grey levels otherwise."""
+    if likelihood_free(cfg):
+        binary = cfg.dataset.binarize != Binarization.none
+        observes = Observation.binary if binary else Observation.grey_levels
+        return PixelTransform(cfg.dataset.binarize, cfg.seed, observes, f"model={cfg.model.name}")
     return PixelTransform(
         cfg.dataset.binarize, cfg.seed, likelihood_class(cfg.likelihood).observes, cfg.likelihood.name
     )

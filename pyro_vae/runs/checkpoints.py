@@ -11,9 +11,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import DataError
+from ..modelling.gan import GAN
 from ..modelling.vae import VAE
 from .atomic import save_torch
-from .builders import build_vae
+from .builders import build_model
 
 BEST = "checkpoint.pt"
 LAST = "last.pt"
@@ -104,15 +105,30 @@ def _renamed_settings(config: Dict[str, Any]) -> None:
             settings[new] = settings.pop(old)
 
 
-def vae_from_record(record: Dict[str, Any], path: Path) -> VAE:
-    """The VAE that ``record`` (read from ``path``) describes, with its weights."""
+def rng_state(device: torch.device) -> Dict[str, torch.Tensor]:
+    """The random streams a resumed run goes on with: torch's, and the GPU's when it trains on one."""
+    state = {"rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(record: Dict[str, Any], device: torch.device) -> None:
+    """Put back the streams that :func:`rng_state` stored in ``record``."""
+    torch.set_rng_state(record["rng"])
+    if device.type == "cuda" and "cuda_rng" in record:
+        torch.cuda.set_rng_state(record["cuda_rng"], device)
+
+
+def vae_from_record(record: Dict[str, Any], path: Path) -> Union[VAE, GAN]:
+    """The model that ``record`` (read from ``path``) describes, with its weights: a VAE, or a GAN (model=gan)."""
     missing = [key for key in ("config", "image_shape", "num_classes", "state_dict") if key not in record]
     if missing:
         raise DataError(
             f"{path}: lacks {', '.join(missing)}; it is not a checkpoint that pyro-vae wrote, or it was altered"
         )
     cfg = OmegaConf.create(record["config"])
-    vae = build_vae(cfg, tuple(record["image_shape"]), record["num_classes"])
+    vae = build_model(cfg, tuple(record["image_shape"]), record["num_classes"])
     check_fits(vae, record, path)
     vae.load_state_dict(record["state_dict"])
     return vae
@@ -137,7 +153,8 @@ def check_fits(vae: VAE, record: Dict[str, Any], path: Path) -> None:
             )
 
 
-def load(run_dir: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> VAE:
-    """The VAE of a finished run, from its best checkpoint, in eval mode on ``map_location``."""
+def load(run_dir: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Union[VAE, GAN]:
+    """The VAE of a finished run (or its GAN, for model=gan), from its ``checkpoint.pt``, in eval mode on
+    ``map_location``."""
     record = read(Path(run_dir) / BEST, map_location)
     return vae_from_record(record, Path(run_dir) / BEST).to(map_location).eval()

@@ -5,13 +5,14 @@ Built with matplotlib's object API (no pyplot state, no display needed) and writ
 
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
+from ..modelling.gan import GAN
 from ..modelling.priors import StandardNormal
 from ..modelling.vae import VAE
 from .atomic import atomic_path
@@ -52,17 +53,25 @@ def reconstruct(vae: VAE, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> 
     return _decode(vae, vae.encode(x, y).mean, y)
 
 
-def prior_draws(vae: VAE, n: int) -> torch.Tensor:
+def prior_draws(vae: VAE, n: int, sampled: bool = False) -> torch.Tensor:
     """``n`` draws z ~ p(z) decoded, ``DRAW_CHUNK`` at a time (a conditional VAE cycles through the classes):
-    Figure 10."""
-    return torch.cat([_decoded_draws(vae, start, min(DRAW_CHUNK, n - start)) for start in range(0, n, DRAW_CHUNK)])
+    Figure 10. Each is the mean of p(x|z), or with ``sampled`` a draw x ~ p(x|z)."""
+    chunks = (_decoded_draws(vae, start, min(DRAW_CHUNK, n - start), sampled) for start in range(0, n, DRAW_CHUNK))
+    return torch.cat(list(chunks))
 
 
-def _decoded_draws(vae: VAE, start: int, count: int) -> torch.Tensor:
+def _decoded_draws(vae: VAE, start: int, count: int, sampled: bool) -> torch.Tensor:
     """Draws ``start`` to ``start + count`` of ``prior_draws``, decoded (the labels continue the cycle)."""
     z = vae.prior(count).sample()
     y = torch.arange(start, start + count, device=z.device) % vae.num_classes if vae.conditional else None
-    return _decode(vae, z, y)
+    return vae.decode(z, y).sample() if sampled else _decode(vae, z, y)
+
+
+@torch.no_grad()
+def reconstructions_of(vae: VAE, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """:func:`reconstruct` of any number of images, ``DRAW_CHUNK`` at a time."""
+    chunks = range(0, len(images), DRAW_CHUNK)
+    return torch.cat([reconstruct(vae, images[i : i + DRAW_CHUNK], labels[i : i + DRAW_CHUNK]) for i in chunks])
 
 
 @torch.no_grad()
@@ -110,8 +119,17 @@ def reconstructions(
     save(fig, path)
 
 
-def prior_title(vae: VAE) -> str:
+@torch.no_grad()
+def model_samples(model: Union[VAE, GAN], n: int) -> torch.Tensor:
+    """``n`` samples (n, C, H, W) in [0, 1] of a run's model: a VAE's decoded prior draws (:func:`prior_draws`)
+    or a GAN's G(z), z ~ N(0, I) (``GAN.sample``)."""
+    return model.sample(n) if isinstance(model, GAN) else prior_draws(model, n)
+
+
+def prior_title(vae: Union[VAE, GAN]) -> str:
     """The samples figure's title, naming the prior: the paper's N(0, I) or the learned one's class."""
+    if isinstance(vae, GAN):
+        return "generator G(z) of draws z ~ N(0, I)"
     prior = vae.latent_prior
     if isinstance(prior, StandardNormal):
         return "decoded draws from the prior p(z) = N(0, I)"
@@ -119,12 +137,22 @@ def prior_title(vae: VAE) -> str:
 
 
 @torch.no_grad()
-def samples(vae: VAE, path: Path, n: int = 64) -> None:
+def samples(vae: Union[VAE, GAN], path: Path, n: int = 64) -> None:
     """Figure 10: decodings of ``n`` draws z ~ p(z) from the prior (N(0, I), or a learned one) in a near-square grid
-    (a conditional VAE cycles through the classes)."""
+    (a conditional VAE cycles through the classes); for a GAN, ``n`` of its samples."""
     per_row = math.ceil(math.sqrt(n))
     fig = Figure(figsize=(per_row * 0.75, math.ceil(n / per_row) * 0.75 + 0.4))
-    show(fig.subplots(), prior_draws(vae, n), per_row, prior_title(vae))
+    show(fig.subplots(), model_samples(vae, n), per_row, prior_title(vae))
+    save(fig, path)
+
+
+def panels(sets: Sequence[Tuple[str, torch.Tensor]], path: Path) -> None:
+    """Sets of images side by side, each a near-square grid under its title (the same count from each)."""
+    per_row = max(math.ceil(math.sqrt(len(images))) for _, images in sets)
+    side = per_row * 0.3 + 0.4
+    fig = Figure(figsize=(side * len(sets), side + 0.3), layout="constrained")
+    for ax, (title, images) in zip(fig.subplots(1, len(sets), squeeze=False)[0], sets):
+        show(ax, images, per_row, title)
     save(fig, path)
 
 

@@ -1,4 +1,4 @@
-"""A finished run, loaded for a task: its VAE on this machine's device and the config it was trained with.
+"""A finished run, loaded for a task: its VAE (or GAN) on this machine's device and the config it was trained with.
 
 A task's command line may change only how test figures are estimated or where this machine keeps
 the data (``COMMAND_LINE_SETTINGS``); everything else comes from the config stored in the checkpoint.
@@ -7,7 +7,7 @@ the data (``COMMAND_LINE_SETTINGS``); everything else comes from the config stor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Set, Tuple
+from typing import Set, Tuple, Union
 
 import pyro
 import torch
@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data import DataSplits
 from ..errors import ConfigError, DataError
+from ..modelling.gan import GAN
 from ..modelling.vae import VAE
 from . import checkpoints
 from .builders import load_dataset, pixel_transform
@@ -29,17 +30,19 @@ COMMAND_LINE_SETTINGS = frozenset(
     {"eval.iwae_k", "eval.chunk_size", "eval.weight_draws", "dataset.root", "dataset.download"}
 )
 # Settings of the task's own process, which a task takes from its command line only.
-TASK_PROCESS_SETTINGS = ("task", "device", "threads", "seed")
+TASK_PROCESS_SETTINGS = ("task", "device", "threads", "seed", "quality")
+# The tasks that work on a GAN run (model=gan): it has samples, but no likelihood and no encoder.
+GAN_TASKS = frozenset({"sample", "sample_quality"})
 
 
 @dataclass(frozen=True)
 class FinishedRun:
     """The VAE of a finished run on the task's device (its best checkpoint, of epoch ``epoch``), with the
-    config and image shape it was trained with."""
+    config and image shape it was trained with; for a model=gan run, ``vae`` is its GAN (last epoch)."""
 
     path: Path
     cfg: DictConfig
-    vae: VAE
+    vae: Union[VAE, GAN]
     image_shape: Tuple[int, int, int]
     device: torch.device
     epoch: int
@@ -74,6 +77,12 @@ def open_run(cfg: DictConfig, output_dir: Path) -> FinishedRun:
     apply_threads(cfg.threads)
     record = checkpoints.read(path / checkpoints.BEST, device)
     vae = checkpoints.vae_from_record(record, path / checkpoints.BEST).to(device).eval()
+    if isinstance(vae, GAN) and cfg.task.name not in GAN_TASKS:
+        raise ConfigError(
+            f"task={cfg.task.name}: {path} holds a GAN (model=gan), which has no likelihood to evaluate and no "
+            "encoder to reconstruct or interpolate with; the tasks for it: "
+            f"{', '.join(f'task={name}' for name in sorted(GAN_TASKS))}"
+        )
     run_cfg = OmegaConf.create(record["config"])
     for key in given & COMMAND_LINE_SETTINGS:
         OmegaConf.update(run_cfg, key, OmegaConf.select(cfg, key), force_add=True)

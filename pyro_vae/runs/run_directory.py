@@ -16,12 +16,13 @@ from ..errors import ConfigError, DataError
 from . import checkpoints
 
 # Settings a resumed run takes from its new command line, all applied from the next epoch on:
-# the epoch budget, early stopping, evaluation, what watches the run, the device and threads, and where
-# the data files live.
+# the epoch budget, early stopping, evaluation, where the sample-quality classifiers are cached, what
+# watches the run, the device and threads, and where the data files live.
 CHANGEABLE_ON_RESUME = (
     "epochs",
     "early_stopping.",
     "eval.",
+    "quality.",
     "logger.",
     "device",
     "threads",

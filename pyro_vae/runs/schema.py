@@ -75,6 +75,13 @@ class EvalConfig:
     val_iwae_k: int = MISSING
 
 
+@dataclass
+class QualityConfig:
+    """quality.*: where the feature classifiers of the sample-quality metrics are cached (pyro_vae/quality/)."""
+
+    cache_dir: str = MISSING
+
+
 # --- config groups: one schema per file of conf/GROUP/, subclasses of the group's base ---------
 
 
@@ -118,7 +125,7 @@ class FlowPriorConfig(PriorConfig):
 
 @dataclass
 class ModelConfig:
-    """model=vae|cvae|hvae."""
+    """model=vae|cvae|hvae|gan."""
 
     name: str = MISSING
 
@@ -129,6 +136,17 @@ class HierarchicalModelConfig(ModelConfig):
 
     top_latent_dim: int = MISSING
     top_widths: List[int] = MISSING
+
+
+@dataclass
+class GanModelConfig(ModelConfig):
+    """model=gan: the DCGAN's channels at the image's side (doubling toward the smallest feature map) and
+    the Adam settings of both of its networks (latent_dim is z's size, as for the VAE)."""
+
+    generator_width: int = MISSING
+    discriminator_width: int = MISSING
+    lr: float = MISSING
+    betas: List[float] = MISSING
 
 
 @dataclass
@@ -313,6 +331,16 @@ class InterpolateTaskConfig(FinishedRunTaskConfig):
 
 
 @dataclass
+class SampleQualityTaskConfig(FinishedRunTaskConfig):
+    """task=sample_quality: samples scored in a classifier's feature space."""
+
+    n: int = MISSING
+    kid_subsets: int = MISSING
+    kid_subset_size: int = MISSING
+    k: int = MISSING
+
+
+@dataclass
 class Config:
     """conf/config.yaml."""
 
@@ -344,18 +372,21 @@ class Config:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
 
 @dataclass(frozen=True)
 class Option:
-    """One option of a config group, declared once: the schema of conf/GROUP/OPTION.yaml and what it
-    builds (``module:attribute``, imported on first use so that declaring it imports nothing)."""
+    """One option of a config group, declared once: the schema of conf/GROUP/OPTION.yaml, what it
+    builds (``module:attribute``, imported on first use so that declaring it imports nothing) and, for
+    a model not trained by SVI on a bound, the ``task=train`` of its own (``trains``, the same form)."""
 
     schema: type
     builds: Optional[str] = None
+    trains: Optional[str] = None
 
-    def component(self) -> Any:
-        module, _, attribute = self.builds.partition(":")
+    def component(self, declared: str = "builds") -> Any:
+        module, _, attribute = getattr(self, declared).partition(":")
         return getattr(import_module(module), attribute)
 
 
@@ -376,6 +407,7 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
         "vae": Option(ModelConfig, f"{_VAE}:VAE"),
         "cvae": Option(ModelConfig, f"{_VAE}:ConditionalVAE"),
         "hvae": Option(HierarchicalModelConfig, "pyro_vae.modelling.hierarchical:HierarchicalVAE"),
+        "gan": Option(GanModelConfig, "pyro_vae.modelling.gan:GAN", trains="pyro_vae.runs.gan_training:train_gan"),
     },
     "guide": {
         "diagonal": Option(GuideConfig, f"{_GUIDES}:DiagonalGaussian"),
@@ -436,6 +468,7 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
         "sample": Option(SampleTaskConfig, "pyro_vae.runs.tasks:sample_run"),
         "reconstruct": Option(ReconstructTaskConfig, "pyro_vae.runs.tasks:reconstruct_run"),
         "interpolate": Option(InterpolateTaskConfig, "pyro_vae.runs.tasks:interpolate_run"),
+        "sample_quality": Option(SampleQualityTaskConfig, "pyro_vae.runs.sample_quality:sample_quality_run"),
     },
 }
 

@@ -11,12 +11,12 @@ from typing import Any, Callable, List, Optional, Tuple
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.celeba import CROP, MIN_IMAGE_SIZE
 from ..data.transform import Binarization, Observation, binarization_mismatch
 from ..errors import ConfigError
+from ..modelling.gan import supported_shape_refusal
 from ..modelling.networks import conv_sizes
 from ..modelling.weights import MIN_WEIGHT_SCALE
-from .builders import dataset_reader, likelihood_class
+from .builders import dataset_reader, likelihood_class, likelihood_free
 from .figures import MAX_GRID_SIDE
 from .schema import OPTIONS, option
 from .tensorboard_logger import require_tensorboard
@@ -68,20 +68,21 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
             "schedule.epochs",
             "logger.image_every",
             "task.n",
+            "task.kid_subsets",
+            "task.kid_subset_size",
+            "task.k",
             "prior.num_pseudo_inputs",
             "prior.steps",
             "guide.steps",
             "guide.context_dim",
             "model.top_latent_dim",
+            "model.generator_width",
+            "model.discriminator_width",
             "schedule.stages",
+            "dataset.image_size",  # its bounds are each data set's own: DatasetReader.refusal
         )
     ),
     ("task.steps", lambda value: is_integer(value) and value >= 2, "must be an integer >= 2 (both ends count)"),
-    (
-        "dataset.image_size",
-        lambda value: is_integer(value) and MIN_IMAGE_SIZE <= value <= CROP,
-        f"must be an integer from {MIN_IMAGE_SIZE} to {CROP} (pixels a side; CelebA's centre crop is {CROP})",
-    ),
     ("dataset.channels", lambda value: is_integer(value) and value in (1, 3), "must be 1 (grey) or 3 (colour)"),
     ("dataset.split_seed", is_integer, "must be an integer"),
     (
@@ -96,6 +97,7 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("threads", lambda value: value is None or _positive_integer(value), POSITIVE_INTEGER),
     ("seed", is_integer, "must be an integer"),
     ("lr", _positive, "must be a positive finite number, e.g. lr=1e-3"),
+    ("model.lr", _positive, "must be a positive finite number, e.g. model.lr=2e-4"),
     *(
         (name, lambda widths: all(is_integer(width) and width > 0 for width in widths), WIDTHS)
         for name in ("net.widths", "guide.widths", "prior.widths", "model.top_widths")
@@ -129,11 +131,14 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
         "must be a positive integer, or null to never stop early",
     ),
     ("early_stopping.threshold", _at_least(0), NATS),
-    (
-        "optimizer.betas",
-        lambda betas: len(betas) == 2 and all(_fraction(beta) for beta in betas),
-        "must be two numbers in [0, 1), e.g. [0.9,0.999]: the decay rates of Adam's averages of the gradient and "
-        "its square",
+    *(
+        (
+            name,
+            lambda betas: len(betas) == 2 and all(_fraction(beta) for beta in betas),
+            f"must be two numbers in [0, 1), e.g. {example}: the decay rates of Adam's averages of the gradient "
+            "and its square",
+        )
+        for name, example in (("optimizer.betas", "[0.9,0.999]"), ("model.betas", "[0.5,0.999]"))
     ),
     (
         "optimizer.eps",
@@ -178,6 +183,8 @@ def _scale_mode_refusal(cfg: DictConfig) -> Optional[str]:
 
 
 def _binarization_refusal(cfg: DictConfig) -> Optional[str]:
+    if likelihood_free(cfg):  # a GAN sees the binary draws asked for, or the grey levels
+        return None
     observes = likelihood_class(cfg.likelihood).observes
     return binarization_mismatch(cfg.dataset.binarize, observes, cfg.likelihood.name)
 
@@ -215,6 +222,59 @@ def _conv_layers_refusal(cfg: DictConfig) -> Optional[str]:
     return None
 
 
+ELBO_FREE = "model=gan has no ELBO"
+# The settings of the VAE that a GAN has no use for, each with the value conf/config.yaml gives it (a group's
+# by its option's name) and why: with model=gan any other value is refused, whether it comes from the command
+# line or an experiment= file, rather than recorded as if it had done something (tests/runs/test_gan.py checks
+# that these are the defaults).
+GAN_UNUSED: List[Tuple[str, Any, str]] = [
+    ("objective", "trace", "model=gan is trained by its adversarial loss, not an ELBO objective"),
+    ("objective.num_particles", 1, f"{ELBO_FREE} to estimate"),
+    ("likelihood", "bernoulli", "model=gan defines no likelihood p(x|z): its generator outputs the pixels"),
+    ("guide", "diagonal", "model=gan has no encoder q(z|x)"),
+    ("prior", "standard", "model=gan draws z ~ N(0, I), the standard prior"),
+    *(
+        (name, default, "model=gan builds DCGAN networks sized by model.generator_width and model.discriminator_width")
+        for name, default in (("net", "mlp"), ("net.widths", [512, 256]), ("net.activation", "relu"))
+    ),
+    *(
+        (name, default, "model=gan trains both of its networks with Adam at model.lr and model.betas")
+        for name, default in (("optimizer", "adam"), ("optimizer.betas", [0.9, 0.999]), ("lr", 1.0e-3))
+    ),
+    ("schedule", "constant", f"{ELBO_FREE} to schedule the learning rate by; it keeps model.lr"),
+    ("svi_step", "torch", "model=gan takes no SVI step"),
+    ("kl_weight", 1.0, "model=gan has no KL term to weight"),
+    ("kl_warmup_epochs", 0, "model=gan has no KL term to warm up"),
+    ("decoder.bayesian", False, "model=gan's generator has point-estimate weights, not a Bayesian decoder"),
+    ("early_stopping.patience", None, f"{ELBO_FREE} on the validation images to stop by"),
+    ("eval.iwae_k", 1000, "model=gan has no likelihood to estimate log p(x) of"),
+    ("eval.val_iwae_k", 1000, "model=gan has no likelihood to estimate log p(x) of"),
+    ("logger", "none", "TensorBoard shows a VAE's bounds and reconstructions; model=gan writes history.csv"),
+]
+
+
+def _gan_unused_refusal(cfg: DictConfig) -> Optional[str]:
+    """With model=gan, the first setting of ``GAN_UNUSED`` given a value of its own."""
+    if not likelihood_free(cfg):
+        return None
+    for name, default, reason in GAN_UNUSED:
+        value = cfg[name].name if name in OPTIONS else _shown(OmegaConf.select(cfg, name))
+        if value != default:
+            return f"{name}={_override_text(value)}: {reason}; drop it with model={cfg.model.name}"
+    return None
+
+
+def _gan_shape_refusal(cfg: DictConfig) -> Optional[str]:
+    """The DCGAN's image sides (28 and 32), known from the data set's settings before any file is read."""
+    if not likelihood_free(cfg):
+        return None
+    refusal = supported_shape_refusal(dataset_reader(cfg).image_shape)
+    if refusal is None:
+        return None
+    fix = "set dataset.image_size=32" if "image_size" in cfg.dataset else "use a data set of 28x28 or 32x32 images"
+    return f"dataset={cfg.dataset.name}: {refusal}; {fix}"
+
+
 def _rule(when: Callable[[DictConfig], bool], message: str) -> Callable[[DictConfig], Optional[str]]:
     return lambda cfg: message.format(cfg=cfg) if when(cfg) else None
 
@@ -230,6 +290,8 @@ ROW = f"a figure shows at most {MAX_GRID_SIDE} images a row"
 # The rules between settings, in the order they are checked: each gives the refusal of a config that
 # breaks it, or None.
 RULES: List[Callable[[DictConfig], Optional[str]]] = [
+    _gan_unused_refusal,  # first: the rules below are between settings that a GAN refuses
+    _gan_shape_refusal,
     _rule(
         lambda cfg: _reweighted(cfg) and cfg.objective.name == "iwae",
         "kl_weight/kl_warmup_epochs reweight the KL term, which objective=iwae does not separate; use objective=trace",
@@ -347,6 +409,13 @@ def validate(cfg: DictConfig) -> None:
 
 def _shown(value: Any) -> Any:
     return list(value) if OmegaConf.is_list(value) else value
+
+
+def _override_text(value: Any) -> str:
+    """``value`` as a command line gives it: true, null, [200,200]."""
+    if isinstance(value, list):
+        return f"[{','.join(_override_text(item) for item in value)}]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def resolve_device(name: str) -> torch.device:

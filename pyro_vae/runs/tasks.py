@@ -34,7 +34,13 @@ def evaluate_run(cfg: DictConfig, output_dir: Path, begin: Begin = nothing_to_be
     data = run.data
     metrics = test_metrics(run.vae, run.test_view(data.test.images), data.test.labels, run.cfg, len(data.train))
     path = output_dir / "metrics.json"
-    provenance = {"run_dir": str(run.path), "best_epoch": run.epoch, "dataset": data.name, "device": str(run.device)}
+    provenance = {
+        "run_dir": str(run.path),
+        "best_epoch": run.epoch,
+        "dataset": data.name,
+        "data_verified": data.verified,  # as training's metrics.json: false for files not of the official release
+        "device": str(run.device),
+    }
     write_metrics(path, {**metrics, **provenance})
     log.info(
         "%s: test ELBO %.2f, test log-likelihood %.2f (K=%d) -> %s",

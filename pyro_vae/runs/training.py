@@ -79,9 +79,7 @@ def _resume(vae: VAE, step: TrainingStep, scheduler, run_dir: Path, device: torc
         ) from exc
     if scheduler is not None and record.get("scheduler"):
         scheduler.load_state_dict(record["scheduler"])
-    torch.set_rng_state(record["rng"])
-    if device.type == "cuda" and "cuda_rng" in record:
-        torch.cuda.set_rng_state(record["cuda_rng"], device)
+    checkpoints.restore_rng(record, device)
     log.info("resuming %s after epoch %d", run_dir, len(record["history"]))
     return TrainingState(history=list(record["history"]), untrained_val_elbo=record.get("untrained_val_elbo"))
 
@@ -245,8 +243,6 @@ def _save_epoch(
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "history": state.history,
         "untrained_val_elbo": state.untrained_val_elbo,
-        "rng": torch.get_rng_state(),
+        **checkpoints.rng_state(data.train.images.device),
     }
-    if data.train.images.is_cuda:
-        resume["cuda_rng"] = torch.cuda.get_rng_state(data.train.images.device)
     checkpoints.save(run_dir / checkpoints.LAST, {**record, **resume})

@@ -5,10 +5,12 @@
 
 import logging
 from pathlib import Path
+from typing import Optional
 
 import pyro
 from omegaconf import DictConfig
 
+from ..data import DataSplits
 from ..errors import ConfigError, DivergenceError
 from . import checkpoints, figures
 from .builders import build_vae, load_dataset, pixel_transform, training_bound_name
@@ -16,6 +18,7 @@ from .metrics import test_metrics, validation_metrics
 from .reporting import write_history, write_metrics
 from .run_directory import check_output_dir
 from .run_record import Begin, nothing_to_begin
+from .schema import option
 from .settings import apply_threads, resolve_device, validate
 from .tensorboard_logger import make_logger
 from .training import TrainingState, fit
@@ -23,7 +26,7 @@ from .training import TrainingState, fit
 log = logging.getLogger(__name__)
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
+def run_experiment(cfg: DictConfig, run_dir: Path) -> Optional[float]:
     """Train and evaluate the VAE of ``cfg`` into ``run_dir``; return the best validation ELBO.
 
     The Python entry point: it checks the settings and the directory, as ``run.py`` does before
@@ -33,20 +36,20 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> float:
     return train(cfg, run_dir)
 
 
-def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> float:
+def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Optional[float]:
     """``task=train`` on settings and a directory already checked: :func:`run_experiment`'s work.
-    ``begin`` is called once the data and every checkpoint of a resumed run have been checked."""
+    ``begin`` is called once the data and every checkpoint of a resumed run have been checked.
+    A model with a training task of its own (model=gan, which has no ELBO) is trained by that task."""
+    declared = option("model", cfg.model.name)
+    if declared.trains is not None:
+        return declared.component("trains")(cfg, run_dir, begin)
     device = resolve_device(cfg.device)
     apply_threads(cfg.threads)
     pyro.clear_param_store()
     pyro.set_rng_seed(cfg.seed)
 
     data = load_dataset(cfg, device)
-    if cfg.batch_size > len(data.train):  # known once the data is: still before anything is written
-        raise ConfigError(
-            f"batch_size={cfg.batch_size} exceeds the {len(data.train)} training images; lower it or raise "
-            "dataset.train_size"
-        )
+    check_batch_size(cfg, data)
     vae = build_vae(cfg, data.image_shape, data.num_classes).to(device)
     if cfg.resume:  # the end of the run loads checkpoint.pt: it must fit as last.pt must
         for path in (run_dir / checkpoints.LAST, run_dir / checkpoints.BEST):
@@ -102,6 +105,15 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> fl
     )
     log.info("wrote %s", run_dir)
     return state.best_val_elbo
+
+
+def check_batch_size(cfg: DictConfig, data: DataSplits) -> None:
+    """Refuse a batch larger than the training split: known once the data is, still before anything is written."""
+    if cfg.batch_size > len(data.train):
+        raise ConfigError(
+            f"batch_size={cfg.batch_size} exceeds the {len(data.train)} training images; lower it or raise "
+            "dataset.train_size"
+        )
 
 
 def _record_divergence(state: TrainingState, run_dir: Path, dataset: str, device) -> None:

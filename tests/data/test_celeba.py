@@ -1,7 +1,10 @@
 """CelebA from a tiny folder in torchvision's layout that the tests write: generated 178x218 JPEGs in
 celeba/img_align_celeba/ and a list_eval_partition.txt, its MD5 patched in as the official one."""
 
+import shutil
 import time
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +67,7 @@ def test_only_the_images_the_split_sizes_take_are_decoded(tmp_path, monkeypatch)
     write_celeba(tmp_path, monkeypatch)
     decoded = []
     read_face = celeba.read_face
-    monkeypatch.setattr(celeba, "read_face", lambda path, *a: decoded.append(path.name) or read_face(path, *a))
+    monkeypatch.setattr(celeba, "read_face", lambda face, *a: decoded.append(face[0].name) or read_face(face, *a))
     cfg = compose_config(
         tiny_mnist_like(
             "celeba",
@@ -106,8 +109,10 @@ def test_a_configuration_too_large_for_the_device_is_refused_before_reading(tmp_
         with pytest.raises(ConfigError) as error:
             validate(compose_config(["dataset=celeba", f"dataset.image_size={size}"]))
         assert str(error.value) == (
-            f"dataset.image_size={size}: must be an integer from 8 to 148 (pixels a side; CelebA's centre crop is 148)"
+            f"dataset.image_size={size}: must be an integer from 8 to 148 for dataset=celeba (pixels a side; each "
+            "aligned face is centre-cropped to 148x148, and a larger side only upsamples it)"
         )
+    validate(compose_config(["dataset=celeba", "dataset.image_size=8", "dataset.train_size=10"]))
     with pytest.raises(ConfigError, match=r"^model=cvae conditions on the label, and dataset=celeba has no labels"):
         validate(compose_config(["dataset=celeba", "model=cvae"]))
 
@@ -119,7 +124,7 @@ def test_download_without_gdown_is_refused_saying_where_to_put_the_files(tmp_pat
     assert str(error.value) == (
         "dataset.download=true: CelebA is on Google Drive, which torchvision downloads from only with the gdown "
         f"package, not installed; fetch img_align_celeba.zip and list_eval_partition.txt from {celeba.URL} (Google "
-        f"Drive), put list_eval_partition.txt in {tmp_path}/celeba and extract the zip there (giving "
+        f"Drive) and put both in {tmp_path}/celeba (the zip is read as it is, or extracted there as "
         f"{tmp_path}/celeba/img_align_celeba/), and set dataset.download=false"
     )
 
@@ -145,8 +150,8 @@ def test_missing_damaged_or_odd_files_are_refused_in_one_line(tmp_path, monkeypa
         celeba.load_celeba(str(tmp_path))
     assert str(error.value) == (
         f"{tmp_path}/celeba/list_eval_partition.txt: not found; fetch img_align_celeba.zip and "
-        f"list_eval_partition.txt from {celeba.URL} (Google Drive), put list_eval_partition.txt in {tmp_path}/celeba "
-        f"and extract the zip there (giving {tmp_path}/celeba/img_align_celeba/)"
+        f"list_eval_partition.txt from {celeba.URL} (Google Drive) and put both in {tmp_path}/celeba (the zip is read "
+        f"as it is, or extracted there as {tmp_path}/celeba/img_align_celeba/)"
     )
     write_celeba(tmp_path, monkeypatch, counts={"0": 3, "1": 2, "2": 2})
     images, partition = tmp_path / "celeba" / "img_align_celeba", tmp_path / "celeba" / "list_eval_partition.txt"
@@ -171,6 +176,55 @@ def test_missing_damaged_or_odd_files_are_refused_in_one_line(tmp_path, monkeypa
         DataError, match=r"partition\.txt: line 8 holds '000009\.png 3', expected 'NAME\.jpg 0', 1 or 2"
     ):
         celeba.load_celeba(str(tmp_path), verify=False, image_size=8)
+
+
+def zip_folder(root) -> Path:
+    """``root``/celeba/img_align_celeba/ replaced by the official zip of it, its members named as the release's."""
+    folder = root / "celeba" / "img_align_celeba"
+    archive = root / "celeba" / "img_align_celeba.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:  # stored, as the release's JPEGs are
+        for path in sorted(folder.iterdir()):
+            zipped.write(path, f"img_align_celeba/{path.name}")
+    shutil.rmtree(folder)
+    return archive
+
+
+def test_without_the_folder_the_faces_are_read_from_the_zip_in_place(tmp_path, monkeypatch):
+    write_celeba(tmp_path, monkeypatch, counts={"0": 4, "1": 2, "2": 2})
+    extracted = celeba.load_celeba(str(tmp_path), image_size=16)
+    archive = zip_folder(tmp_path)
+    before = snapshot(tmp_path)
+    zipped = celeba.load_celeba(str(tmp_path), image_size=16)
+    assert snapshot(tmp_path) == before  # nothing extracted to disk
+    for split, images in extracted.items():
+        assert torch.equal(zipped[split].images, images.images) and zipped[split].verified
+
+    members = {info.filename: zipfile.ZipFile(archive).read(info) for info in zipfile.ZipFile(archive).infolist()}
+    del members["img_align_celeba/000003.jpg"]
+    rewrite(archive, members)
+    with pytest.raises(DataError) as error:
+        celeba.load_celeba(str(tmp_path), image_size=8)
+    assert str(error.value).startswith(
+        f"{archive}:img_align_celeba/000003.jpg: not in the zip; img_align_celeba.zip is incomplete, fetch"
+    )
+    members["img_align_celeba/000003.jpg"] = members["img_align_celeba/000001.jpg"][:300]
+    rewrite(archive, members)
+    with pytest.raises(DataError, match=r"zip:img_align_celeba/000003\.jpg: not a readable image .*truncated"):
+        celeba.load_celeba(str(tmp_path), image_size=8)
+    raw = bytearray(archive.read_bytes())
+    raw[raw.find(members["img_align_celeba/000001.jpg"]) + 100] ^= 0xFF  # a byte of a stored member flipped
+    archive.write_bytes(raw)
+    with pytest.raises(DataError, match=r"zip:img_align_celeba/000001\.jpg: damaged in the zip \(Bad CRC-32"):
+        celeba.load_celeba(str(tmp_path), image_size=8)
+    archive.write_bytes(archive.read_bytes()[:-40])  # the central directory cut off
+    with pytest.raises(DataError, match=r"img_align_celeba\.zip: not a readable zip \(.*\); the download is"):
+        celeba.load_celeba(str(tmp_path), image_size=8)
+
+
+def rewrite(archive, members) -> None:
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name, raw in members.items():
+            zipped.writestr(name, raw)
 
 
 def test_celeba_run_end_to_end_with_the_gaussian_decoder(tmp_path, monkeypatch):

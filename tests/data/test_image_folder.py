@@ -181,6 +181,21 @@ def test_a_folder_too_large_for_the_device_is_refused_from_its_file_count(tmp_pa
     validate(folder_config(tmp_path, "dataset.image_size=148", "dataset.channels=3", "dataset.train_size=22"))
 
 
+def test_an_image_size_outside_the_folders_own_range_is_refused_before_listing(tmp_path):
+    for size in (7, 257):
+        with pytest.raises(ConfigError) as error:
+            validate(folder_config(tmp_path / "absent", f"dataset.image_size={size}"))
+        assert str(error.value) == (
+            f"dataset.image_size={size}: must be an integer from 8 to 256 for dataset=folder (pixels a side; "
+            "net=conv's three stride-2 layers take 8 to 1x1, and 256 is the largest VAE papers use)"
+        )
+    write_folder(tmp_path, per_class=2)
+    for size in (8, 149, 256):  # 149: beyond CelebA's bound, within the folder's
+        cfg = folder_config(tmp_path, "dataset.val_size=1", f"dataset.image_size={size}")
+        validate(cfg)
+        assert dataset_reader(cfg).image_shape == (1, size, size)
+
+
 def test_an_unreadable_image_file_is_refused_by_name(tmp_path):
     write_folder(tmp_path, per_class=4)
     bad = tmp_path / "dog" / "dog_01.png"

@@ -134,7 +134,11 @@ def test_schemas_register_twice_and_floats_take_integers():
     [
         (["latent_dimm=3"], "latent_dimm=3: no such setting; did you mean latent_dim?"),
         (["latent_dim=abc"], "latent_dim=abc: must be an integer"),
-        (["task=bogus"], "task=bogus: unknown choice; choose one of evaluate, interpolate, reconstruct, sample, train"),
+        (
+            ["task=bogus"],
+            "task=bogus: unknown choice; choose one of evaluate, interpolate, reconstruct, sample, "
+            "sample_quality, train",
+        ),
         (["-m", "latent_dim=2,abc"], "latent_dim=abc: must be an integer"),  # before any job runs
     ],
 )

@@ -5,10 +5,12 @@ import json
 import pytest
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
 
 from pyro_vae.runs import figures
+from pyro_vae.runs.builders import build_vae
 
-from ..helpers import read_metrics, run_python, train_tiny_run
+from ..helpers import compose_config, read_metrics, run_python, train_tiny_run
 
 
 @pytest.fixture
@@ -72,3 +74,41 @@ def test_the_curve_script_refuses_a_missing_run_and_an_evaluation_without_its_ch
     unnamed = run_python("docs/learning_curve.py", str(run_dir), "--out", str(out), returncode=2)
     assert unnamed.stderr.strip().startswith(f"{run_dir / 'metrics.json'}: does not say which checkpoint it scored")
     assert not out.exists()
+
+
+# Each data set's shape with the net a run of it uses (MNIST-like, CIFAR-10 and SVHN, CelebA, a folder of odd
+# sizes, grey and colour), and two models that between them draw every figure: a plane of z for the manifold, and
+# a conditional VAE with a Bayesian decoder for the class samples and the uncertainty figure.
+SHAPES = {
+    "28x28x1 mlp": ((1, 28, 28), ["net.widths=[8]"]),
+    "32x32x3 conv": ((3, 32, 32), ["likelihood=gaussian", "net.widths=[4,8]"]),
+    "64x64x3 conv": ((3, 64, 64), ["likelihood=gaussian", "net.widths=[4,8,8]"]),
+    "13x13x1 conv": ((1, 13, 13), ["net=conv", "net.widths=[4,8,8]"]),
+    "20x20x3 mlp": ((3, 20, 20), ["likelihood=gaussian", "net=mlp", "net.widths=[8]"]),
+    "20x24x1 mlp": ((1, 20, 24), ["net.widths=[8]"]),
+}
+MODELS = {
+    "vae z2": ["latent_dim=2"],
+    "cvae bayesian": ["model=cvae", "decoder.bayesian=true", "latent_dim=3"],
+}
+EVERY_FIGURE = {"encoding", "decoding", "reconstructions", "samples", "elbo_curve", "latent_space"}
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_every_figure_is_drawn_at_every_size_and_channel_count(shape, model, tmp_path, monkeypatch):
+    image_shape, overrides = SHAPES[shape]
+    shown = []
+    show = figures.show
+    monkeypatch.setattr(figures, "show", lambda ax, images, *a: shown.append(images.shape[1:]) or show(ax, images, *a))
+    vae = build_vae(compose_config([*overrides, *MODELS[model]]), image_shape, 3)
+    images = torch.rand(12, *image_shape)
+    labels = torch.arange(12) % 3
+    written = figures.write_all(vae, (images[:4], labels[:4]), (images, labels), ["a", "b", "c"], history(2), tmp_path)
+    extra = {"manifold"} if model == "vae z2" else {"class_samples", "uncertainty"}
+    assert {path.stem for path in written} == EVERY_FIGURE | extra
+    for path in written:
+        with Image.open(path) as figure:
+            assert figure.width > 50 and figure.height > 50, path
+    # every panel of the data's size and channels (colour figures of colour data), or the uncertainty's grey spread
+    assert set(shown) <= {image_shape, (1, *image_shape[1:])} and image_shape in shown

@@ -1,5 +1,8 @@
 """Settings drawn at random, valid and invalid, alone and in pairs, through the real ``run.py``
-on tiny data: every command either finishes with its metrics or stops with a clean refusal.
+on tiny data: every command either finishes with its metrics or stops with a clean refusal. Every
+``dataset=`` option is drawn, on small files in its own format that the module writes once (not the
+official bytes: read with ``dataset.verify=false``, refused in one line without it; ``{data}`` in a
+value is their folder).
 
 Every refusal is one line with exit status 2, never a traceback: a value out of range as much as
 what Hydra refuses while it composes against pyro_vae/schema.py (an unknown key, a value of the
@@ -20,12 +23,17 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pyro_vae.data import fashion_mnist
 from pyro_vae.errors import ConfigError
 from pyro_vae.runs.optimizers import NOT_ARGUMENTS, make_optimizer
 from pyro_vae.runs.schema import OPTIONS, Config
 from pyro_vae.runs.settings import RANGES, validate
 
-from ..helpers import compose_config, run_py
+from ..data.test_celeba import write_celeba
+from ..data.test_image_folder import write_folder
+from ..data.test_omniglot import write_chardata
+from ..data.test_svhn import write_svhn
+from ..helpers import compose_config, run_py, write_amat_files, write_idx_release
 
 TINY_DATA = [
     "dataset.train_size=128",
@@ -71,6 +79,25 @@ VALUES = {
     "kl_warmup_epochs": ["2", "-1", "1.5"],
     "model": ["cvae", "gan"],
     "dataset.binarize": ["static", "none", "bogus"],
+    "dataset": [
+        "fashion_mnist dataset.root={data}/idx dataset.verify=false",
+        "kmnist dataset.root={data}/idx",  # not the published MD5s: refused
+        "kmnist dataset.root={data}/idx dataset.verify=false",
+        "binarized_mnist dataset.root={data}/amat dataset.verify=false",
+        "omniglot dataset.root={data}/omniglot dataset.verify=false",
+        "svhn dataset.root={data}/svhn dataset.verify=false",
+        "celeba dataset.root={data} dataset.verify=false dataset.image_size=16",
+        "celeba dataset.root={data} dataset.image_size=149",
+        "folder dataset.root={data}/folder",
+        "folder dataset.root={data}/folder dataset.channels=3 dataset.image_size=12",
+        "folder dataset.root={data}/folder dataset.image_size=257",
+        "folder dataset.root={data}/absent",
+        "cifar10 dataset.root={data}/idx",  # no archive there
+        "cifar10 dataset.verify=false",
+        "bogus",
+    ],
+    "dataset.verify": ["false", "maybe"],
+    "dataset.image_size": ["16"],  # a key of dataset=celeba and folder only
     "eval.iwae_k": ["0", "abc", "3"],
     "eval.chunk_size": ["1", "0"],
     "decoder.bayesian": ["true", "maybe"],
@@ -107,9 +134,35 @@ VALUES = {
 }
 EXAMPLES = int(os.environ.get("PYRO_VAE_FUZZ_EXAMPLES", "12"))
 
-overrides = st.lists(st.sampled_from(sorted(VALUES)), min_size=1, max_size=2, unique=True).flatmap(
-    lambda keys: st.tuples(*(st.sampled_from(VALUES[key]).map(lambda value, key=key: f"{key}={value}") for key in keys))
+
+def setting(key: str):
+    return st.sampled_from(VALUES[key]).map(lambda value: f"{key}={value}")
+
+
+# Any one or two settings, or, as often, a data set alone or with one other setting: among the other keys, a
+# dataset= value would be drawn in one command of twenty, and a budget of 12 would miss most of them.
+any_settings = st.lists(st.sampled_from(sorted(VALUES)), min_size=1, max_size=2, unique=True).flatmap(
+    lambda keys: st.tuples(*map(setting, keys))
 )
+with_data = st.one_of(
+    st.tuples(setting("dataset")),
+    st.tuples(setting("dataset"), st.sampled_from(sorted(set(VALUES) - {"dataset"})).flatmap(setting)),
+)
+overrides = st.one_of(any_settings, with_data)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Small files of every data set with files, enough for TINY_DATA's splits (128 + 64 train, 32 test)."""
+    root = tmp_path_factory.mktemp("data")
+    write_idx_release(root / "idx", fashion_mnist.RELEASE, train=192, test=32)  # Fashion-MNIST's and KMNIST's names
+    write_amat_files(root / "amat", counts=(("train", 128), ("val", 64), ("test", 32)))
+    write_chardata(root / "omniglot", train=192, test=32)
+    with pytest.MonkeyPatch.context() as patch:  # the writers patch the checksums in; the runs do not see them
+        write_svhn(root / "svhn", patch, counts=(("train", 192), ("test", 32)))
+        write_celeba(root, patch, counts={"0": 128, "1": 64, "2": 32})
+    write_folder(root / "folder", per_class=80)
+    return root
 
 
 @pytest.mark.slow
@@ -117,9 +170,9 @@ overrides = st.lists(st.sampled_from(sorted(VALUES)), min_size=1, max_size=2, un
     max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(overrides)
-def test_every_drawn_command_finishes_or_is_refused_cleanly(tmp_path_factory, drawn):
+def test_every_drawn_command_finishes_or_is_refused_cleanly(tmp_path_factory, data, drawn):
     out = tmp_path_factory.mktemp("fuzz")
-    args = [override for value in drawn for override in value.split(" ")]
+    args = [override.format(data=data) for value in drawn for override in value.split(" ")]
     result = run_py(*TINY_DATA, *args, f"hydra.run.dir={out}", returncode=None, timeout=300)
     output = (result.stdout + result.stderr).strip()
     assert "Traceback" not in output, (drawn, output)

@@ -18,7 +18,8 @@ from ..helpers import compose_config, run_py_refused, snapshot
 
 TOP_LEVEL = (
     "batch_size, dataset, decoder, device, early_stopping, epochs, eval, guide, kl_warmup_epochs, kl_weight, "
-    "latent_dim, likelihood, logger, lr, model, net, objective, optimizer, prior, resume, schedule, seed, svi_step, "
+    "latent_dim, likelihood, logger, lr, model, net, objective, optimizer, prior, quality, resume, schedule, seed, "
+    "svi_step, "
     "task, "
     "threads"
 )
@@ -77,10 +78,13 @@ REFUSALS = [
     (["net=foo"], exactly("net=foo: unknown choice; choose one of conv, mlp")),
     (
         ["task=bogus"],
-        exactly("task=bogus: unknown choice; choose one of evaluate, interpolate, reconstruct, sample, train"),
+        exactly(
+            "task=bogus: unknown choice; choose one of evaluate, interpolate, reconstruct, sample, "
+            "sample_quality, train"
+        ),
     ),
     (["optimizer=sgd"], exactly("optimizer=sgd: unknown choice; choose one of adagrad, adam, clipped_adam, rmsprop")),
-    (["model=gan"], exactly("model=gan: unknown choice; choose one of cvae, hvae, vae")),
+    (["model=wgan"], exactly("model=wgan: unknown choice; choose one of cvae, gan, hvae, vae")),
     (["guide=maf"], exactly("guide=maf: unknown choice; choose one of diagonal, full, iaf")),
     (
         ["objective=trace_pyro"],
@@ -237,6 +241,11 @@ REFUSALS = [
     ),
     (["prior=flow", "prior.steps=-1"], exactly("prior.steps=-1: must be a positive integer")),
     (["model=hvae", "model.top_latent_dim=0"], exactly("model.top_latent_dim=0: must be a positive integer")),
+    (
+        ["model=gan", "kl_weight=0.5"],
+        exactly("kl_weight=0.5: model=gan has no KL term to weight; drop it with model=gan"),
+    ),
+    (["model=gan", "model.generator_width=0"], exactly("model.generator_width=0: must be a positive integer")),
     (["model=hvae", "model.top_widths=[4,-1]"], "model.top_widths=\\[4, -1\\]: must be a list of positive"),
     (["dataset.binarize=none"], "dataset.binarize=none: likelihood=bernoulli needs binary pixels"),
     (

@@ -211,6 +211,16 @@ EXPERIMENTS = {
     "tomczak_vampprior": dict(
         latent_dim=40, hidden=[300, 300], optimizer="adam", batch_size=100, objective="trace", lr=5e-4, epochs=2000
     ),
+    "tomczak_static_mnist": dict(
+        latent_dim=40,
+        hidden=[300, 300],
+        optimizer="adam",
+        batch_size=100,
+        objective="trace",
+        lr=5e-4,
+        epochs=2000,
+        dataset="binarized_mnist",
+    ),
     "burda_hvae": dict(
         latent_dim=100, hidden=[200, 200], optimizer="adam", batch_size=20, objective="trace", model="hvae", top=50
     ),
@@ -257,8 +267,9 @@ def test_every_experiment_config_composes_to_its_published_setup(name):
     assert cfg.optimizer.name == expected["optimizer"] and cfg.batch_size == expected["batch_size"]
     assert cfg.objective.name == expected["objective"] and cfg.dataset.name == expected.get("dataset", "mnist")
     assert cfg.objective.num_particles == expected.get("particles", cfg.objective.num_particles)
-    assert cfg.prior.name == ("vampprior" if name == "tomczak_vampprior" else "standard")
+    assert cfg.prior.name == ("vampprior" if name.startswith("tomczak") else "standard")
     assert (cfg.model.name, cfg.guide.name) == (expected.get("model", "vae"), expected.get("guide", "diagonal"))
+    assert cfg.prior.get("num_pseudo_inputs", 500) == 500
     if "top" in expected:
         assert cfg.model.top_latent_dim == expected["top"] and list(cfg.model.top_widths) == [100, 100]
     for key in ("lr", "epochs"):

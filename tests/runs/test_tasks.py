@@ -11,13 +11,25 @@ import torch
 from PIL import Image
 
 import pyro_vae
+from pyro_vae.data import kmnist
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.runs import figures, finished_run
 from pyro_vae.runs.run_directory import check_output_dir
 from pyro_vae.runs.schema import option
 from pyro_vae.runs.settings import validate
+from pyro_vae.runs.training_run import run_experiment
 
-from ..helpers import compose_config, read_metrics, run_py, run_py_refused, snapshot, train_tiny_run, with_header_size
+from ..helpers import (
+    compose_config,
+    read_metrics,
+    run_py,
+    run_py_refused,
+    snapshot,
+    tiny_mnist_like,
+    train_tiny_run,
+    with_header_size,
+    write_idx_release,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -96,6 +108,16 @@ def test_evaluate_returns_the_test_elbo_with_the_runs_own_k(cvae_run, tmp_path):
     assert metrics["test_elbo"] == test_elbo
     assert metrics["iwae_k"] == 8 and metrics["likelihood_of"] == "log p(x|y)"
     assert metrics["best_epoch"] == read_metrics(cvae_run)["best_epoch"]  # which checkpoint was scored
+    assert metrics["data_verified"] is True
+
+
+def test_evaluate_records_that_the_data_are_not_the_official_release(tmp_path):
+    write_idx_release(tmp_path / "data", kmnist.RELEASE)  # their MD5s are not the published ones
+    run_dir = tmp_path / "run"
+    run_experiment(compose_config(tiny_mnist_like("kmnist", tmp_path / "data", "dataset.verify=false")), run_dir)
+    task_in_process("evaluate", run_dir, tmp_path / "evaluate")
+    assert read_metrics(run_dir)["data_verified"] is False
+    assert read_metrics(tmp_path / "evaluate")["data_verified"] is False
 
 
 @pytest.mark.slow  # a run of its own
@@ -273,7 +295,8 @@ def test_interpolate_a_conditional_vae(cvae_run, tmp_path):
         (["task=evaluate"], "task=evaluate: works on a finished run; pass task.run_dir=PATH"),
         (
             ["task=evalute"],
-            "task=evalute: unknown choice; choose one of evaluate, interpolate, reconstruct, sample, train",
+            "task=evalute: unknown choice; choose one of evaluate, interpolate, reconstruct, sample, "
+            "sample_quality, train",
         ),
     ],
 )
@@ -299,7 +322,7 @@ def test_a_task_refuses_model_settings_it_would_not_use(vae_run, tmp_path):
     assert line.endswith(
         f"latent_dim: task=evaluate takes the model and data settings from the run it works on "
         f"({vae_run / 'checkpoint.pt'}); drop the override (a task's command line sets task.*, device, threads, "
-        "seed, dataset.download, dataset.root, eval.chunk_size, eval.iwae_k, eval.weight_draws)"
+        "seed, quality, dataset.download, dataset.root, eval.chunk_size, eval.iwae_k, eval.weight_draws)"
     )
     assert not (tmp_path / ".hydra").exists()
 
