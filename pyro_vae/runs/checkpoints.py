@@ -10,7 +10,7 @@ from typing import Any, Dict, Union
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..modelling.gan import GAN
 from ..modelling.vae import VAE
 from .atomic import save_torch
@@ -158,3 +158,27 @@ def load(run_dir: Union[str, Path], map_location: Union[str, torch.device] = "cp
     ``map_location``."""
     record = read(Path(run_dir) / BEST, map_location)
     return vae_from_record(record, Path(run_dir) / BEST).to(map_location).eval()
+
+
+def check_resume_fits(model: Union[VAE, GAN], run_dir: Path) -> None:
+    """Before a resumed run writes anything: ``last.pt``, which it continues, and ``checkpoint.pt``,
+    which its end loads, must both fit ``model``."""
+    for path in (run_dir / LAST, run_dir / BEST):
+        if path.exists():
+            check_fits(model, read(path), path)
+
+
+def resume_record(model: Union[VAE, GAN], step: Any, run_dir: Path, device: torch.device) -> Dict[str, Any]:
+    """``last.pt`` of ``run_dir`` loaded into ``model`` and the training ``step``'s optimizers, the random
+    streams restored; the record, for what else the loop keeps (its history, a schedule)."""
+    record = read(run_dir / LAST, device)
+    try:
+        model.load_state_dict(record["state_dict"])
+        step.load_state_dict(record["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"resume=true: {run_dir / LAST} holds a different network or optimizer; resume with the settings of "
+            "that run"
+        ) from exc
+    restore_rng(record, device)
+    return record

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..data import DataSplits, PixelTransform
 from ..data.batches import MinibatchSampler
-from ..errors import ConfigError, DivergenceError
+from ..errors import DivergenceError
 from ..modelling.gan import GAN, discriminator_loss, generator_loss
 from . import checkpoints, gan_figures
 from .builders import build_gan, load_dataset, pixel_transform
@@ -95,9 +95,7 @@ def train_gan(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -
     check_batch_size(cfg, data)
     gan = build_gan(cfg, data.image_shape).to(device)
     if cfg.resume:
-        for path in (run_dir / checkpoints.LAST, run_dir / checkpoints.BEST):
-            if path.exists():
-                checkpoints.check_fits(gan, checkpoints.read(path), path)
+        checkpoints.check_resume_fits(gan, run_dir)
     begin()
     transform = pixel_transform(cfg)
     log.info(
@@ -192,16 +190,7 @@ def run_epoch(step: AdversarialStep, sampler: MinibatchSampler, epoch: int, cfg:
 
 
 def _resume(gan: GAN, step: AdversarialStep, run_dir: Path, device: torch.device) -> TrainingState:
-    record = checkpoints.read(run_dir / checkpoints.LAST, device)
-    try:
-        gan.load_state_dict(record["state_dict"])
-        step.load_state_dict(record["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ConfigError(
-            f"resume=true: {run_dir / checkpoints.LAST} holds a different network or optimizer; resume with the "
-            "settings of that run"
-        ) from exc
-    checkpoints.restore_rng(record, device)
+    record = checkpoints.resume_record(gan, step, run_dir, device)
     log.info("resuming %s after epoch %d", run_dir, len(record["history"]))
     return TrainingState(history=list(record["history"]))
 

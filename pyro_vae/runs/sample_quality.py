@@ -113,10 +113,13 @@ def _standard_split(run: FinishedRun) -> DataSplits:
     """The run's data set split as its ``conf/dataset/`` file splits it: the classifier and the reference
     rows come from it, so that runs which held out another number of validation images (the published
     setups keep 1,000) are scored in one feature space, by one classifier. A run on a subset of the
-    training images (``dataset.train_size``) keeps its own split."""
+    training images (``dataset.train_size``), or on a data set too small for the standard split, keeps
+    its own."""
     standard = OmegaConf.load(CONF / "dataset" / f"{run.cfg.dataset.name}.yaml").val_size
-    if run.cfg.dataset.val_size == standard or run.cfg.dataset.get("train_size") is not None:
-        return run.data
+    own = run.data
+    subset = run.cfg.dataset.get("train_size") is not None
+    if run.cfg.dataset.val_size == standard or subset or standard >= len(own.train) + len(own.val):
+        return own
     split = OmegaConf.merge(run.cfg, {"dataset": {"val_size": standard}})
     return load_dataset(split, run.device)
 

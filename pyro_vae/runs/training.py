@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..data import DataSplits, PixelTransform
 from ..data.batches import MinibatchSampler
-from ..errors import ConfigError, DivergenceError
+from ..errors import DivergenceError
 from ..modelling.estimators import evaluate
 from ..modelling.vae import VAE
 from . import checkpoints
@@ -68,18 +68,9 @@ class TrainingState:
 
 
 def _resume(vae: VAE, step: TrainingStep, scheduler, run_dir: Path, device: torch.device) -> TrainingState:
-    record = checkpoints.read(run_dir / checkpoints.LAST, device)
-    try:
-        vae.load_state_dict(record["state_dict"])
-        step.load_state_dict(record["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ConfigError(
-            f"resume=true: {run_dir / checkpoints.LAST} holds a different network or optimizer; resume with the "
-            "settings of that run"
-        ) from exc
+    record = checkpoints.resume_record(vae, step, run_dir, device)
     if scheduler is not None and record.get("scheduler"):
         scheduler.load_state_dict(record["scheduler"])
-    checkpoints.restore_rng(record, device)
     log.info("resuming %s after epoch %d", run_dir, len(record["history"]))
     return TrainingState(history=list(record["history"]), untrained_val_elbo=record.get("untrained_val_elbo"))
 

@@ -51,10 +51,8 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Op
     data = load_dataset(cfg, device)
     check_batch_size(cfg, data)
     vae = build_vae(cfg, data.image_shape, data.num_classes).to(device)
-    if cfg.resume:  # the end of the run loads checkpoint.pt: it must fit as last.pt must
-        for path in (run_dir / checkpoints.LAST, run_dir / checkpoints.BEST):
-            if path.exists():
-                checkpoints.check_fits(vae, checkpoints.read(path), path)
+    if cfg.resume:
+        checkpoints.check_resume_fits(vae, run_dir)
     begin()
     transform = pixel_transform(cfg)
     log.info(

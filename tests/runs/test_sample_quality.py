@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pyro_vae.runs import sample_quality
+from pyro_vae.runs.training_run import run_experiment
 from tests.helpers import (
     compose_config,
     gan_tiny,
@@ -21,6 +22,7 @@ from tests.helpers import (
     run_py_refused,
     run_python,
     snapshot,
+    tiny_cifar10,
     train_tiny_run,
 )
 
@@ -154,11 +156,32 @@ def test_runs_that_held_out_another_validation_size_share_the_standard_split(mon
     loaded = []
     monkeypatch.setattr(sample_quality, "load_dataset", lambda cfg, device: loaded.append(cfg.dataset) or "standard")
 
-    def run(**dataset):
-        cfg = compose_config([f"dataset.{key}={value}" for key, value in dataset.items()])
-        return SimpleNamespace(cfg=cfg, data="the run's own", device=torch.device("cpu"))
+    own = SimpleNamespace(train=range(50000), val=range(10000))
 
-    assert sample_quality._standard_split(run()) == "the run's own"
-    assert sample_quality._standard_split(run(val_size=1000, train_size=512)) == "the run's own"  # a subset
+    def run(data=own, **dataset):
+        cfg = compose_config([f"dataset.{key}={value}" for key, value in dataset.items()])
+        return SimpleNamespace(cfg=cfg, data=data, device=torch.device("cpu"))
+
+    assert sample_quality._standard_split(run()) is own
+    assert sample_quality._standard_split(run(val_size=1000, train_size=512)) is own  # a subset
+    small = SimpleNamespace(train=range(9000), val=range(1000))  # a user's smaller IDX files
+    assert sample_quality._standard_split(run(small, val_size=1000)) is small
     assert sample_quality._standard_split(run(val_size=1000)) == "standard"
     assert [dataset.val_size for dataset in loaded] == [10000]
+
+
+def test_cifar10_runs_of_both_models_are_scored_by_a_resnet(tmp_path, monkeypatch):
+    """The small CIFAR-10 archive the tests write (random pixels and labels: the figures mean nothing):
+    a Gaussian VAE and a GAN, each scored in the features of a ResNet trained on it."""
+    cifar = tiny_cifar10(tmp_path, monkeypatch)
+    vae_dir = tmp_path / "vae"
+    run_experiment(compose_config(["likelihood=gaussian", *cifar]), vae_dir)
+    gan = [o for o in cifar if not o.startswith(("net.", "eval."))]
+    sizes = ["dataset.train_size=null", "dataset.test_size=null"]  # the archive's own, not GAN_TINY's for MNIST
+    run_experiment(compose_config(gan_tiny("dataset=cifar10", "dataset.binarize=none", *gan, *sizes)), tmp_path / "gan")
+    scoring = ["task.n=48", "task.kid_subset_size=12"]
+    for run_dir, sets in ((vae_dir, {"prior_mean", "reconstruction_mean"}), (tmp_path / "gan", {"generator"})):
+        cfg = compose_config([*task_args(run_dir, tmp_path / "cache"), *scoring])
+        quality = sample_quality.sample_quality_run(cfg, tmp_path / f"{run_dir.name}_quality")["sample_quality"]
+        assert set(quality["sets"]) == sets and quality["classifier"]["architecture"] == "resnet"
+        assert "FD (ResNet)" in quality["feature_space"] and quality["n_reference"] == 24
