@@ -77,7 +77,7 @@ def test_a_bernoulli_vae_is_scored_by_its_means_and_its_binary_draws(vae_run, ca
 
 
 def test_the_reference_rows_are_computed_once_per_data_set(vae_run, cache_dir, tmp_path, monkeypatch):
-    score(vae_run, tmp_path / "first", cache_dir)  # computes them, unless an earlier test did
+    score_in_process(vae_run, tmp_path / "first", cache_dir)  # computes them, unless an earlier test did
     stored = sorted(cache_dir.glob("*.reference-*.json"))
     assert len(stored) == 1
     scored = []
@@ -94,14 +94,14 @@ def test_the_reference_rows_are_computed_once_per_data_set(vae_run, cache_dir, t
 
 def test_a_gaussian_vae_has_no_binary_draws_to_score(tmp_path, cache_dir):
     run_dir = train_tiny_run(tmp_path / "run", "likelihood=gaussian", "dataset=mnist")
-    quality = score(run_dir, tmp_path / "q", cache_dir)["sample_quality"]
+    quality = score_in_process(run_dir, tmp_path / "q", cache_dir)["sample_quality"]
     assert set(quality["sets"]) == {"prior_mean", "reconstruction_mean"}
     assert set(quality["reference"]) == {"train_images_grey"}
 
 
 def test_a_conditional_vae_reports_the_classifier_accuracy_on_its_samples(tmp_path, cache_dir):
     run_dir = train_tiny_run(tmp_path / "run", "model=cvae")
-    quality = score(run_dir, tmp_path / "q", cache_dir)["sample_quality"]
+    quality = score_in_process(run_dir, tmp_path / "q", cache_dir)["sample_quality"]
     accuracy = quality["class_accuracy"]
     assert accuracy["n"] == 200 and len(accuracy["per_class"]) == 10
     assert accuracy["accuracy"] == pytest.approx(sum(accuracy["per_class"]) / 10)  # 20 draws each class
@@ -134,8 +134,8 @@ def test_a_kid_subset_larger_than_a_scored_set_is_refused_before_anything_is_wri
 def test_a_gans_samples_are_scored_against_the_view_it_was_trained_on(binarize, reference, tmp_path, cache_dir):
     """A GAN sees binary draws or grey levels as dataset.binarize says; its samples meet the same view."""
     sizes = ["dataset.train_size=512", "dataset.val_size=256", "dataset.test_size=128"]  # the tiny VAE's data
-    run_py(*gan_tiny(*sizes, f"dataset.binarize={binarize}"), f"hydra.run.dir={tmp_path / 'run'}")
-    metrics = score(tmp_path / "run", tmp_path / "q", cache_dir)
+    run_experiment(compose_config(gan_tiny(*sizes, f"dataset.binarize={binarize}")), tmp_path / "run")
+    metrics = score_in_process(tmp_path / "run", tmp_path / "q", cache_dir)
     quality = metrics["sample_quality"]
     assert metrics["model"] == "gan" and "test_elbo" not in metrics
     assert set(quality["sets"]) == {"generator"}
@@ -144,7 +144,7 @@ def test_a_gans_samples_are_scored_against_the_view_it_was_trained_on(binarize, 
 
 
 def test_compare_samples_draws_each_run_beside_the_training_images(vae_run, tmp_path):
-    run_py(*gan_tiny(), f"hydra.run.dir={tmp_path / 'gan'}")
+    run_experiment(compose_config(gan_tiny()), tmp_path / "gan")
     out = tmp_path / "compare.png"
     run_python("docs/compare_samples.py", str(out), f"VAE={vae_run}", f"GAN={tmp_path / 'gan'}", "--count", "16")
     assert out.stat().st_size > 0
