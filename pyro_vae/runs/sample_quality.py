@@ -67,9 +67,7 @@ def sample_quality_run(cfg: DictConfig, output_dir: Path, begin: Begin = nothing
     classifier, classifier_info = feature_extractor(data, Path(cfg.quality.cache_dir), run.device)
     scoring = {"kid_subsets": settings.kid_subsets, "kid_subset_size": settings.kid_subset_size, "k": settings.k}
     binary = _scores_binary_draws(run)
-    test = {GREY: as_pixels(data.test.images)}
-    if binary:
-        test[BINARY] = REFERENCE_BINARIZATION.fixed(data.test.images, "test")
+    test = _real_views(data.test.images, "test", binary)
     test_features = {view: classifier.features(images) for view, images in test.items()}
     sets = _sample_sets(run, data.test, settings.n, binary)
     rows = {scored.name: _row(scored, classifier.features(scored.images), test_features, scoring) for scored in sets}
@@ -136,6 +134,14 @@ def _check_counts(settings: DictConfig, test_images: int) -> None:
         raise ConfigError(f"task.k={settings.k}: needs more than k images in each set ({fewest} here); lower task.k")
 
 
+def _real_views(images: torch.Tensor, split: str, binary: bool) -> Dict[str, torch.Tensor]:
+    """uint8 ``images`` as grey levels, and binarized by the fixed reference draw when binary samples are scored."""
+    views = {GREY: as_pixels(images)}
+    if binary:
+        views[BINARY] = REFERENCE_BINARIZATION.fixed(images, split)
+    return views
+
+
 def _scores_binary_draws(run: FinishedRun) -> bool:
     """Binary images are scored against binarized test images: a Bernoulli VAE's draws from p(x|z), and
     every sample of a GAN trained on binary draws (``dataset.binarize`` other than none)."""
@@ -192,10 +198,9 @@ def _reference_rows(
     except (OSError, ValueError):  # absent, or damaged: computed again
         pass
     train = data.train.images[:n]
-    views = {GREY: as_pixels(train), BINARY: REFERENCE_BINARIZATION.fixed(train, "train")}
     rows = {}
-    for view in test_features:
-        scored = ScoredSet(f"train_images_{view}", f"{view} training images", views[view], view)
+    for view, images in _real_views(train, "train", BINARY in test_features).items():
+        scored = ScoredSet(f"train_images_{view}", f"{view} training images", images, view)
         rows[scored.name] = _row(scored, classifier.features(scored.images), test_features, scoring)
     write_json(path, rows)
     return rows
