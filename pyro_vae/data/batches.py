@@ -2,6 +2,7 @@
 
 from typing import Callable, Iterator, Tuple
 
+import numpy as np
 import torch
 
 
@@ -25,7 +26,21 @@ class MinibatchSampler:
         return len(self.source) // self.batch_size
 
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.source), device=self.source.device)
+        """An epoch in an order drawn from torch's global random stream."""
+        return self._batches(torch.randperm(len(self.source), device=self.source.device), 0, self.batch_size)
+
+    def epoch(self, number: int, seed: int, rank: int = 0, world_size: int = 1) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """Epoch ``number`` in an order drawn from ``seed`` and ``number`` alone, split for data parallelism:
+        process ``rank`` of ``world_size`` takes its contiguous part of every global batch of ``batch_size``,
+        so the processes cover the epoch once, in global batches that do not depend on their number."""
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, number]).generate_state(1)[0]))
+        order = torch.randperm(len(self.source), generator=generator).to(self.source.device)
+        local = self.batch_size // world_size
+        return self._batches(order, rank * local, local)
+
+    def _batches(self, order: torch.Tensor, offset: int, size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """Per step, the ``size`` indices of ``order`` from ``offset`` within the step's global batch."""
         for step in range(len(self)):
-            index = order[step * self.batch_size : (step + 1) * self.batch_size]
+            start = step * self.batch_size + offset
+            index = order[start : start + size]
             yield self.transform(self.source[index]), self.labels[index]

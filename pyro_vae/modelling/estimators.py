@@ -13,7 +13,7 @@ figure conditional on W is reported beside it as ``elbo_given_weights``.
 import itertools
 import math
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Protocol
 
 import pyro
 import torch
@@ -24,6 +24,14 @@ from .vae import VAE
 
 # Active-unit threshold on Cov_x(E_q[z_u]) from Burda et al. (2016), section 5.2.
 ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+class Shards(Protocol):
+    """A group of processes that each hold a shard of the images (``pyro_vae.runs.processes.Processes``)."""
+
+    def sum(self, values: Dict[str, float]) -> Dict[str, float]: ...
+
+    def cat(self, tensor: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ def evaluate(
     chunk_size: int = 2048,
     weight_draws: int = 1,
     num_data: Optional[int] = None,
+    across: Optional[Shards] = None,
 ) -> Evaluation:
     """Evaluate ``vae`` on float observations ``images`` (with their ``labels``, which a
     conditional VAE conditions on) with K = ``num_samples`` draws per image; a Bayesian decoder
@@ -67,6 +76,8 @@ def evaluate(
     weights from q(W) afresh for each chunk of samples, and the K samples of an image are split
     into at least ``weight_draws`` chunks, so the likelihood is averaged over weight draws.
     Distribution argument checks are off: they would re-read every decoded pixel.
+    ``across``: ``images`` is this process's shard of a split held by a group of processes; the
+    figures are then the whole split's, the same in every process.
     """
     if vae.bayesian and num_data is None:
         raise ValueError("a Bayesian decoder's ELBO charges KL(q(W) || p(W)) / num_data per image: pass num_data")
@@ -102,9 +113,13 @@ def evaluate(
         totals["kl"] += kl.sum().item()
         means[start : start + len(x)] = guide.mean
         start += len(x)
+    num_images = len(images)
+    if across is not None:
+        totals = across.sum({**totals, "num_images": num_images})
+        num_images, means = round(totals.pop("num_images")), across.cat(means)
     per_layer = [active_units(layer) for layer in means.split(list(vae.layer_dims), dim=-1)]
     units = dict(active_units=sum(per_layer), active_units_per_layer=per_layer if len(per_layer) > 1 else None)
-    figures = {key: value / len(images) for key, value in totals.items()}
+    figures = {key: value / num_images for key, value in totals.items()}
     if not vae.bayesian:
         return Evaluation(**figures, **units)
     weight_kl = vae.weight_guide.kl_to_prior().item() / num_data

@@ -71,11 +71,16 @@ def interruptible(run_dir: Path) -> Iterator[Callable[[], ContextManager[None]]]
 
 def interrupted_message(signum: signal.Signals, run_dir: Path) -> str:
     """Where the run stopped (the epoch ``last.pt`` holds) and the command that goes on from there."""
+    return f"{signum.name}: {where_it_stopped(run_dir)}"
+
+
+def where_it_stopped(run_dir: Path) -> str:
+    """The epoch that ``last.pt`` holds and the command that goes on from there."""
     last = run_dir / checkpoints.LAST
     if not last.is_file():
-        return f"{signum.name}: stopped in epoch 1, before any epoch of {run_dir} was saved; rerun: {command(run_dir)}"
+        return f"stopped in epoch 1, before any epoch of {run_dir} was saved; rerun: {command(run_dir)}"
     epochs = len(checkpoints.read(last)["history"])
-    return f"{signum.name}: stopped after epoch {epochs}, saved in {last}; resume with: {command(run_dir, resume=True)}"
+    return f"stopped after epoch {epochs}, saved in {last}; resume with: {command(run_dir, resume=True)}"
 
 
 def command(run_dir: Path, resume: bool = False) -> str:

@@ -4,13 +4,13 @@ both report the same quantities."""
 import logging
 import math
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 from omegaconf import DictConfig
 
 from ..data import Observation
-from ..modelling.estimators import bits_per_dim, evaluate
+from ..modelling.estimators import Shards, bits_per_dim, evaluate
 from ..modelling.vae import VAE
 from .builders import likelihood_class
 
@@ -18,22 +18,23 @@ log = logging.getLogger(__name__)
 
 
 def validation_metrics(
-    vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int
+    vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int, across: Optional[Shards] = None
 ) -> Dict[str, Any]:
     """The importance-sampled bound on log p(x) of the validation images, with ``eval.val_iwae_k``
-    samples each: the figure to choose settings by, which leaves the test images out of every choice."""
-    val = _estimate(vae, images, labels, cfg, num_data, cfg.eval.val_iwae_k)
+    samples each: the figure to choose settings by, which leaves the test images out of every choice.
+    ``across``: the images are this process's shard (``evaluate``)."""
+    val = _estimate(vae, images, labels, cfg, num_data, cfg.eval.val_iwae_k, across)
     log.info("validation log-likelihood %.2f (K=%d)", val.log_likelihood, cfg.eval.val_iwae_k)
     return {"val_log_likelihood": val.log_likelihood, "val_iwae_k": cfg.eval.val_iwae_k}
 
 
 def test_metrics(
-    vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int
+    vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int, across: Optional[Shards] = None
 ) -> Dict[str, Any]:
     """The test figures for float observations ``images``, estimated with ``cfg.eval``, for a VAE
-    trained on ``num_data`` images."""
+    trained on ``num_data`` images; ``across``: the images are this process's shard (``evaluate``)."""
     started = time.perf_counter()
-    test = _estimate(vae, images, labels, cfg, num_data, cfg.eval.iwae_k)
+    test = _estimate(vae, images, labels, cfg, num_data, cfg.eval.iwae_k, across)
     log.info(
         "test ELBO %.2f, test log-likelihood %.2f (K=%d, %.0f s), KL %.2f, active units %d/%d",
         test.elbo,
@@ -61,7 +62,9 @@ def test_metrics(
     return metrics
 
 
-def _estimate(vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int, k: int):
+def _estimate(
+    vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int, k: int, across: Shards
+):
     """``evaluate`` with ``k`` importance samples per image and the rest of ``cfg.eval``."""
     return evaluate(
         vae,
@@ -71,4 +74,5 @@ def _estimate(vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictCon
         chunk_size=cfg.eval.chunk_size,
         weight_draws=cfg.eval.weight_draws,
         num_data=num_data,
+        across=across,
     )

@@ -17,7 +17,8 @@ from . import checkpoints
 
 # Settings a resumed run takes from its new command line, all applied from the next epoch on:
 # the epoch budget, early stopping, evaluation, where the sample-quality classifiers are cached, what
-# watches the run, the device and threads, and where the data files live.
+# watches the run, the device and threads, the processes and precision (trainer.*: README, "Scaling
+# out", says what a resume on another number of processes keeps), and where the data files live.
 CHANGEABLE_ON_RESUME = (
     "epochs",
     "early_stopping.",
@@ -26,6 +27,7 @@ CHANGEABLE_ON_RESUME = (
     "logger.",
     "device",
     "threads",
+    "trainer.",
     "dataset.root",
     "dataset.download",
 )

@@ -45,6 +45,20 @@ class SviStep(Choice):
     pyro = "pyro"  # pyro.infer.SVI with pyro.optim, Pyro's textbook loop (Trace_ELBO for objective=trace)
 
 
+class Strategy(Choice):
+    """trainer.strategy=: how the processes of one run are started (``pyro_vae.runs.processes``)."""
+
+    auto = "auto"  # one process; ddp_spawn for trainer.devices > 1, ddp for trainer.num_nodes > 1
+    ddp_spawn = "ddp_spawn"  # this process starts trainer.devices processes on this node
+    ddp = "ddp"  # srun or torchrun started the processes, this one among them
+
+
+# trainer.precision=: the training step's matrix products, by Lightning's names: 32-true, or bf16-mixed
+# (bfloat16 under autocast; parameters, optimizer state and every figure float32). Members are named by
+# their values, which are not identifiers.
+Precision = Choice("Precision", [("32-true", "32-true"), ("bf16-mixed", "bf16-mixed")])
+
+
 # --- top level (conf/config.yaml) --------------------------------------------------------------
 
 
@@ -73,6 +87,16 @@ class EvalConfig:
     chunk_size: int = MISSING
     weight_draws: int = MISSING
     val_iwae_k: int = MISSING
+
+
+@dataclass
+class TrainerConfig:
+    """trainer.*: the processes and precision of one training run."""
+
+    devices: int = MISSING
+    num_nodes: int = MISSING
+    strategy: Strategy = MISSING
+    precision: Precision = MISSING
 
 
 @dataclass
@@ -373,6 +397,7 @@ class Config:
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..modelling.gan import supported_shape_refusal
 from ..modelling.networks import conv_sizes
 from ..modelling.weights import MIN_WEIGHT_SCALE
+from . import processes
 from .builders import dataset_reader, likelihood_class, likelihood_free
 from .figures import MAX_GRID_SIDE
 from .schema import OPTIONS, option
@@ -80,6 +81,8 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
             "model.discriminator_width",
             "schedule.stages",
             "dataset.image_size",  # its bounds are each data set's own: DatasetReader.refusal
+            "trainer.devices",
+            "trainer.num_nodes",
         )
     ),
     ("task.steps", lambda value: is_integer(value) and value >= 2, "must be an integer >= 2 (both ends count)"),
@@ -250,6 +253,10 @@ GAN_UNUSED: List[Tuple[str, Any, str]] = [
     ("eval.iwae_k", 1000, "model=gan has no likelihood to estimate log p(x) of"),
     ("eval.val_iwae_k", 1000, "model=gan has no likelihood to estimate log p(x) of"),
     ("logger", "none", "TensorBoard shows a VAE's bounds and reconstructions; model=gan writes history.csv"),
+    *(
+        (name, default, "model=gan trains in one float32 process")
+        for name, default in (("trainer.devices", 1), ("trainer.num_nodes", 1), ("trainer.precision", "32-true"))
+    ),
 ]
 
 
@@ -315,6 +322,27 @@ RULES: List[Callable[[DictConfig], Optional[str]]] = [
         lambda cfg: cfg.decoder.bayesian and cfg.objective.name == "iwae",
         "decoder.bayesian=true with objective=iwae: the weights' log p(W) - log q(W) has no per-image weight to enter; "
         "use objective=trace",
+    ),
+    _rule(
+        lambda cfg: cfg.trainer.strategy == "ddp_spawn" and cfg.trainer.num_nodes > 1,
+        "trainer.strategy=ddp_spawn starts processes on this node only; for trainer.num_nodes > 1 use "
+        "trainer.strategy=ddp under srun or torchrun (README, Scaling out)",
+    ),
+    _rule(
+        lambda cfg: processes.strategy(cfg.trainer) == "ddp" and not processes.started_outside(),
+        "trainer.strategy=ddp joins processes that srun or torchrun started, and none did: run the command under "
+        "srun or torchrun --nproc_per_node={cfg.trainer.devices}, or use trainer.strategy=ddp_spawn on one node",
+    ),
+    _rule(
+        lambda cfg: processes.uses_fabric(cfg.trainer) and cfg.svi_step != "torch",
+        "svi_step={cfg.svi_step} steps outside the module that DDP and autocast wrap; use svi_step=torch with "
+        "trainer.devices, trainer.num_nodes or trainer.precision",
+    ),
+    lambda cfg: (
+        f"batch_size={cfg.batch_size} is the global batch, split over {processes.world_size(cfg.trainer)} processes "
+        "(trainer.devices x trainer.num_nodes): make it a multiple of that"
+        if cfg.batch_size % processes.world_size(cfg.trainer)
+        else None
     ),
     _rule(
         lambda cfg: cfg.svi_step == "pyro" and cfg.schedule.name != "constant",

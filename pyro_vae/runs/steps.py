@@ -40,21 +40,39 @@ class TrainingStep(Protocol):
     def load_state_dict(self, state: Dict[str, Any]) -> None: ...
 
 
-class TorchOptimizerStep:
-    """``step(x, y, kl_weight)``: one update by ``objective`` and a torch ``optimizer``;
-    returns the loss (minus the bound of the whole training set) as a device tensor."""
+class ElboLoss(torch.nn.Module):
+    """The objective's loss on a minibatch as a module's forward, so that an engine that wraps the module
+    (DDP's gradient reduction, autocast) sees every parameter of ``vae`` and every loss."""
 
-    def __init__(self, vae: VAE, objective: ELBO, optimizer: torch.optim.Optimizer) -> None:
-        self.objective, self.optimizer, self.conditional = objective, optimizer, vae.conditional
+    def __init__(self, vae: VAE, objective: ELBO) -> None:
+        super().__init__()
+        self.vae, self.objective = vae, objective
         # Bound once: JitTrace_ELBO caches its compiled loss by id(model) and id(guide), and
         # ``vae.model`` is a new bound-method object at every access (a retrace every step).
         self.model, self.guide = vae.model, vae.guide
 
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
+        with kl_weighting(kl_weight):
+            return self.objective.differentiable_loss(self.model, self.guide, *model_arguments(x, y, self.vae.conditional))
+
+
+class TorchOptimizerStep:
+    """``step(x, y, kl_weight)``: one update by ``objective`` and a torch ``optimizer``;
+    returns the loss (minus the bound of the whole training set) as a device tensor. With a
+    ``fabric`` (``pyro_vae.runs.processes``) the loss module runs wrapped by it: gradients averaged
+    over the processes, matrix products in the precision it was given."""
+
+    def __init__(self, vae: VAE, objective: ELBO, optimizer: torch.optim.Optimizer, fabric=None) -> None:
+        self.optimizer = optimizer
+        self.loss: torch.nn.Module = ElboLoss(vae, objective)
+        self.backward = torch.Tensor.backward
+        if fabric is not None:
+            self.loss, self.backward = fabric.setup_module(self.loss), fabric.backward
+
     def __call__(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
-        with kl_weighting(kl_weight):
-            loss = self.objective.differentiable_loss(self.model, self.guide, *model_arguments(x, y, self.conditional))
-        loss.backward()
+        loss = self.loss(x, y, kl_weight)
+        self.backward(loss)
         self.optimizer.step()
         return loss.detach()
 
@@ -101,10 +119,11 @@ def kl_weighting(kl_weight: float):
     return KLWeighting(kl_weight) if kl_weight != 1 else contextlib.nullcontext()
 
 
-def make_step(vae: VAE, cfg: DictConfig) -> TrainingStep:
+def make_step(vae: VAE, cfg: DictConfig, fabric=None) -> TrainingStep:
     """The training step of ``cfg`` (``svi_step``, ``objective``, ``optimizer``, ``lr``) for ``vae``,
-    whose ``num_data`` is the size of its training set."""
+    whose ``num_data`` is the size of its training set; under ``fabric`` for ``trainer.*`` (svi_step=torch)."""
     if cfg.svi_step == "pyro":
         return PyroSVIStep(vae, make_objective(cfg.objective, textbook=True), cfg.optimizer, cfg.lr)
     objective = make_objective(cfg.objective)
-    return TorchOptimizerStep(vae, objective, make_optimizer(cfg.optimizer, cfg.lr, vae.parameters(), vae.num_data))
+    optimizer = make_optimizer(cfg.optimizer, cfg.lr, vae.parameters(), vae.num_data)
+    return TorchOptimizerStep(vae, objective, optimizer, fabric)

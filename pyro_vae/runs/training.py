@@ -25,6 +25,7 @@ from ..modelling.estimators import evaluate
 from ..modelling.vae import VAE
 from . import checkpoints
 from .interrupts import interruptible
+from .processes import ONE_PROCESS, Processes, rank_seed
 from .schedules import epochs_without_improvement, make_schedule, step_schedule
 from .steps import TrainingStep, make_step
 from .tensorboard_logger import NO_LOGGER, RunLogger
@@ -67,11 +68,26 @@ class TrainingState:
         return images / self.train_seconds
 
 
-def _resume(vae: VAE, step: TrainingStep, scheduler, run_dir: Path, device: torch.device) -> TrainingState:
+def _resume(
+    vae: VAE, step: TrainingStep, scheduler, run_dir: Path, device: torch.device, processes: Processes, seed: int
+) -> TrainingState:
     record = checkpoints.resume_record(vae, step, run_dir, device)
     if scheduler is not None and record.get("scheduler"):
         scheduler.load_state_dict(record["scheduler"])
-    log.info("resuming %s after epoch %d", run_dir, len(record["history"]))
+    epochs = len(record["history"])
+    saved_by_rank = record.get("rng_by_rank") or [record]
+    if len(saved_by_rank) == processes.world_size:
+        checkpoints.restore_rng(saved_by_rank[processes.rank], device)
+    else:  # the epoch order and global batches go on as saved; the draws of z and of binarization cannot
+        torch.manual_seed(rank_seed(seed + epochs, processes.rank))
+        if processes.writes:
+            log.warning(
+                "resuming on %d processes a run saved on %d: the order of the data and the global batches are "
+                "those of the saved run, the random draws are new ones",
+                processes.world_size,
+                len(saved_by_rank),
+            )
+    log.info("resuming %s after epoch %d", run_dir, epochs)
     return TrainingState(history=list(record["history"]), untrained_val_elbo=record.get("untrained_val_elbo"))
 
 
@@ -83,21 +99,31 @@ def kl_weight_at(cfg: DictConfig, epoch: int, progress: float) -> float:
 
 
 def run_epoch(
-    step: TrainingStep, sampler: MinibatchSampler, epoch: int, cfg: DictConfig, run_dir: Path
+    step: TrainingStep,
+    sampler: MinibatchSampler,
+    epoch: int,
+    cfg: DictConfig,
+    run_dir: Path,
+    processes: Processes = ONE_PROCESS,
 ) -> torch.Tensor:
-    """Sum of the minibatch losses of one epoch, checked for NaN every LOSS_CHECK_EVERY steps."""
+    """Sum of the minibatch losses of one epoch (the mean over the processes: each estimates the whole
+    training set's loss on its part of the global batch), checked for NaN every LOSS_CHECK_EVERY steps
+    by every process alike."""
     total = torch.zeros((), device=sampler.source.device)
     window_start = 0
-    progress = tqdm(sampler, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=None, unit="batch")
+    batches = sampler.epoch(epoch, cfg.seed, processes.rank, processes.world_size)
+    shown = None if processes.writes else True
+    progress = tqdm(batches, total=len(sampler), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=shown)
     for index, (x, y) in enumerate(progress):
         with pyro.validation_enabled(epoch == 1 and index == 0):
             total += step(x, y, kl_weight_at(cfg, epoch, (index + 1) / len(sampler)))
         if (index + 1) % LOSS_CHECK_EVERY == 0 or index + 1 == len(sampler):
-            if not torch.isfinite(total):
-                reason = f"training loss became {total.item()} at epoch {epoch}, steps {window_start}-{index}"
+            mean_total = processes.mean(total)
+            if not torch.isfinite(mean_total):
+                reason = f"training loss became {mean_total.item()} at epoch {epoch}, steps {window_start}-{index}"
                 raise DivergenceError(divergence_message(reason, cfg, run_dir))
             window_start = index + 1
-    return total
+    return mean_total
 
 
 def divergence_message(reason: str, cfg: DictConfig, run_dir: Path) -> str:
@@ -123,22 +149,29 @@ def _validation_divergence(val_elbo: float, untrained: Optional[float], epoch: i
     return None
 
 
-def _untrained_val_elbo(vae: VAE, val_images: torch.Tensor, labels, cfg: DictConfig, num_data: int) -> float:
+def _untrained_val_elbo(vae: VAE, validate, device: torch.device) -> float:
     """One validation pass before training, on forked random streams so that training draws what it drew without it."""
-    device = val_images.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        elbo = evaluate(vae, val_images, labels, chunk_size=cfg.eval.chunk_size, num_data=num_data).elbo
+        elbo = validate().elbo
     log.info("untrained model: val ELBO %.2f", elbo)
     return elbo
 
 
 def fit(
-    vae: VAE, data: DataSplits, transform: PixelTransform, cfg: DictConfig, run_dir: Path, logger: RunLogger = NO_LOGGER
+    vae: VAE,
+    data: DataSplits,
+    transform: PixelTransform,
+    cfg: DictConfig,
+    run_dir: Path,
+    logger: RunLogger = NO_LOGGER,
+    processes: Processes = ONE_PROCESS,
 ) -> TrainingState:
     """Train ``vae`` for up to ``cfg.epochs`` epochs, writing ``checkpoint.pt`` and ``last.pt`` each epoch
     and showing each saved epoch to ``logger``. An epoch that diverges (a non-finite loss, or a validation
     ELBO below the untrained model's) is not saved: training stops with ``state.divergence`` set.
-    SIGINT and SIGTERM raise :class:`RunInterrupted`, never in the middle of a save."""
+    SIGINT and SIGTERM raise :class:`RunInterrupted`, never in the middle of a save. Data-parallel
+    (``processes``): each process trains on its part of every global batch and validates on its shard
+    of the validation images; every figure is the whole split's, and rank 0 alone writes."""
     device = data.train.images.device
     if device.type == "cpu":
         # Adam's moments of weights whose gradient has become exactly zero (those of dead ReLU
@@ -149,16 +182,21 @@ def fit(
     num_data = len(data.train)
     vae.num_data = num_data  # the data plate scales each minibatch to the whole training set
     sampler = transform.minibatches(data.train, cfg.batch_size)
-    val_images = transform.fixed(data.val.images, "val")
-    step = make_step(vae, cfg)
+    val_images = processes.shard(transform.fixed(data.val.images, "val"))
+    val_labels = processes.shard(data.val.labels)
+
+    def validate():
+        return evaluate(vae, val_images, val_labels, chunk_size=cfg.eval.chunk_size, num_data=num_data, across=processes)
+
+    step = make_step(vae, cfg, processes.fabric)
     scheduler = make_schedule(cfg.schedule, step.optimizer)
     patience = cfg.early_stopping.patience
 
     # run_directory.check_output_dir has refused a run_dir that this run may not write into.
-    state = _resume(vae, step, scheduler, run_dir, device) if cfg.resume else TrainingState()
+    state = _resume(vae, step, scheduler, run_dir, device, processes, cfg.seed) if cfg.resume else TrainingState()
     with interruptible(run_dir) as saving:
         if not cfg.resume:
-            state.untrained_val_elbo = _untrained_val_elbo(vae, val_images, data.val.labels, cfg, num_data)
+            state.untrained_val_elbo = _untrained_val_elbo(vae, validate, device)
         for epoch in range(state.epochs_completed + 1, cfg.epochs + 1):
             if patience is not None and state.epochs_without_improvement(cfg.early_stopping.threshold) >= patience:
                 log.info("early stopping: no better validation ELBO in the last %d epochs", patience)
@@ -166,12 +204,12 @@ def fit(
             lr = step.lr
             start = time.perf_counter()
             try:
-                loss_total = run_epoch(step, sampler, epoch, cfg, run_dir).item()
+                loss_total = run_epoch(step, sampler, epoch, cfg, run_dir, processes).item()
             except DivergenceError as exc:
                 state.divergence = str(exc)
                 break
             seconds = time.perf_counter() - start
-            val = evaluate(vae, val_images, data.val.labels, chunk_size=cfg.eval.chunk_size, num_data=num_data)
+            val = validate()
             # An epoch trained with a KL weight below 1 (kl_weight, KL warm-up) may trade the ELBO for reconstruction.
             untrained = state.untrained_val_elbo if kl_weight_at(cfg, epoch, 0.0) >= 1.0 else None
             reason = _validation_divergence(val.elbo, untrained, epoch)
@@ -197,8 +235,10 @@ def fit(
             improved = row["val_elbo"] > state.best_val_elbo
             state.history.append(row)
             step_schedule(scheduler, row["val_elbo"])
-            with saving():
-                _save_epoch(vae, step, scheduler, cfg, data, state, run_dir, improved)
+            rng_by_rank = processes.gather_objects(checkpoints.rng_state(device))
+            if processes.writes:
+                with saving():
+                    _save_epoch(vae, step, scheduler, cfg, data, state, run_dir, improved, rng_by_rank)
             log.info(
                 "epoch %d/%d  train ELBO %.2f  val ELBO %.2f%s  (%.1f s, %.0f images/s, lr %.2g)",
                 epoch,
@@ -210,7 +250,7 @@ def fit(
                 row["images_per_second"],
                 lr,
             )
-            logger.epoch(vae, row, val, val_images, data.val.labels)
+            logger.epoch(vae, row, val, val_images, val_labels)
     return state
 
 
@@ -223,6 +263,7 @@ def _save_epoch(
     state: TrainingState,
     run_dir: Path,
     improved: bool,
+    rng_by_rank: List[Dict[str, torch.Tensor]],
 ) -> None:
     record = checkpoints.model_record(vae, cfg, data.image_shape, data.num_classes)
     if improved:
@@ -234,6 +275,8 @@ def _save_epoch(
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "history": state.history,
         "untrained_val_elbo": state.untrained_val_elbo,
-        **checkpoints.rng_state(data.train.images.device),
+        **rng_by_rank[0],
+        # Every process's streams, for an exact resume on as many processes; rank 0's are also the top-level ones.
+        **({"rng_by_rank": rng_by_rank} if len(rng_by_rank) > 1 else {}),
     }
     checkpoints.save(run_dir / checkpoints.LAST, {**record, **resume})

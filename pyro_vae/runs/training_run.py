@@ -5,22 +5,27 @@
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 import pyro
-from omegaconf import DictConfig
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..data import DataSplits
+from ..modelling.vae import VAE
 from ..errors import ConfigError, DivergenceError
 from . import checkpoints, figures
 from .builders import build_vae, load_dataset, pixel_transform, training_bound_name
+from .interrupts import where_it_stopped
 from .metrics import test_metrics, validation_metrics
+from .processes import ONE_PROCESS, Processes, rank_seed, strategy, uses_fabric
 from .reporting import write_history, write_metrics
 from .run_directory import check_output_dir
 from .run_record import Begin, nothing_to_begin
 from .schema import option
 from .settings import apply_threads, resolve_device, validate
-from .tensorboard_logger import make_logger
+from .tensorboard_logger import NO_LOGGER, make_logger
 from .training import TrainingState, fit
 
 log = logging.getLogger(__name__)
@@ -39,45 +44,69 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> Optional[float]:
 def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Optional[float]:
     """``task=train`` on settings and a directory already checked: :func:`run_experiment`'s work.
     ``begin`` is called once the data and every checkpoint of a resumed run have been checked.
-    A model with a training task of its own (model=gan, which has no ELBO) is trained by that task."""
+    A model with a training task of its own (model=gan, which has no ELBO) is trained by that task.
+    ``trainer.*`` beyond one float32 process runs :func:`train_in_process` under Lightning Fabric
+    (``pyro_vae.runs.processes``); with ddp_spawn this process checks, holds the run directory and
+    waits, while the processes it starts train."""
     declared = option("model", cfg.model.name)
     if declared.trains is not None:
         return declared.component("trains")(cfg, run_dir, begin)
-    device = resolve_device(cfg.device)
-    apply_threads(cfg.threads)
-    pyro.clear_param_store()
-    pyro.set_rng_seed(cfg.seed)
+    if not uses_fabric(cfg.trainer):
+        return train_in_process(ONE_PROCESS, cfg, run_dir, begin)
+    from .fabric_launch import ProcessFailed, launch  # Lightning, imported only when used
 
-    data = load_dataset(cfg, device)
-    check_batch_size(cfg, data)
-    vae = build_vae(cfg, data.image_shape, data.num_classes).to(device)
-    if cfg.resume:
-        checkpoints.check_resume_fits(vae, run_dir)
+    device = resolve_device(cfg.device)
+    if strategy(cfg.trainer) == "ddp_spawn":
+        _prepare(cfg, run_dir, torch.device("cpu"))
+        begin()
+        begin = nothing_to_begin
+    try:
+        return launch(cfg.trainer, device, train_in_process, cfg, run_dir, begin, job_logging=_job_logging())
+    except ProcessFailed as exc:
+        raise ProcessFailed(f"a process of the run failed ({exc}); {where_it_stopped(run_dir)}") from None
+
+
+def train_in_process(processes: Processes, cfg: DictConfig, run_dir: Path, begin: Begin) -> Optional[float]:
+    """This process's part of :func:`train`: all of it for one process; rank 0 writes the outputs."""
+    device = processes.fabric.device if processes.fabric is not None else resolve_device(cfg.device)
+    apply_threads(cfg.threads)
+    data, vae = _prepare(cfg, run_dir, device)
+    if processes.rank:
+        pyro.set_rng_seed(rank_seed(cfg.seed, processes.rank))
     begin()
     transform = pixel_transform(cfg)
     log.info(
-        "%s: %d train / %d val / %d test images of shape %s on %s",
+        "%s: %d train / %d val / %d test images of shape %s on %s%s",
         data.name,
         len(data.train),
         len(data.val),
         len(data.test),
         data.image_shape,
         device,
+        f", {processes.world_size} processes" if processes.world_size > 1 else "",
     )
 
-    logger = make_logger(cfg, run_dir)
-    state = fit(vae, data, transform, cfg, run_dir, logger)
+    logger = make_logger(cfg, run_dir) if processes.writes else NO_LOGGER
+    state = fit(vae, data, transform, cfg, run_dir, logger, processes)
     if state.divergence is not None:
+        if not processes.writes:
+            raise DivergenceError(state.divergence)
         _record_divergence(state, run_dir, data.name, device)
+    processes.barrier()  # rank 0 has written the last epoch's checkpoints
 
     best = checkpoints.read(run_dir / checkpoints.BEST, device)
     vae.load_state_dict(best["state_dict"])
     vae.eval()
     test_images = transform.fixed(data.test.images, "test")
     val_images = transform.fixed(data.val.images, "val")
+    num_data, shard = len(data.train), processes.shard
+    test = test_metrics(vae, shard(test_images), shard(data.test.labels), cfg, num_data, processes)
+    val = validation_metrics(vae, shard(val_images), shard(data.val.labels), cfg, num_data, processes)
+    if not processes.writes:
+        return state.best_val_elbo
     metrics = {
-        **test_metrics(vae, test_images, data.test.labels, cfg, len(data.train)),
-        **validation_metrics(vae, val_images, data.val.labels, cfg, len(data.train)),
+        **test,
+        **val,
         "val_elbo_best": state.best_val_elbo,
         "best_epoch": best["epoch"],
         "epochs_completed": state.epochs_completed,
@@ -86,6 +115,8 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Op
         "dataset": data.name,
         "data_verified": data.verified,  # false: dataset.verify=false read files that are not the official release
         "device": str(device),
+        "processes": processes.world_size,
+        "precision": cfg.trainer.precision,
     }
     write_history(run_dir / "history.csv", state.history)
     write_metrics(run_dir / "metrics.json", metrics)
@@ -103,6 +134,26 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Op
     )
     log.info("wrote %s", run_dir)
     return state.best_val_elbo
+
+
+def _prepare(cfg: DictConfig, run_dir: Path, device: torch.device) -> Tuple[DataSplits, VAE]:
+    """The data and the untrained VAE of ``cfg``, seeded, once the batch size and a resumed run's
+    checkpoints are known to fit."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(cfg.seed)
+    data = load_dataset(cfg, device)
+    check_batch_size(cfg, data)
+    vae = build_vae(cfg, data.image_shape, data.num_classes).to(device)
+    if cfg.resume:
+        checkpoints.check_resume_fits(vae, run_dir)
+    return data, vae
+
+
+def _job_logging() -> Any:
+    """Hydra's logging settings of this job (run.log and the console), for the processes ddp_spawn starts."""
+    if not HydraConfig.initialized():
+        return None
+    return OmegaConf.to_container(HydraConfig.get().job_logging, resolve=True)
 
 
 def check_batch_size(cfg: DictConfig, data: DataSplits) -> None:

@@ -1,0 +1,238 @@
+"""Data-parallel training on the CPU: two processes (gloo) started by Lightning Fabric.
+
+The gradient each process applies is checked against the gradient of the whole global batch
+computed by Trace_ELBO in this process, on the same draws of z: both sides draw their noise from
+one table of standard normals, each process the rows of its part of the batch.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.distributions import normal
+
+import pyro_vae
+from pyro_vae.data.batches import MinibatchSampler
+from pyro_vae.errors import ConfigError
+from pyro_vae.runs import checkpoints
+from pyro_vae.runs.builders import build_vae
+from pyro_vae.runs.config import compose_config
+from pyro_vae.runs.fabric_launch import launch
+from pyro_vae.runs.processes import Processes
+from pyro_vae.runs.settings import validate
+from pyro_vae.runs.steps import make_step
+
+from ..helpers import ROOT, read_history, read_metrics, run_py, run_py_refused, tiny
+
+NUM_DATA, GLOBAL_BATCH, STEPS = 1000, 8, 3
+SHAPE = (1, 6, 6)
+
+
+def _cfg():
+    return compose_config(["latent_dim=3", "net.widths=[16]", f"batch_size={GLOBAL_BATCH}", "device=cpu"])
+
+
+def _batches():
+    """STEPS global batches of binary images and, for each, the standard normals of its z draws."""
+    generator = torch.Generator().manual_seed(7)
+    images = torch.bernoulli(torch.full((STEPS, GLOBAL_BATCH, *SHAPE), 0.4), generator=generator)
+    noise = torch.randn(STEPS, GLOBAL_BATCH, 3, generator=generator)
+    return images, noise
+
+
+def _drawing(noise_rows):
+    """Normal.rsample's standard normals taken from ``noise_rows`` (one tensor a step), in order."""
+    queue = list(noise_rows)
+    return lambda shape, dtype, device: queue.pop(0).reshape(shape).to(dtype=dtype, device=device)
+
+
+def _train(processes: Processes, images: torch.Tensor, noise: torch.Tensor):
+    """STEPS steps by the project's training step on this process's part of each global batch; the
+    gradient applied at the first step and the weights after the last, in every process."""
+    torch.manual_seed(0)
+    cfg = _cfg()
+    vae = build_vae(cfg, SHAPE, 10)
+    vae.num_data = NUM_DATA
+    step = make_step(vae, cfg, processes.fabric)
+    local = GLOBAL_BATCH // processes.world_size
+    rows = slice(processes.rank * local, (processes.rank + 1) * local)
+    normal._standard_normal = _drawing(noise[:, rows])
+    gradients = None
+    for index in range(STEPS):
+        step(images[index, rows], None)
+        if index == 0:
+            gradients = {name: p.grad.clone() for name, p in vae.named_parameters()}
+    weights = {name: p.detach().clone() for name, p in vae.named_parameters()}
+    return processes.gather_objects((gradients, weights))
+
+
+@pytest.fixture(scope="module")
+def two_processes_and_one():
+    images, noise = _batches()
+    trainer = compose_config(["trainer.devices=2"]).trainer
+    by_rank = launch(trainer, torch.device("cpu"), _train, images, noise)
+    original = normal._standard_normal
+    try:
+        [single] = _train(Processes(), images, noise)
+    finally:
+        normal._standard_normal = original
+    return by_rank, single
+
+
+def test_every_process_applies_the_gradient_of_the_whole_global_batch(two_processes_and_one):
+    by_rank, (single_gradients, _) = two_processes_and_one
+    for gradients, _ in by_rank:
+        for name, expected in single_gradients.items():
+            # float32 sums in another order: equal to 1e-6 of the tensor's largest entry
+            torch.testing.assert_close(gradients[name], expected, rtol=1e-5, atol=1e-6 * expected.abs().max(), msg=name)
+
+
+def test_after_a_few_steps_the_weights_agree_with_one_process(two_processes_and_one):
+    by_rank, (_, single_weights) = two_processes_and_one
+    for _, weights in by_rank:
+        for name, expected in single_weights.items():
+            torch.testing.assert_close(weights[name], expected, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_the_reference_gradient_is_not_one_process_half_of_the_batch(two_processes_and_one):
+    """The check above can fail: a process's own half-batch gradient differs from the global one."""
+    images, noise = _batches()
+    original = normal._standard_normal
+    try:
+        [(half_gradients, _)] = _train(Processes(), images[:, : GLOBAL_BATCH // 2], noise[:, : GLOBAL_BATCH // 2])
+    finally:
+        normal._standard_normal = original
+    _, (single_gradients, _) = two_processes_and_one
+    assert any(not torch.allclose(half_gradients[n], g, rtol=1e-3) for n, g in single_gradients.items())
+
+
+def test_the_epoch_order_is_split_into_the_global_batches_of_one_process():
+    """Two processes' parts of each step, side by side, are the global batch one process takes."""
+    source = torch.arange(40.0).reshape(40, 1)
+    sampler = MinibatchSampler(source, torch.zeros(40), 8, lambda x: x)
+    single = [x for x, _ in sampler.epoch(3, seed=5)]
+    halves = [[x for x, _ in sampler.epoch(3, seed=5, rank=rank, world_size=2)] for rank in (0, 1)]
+    assert len(single) == 5
+    for whole, first, second in zip(single, *halves):
+        assert torch.equal(torch.cat([first, second]), whole)
+    covered = torch.cat(single).flatten().sort().values
+    assert torch.equal(covered, source.flatten())  # the epoch covers the data once
+    assert not torch.equal(torch.cat(single), torch.cat([x for x, _ in sampler.epoch(4, seed=5)]))
+
+
+TWO_PROCESSES = tiny("trainer.devices=2", "dataset.train_size=1024", "threads=1", "eval.iwae_k=4")
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("ddp") / "run"
+    run_py(*TWO_PROCESSES, f"hydra.run.dir={run_dir}")
+    return run_dir
+
+
+def test_two_processes_train_a_run_through_run_py(two_process_run):
+    metrics = read_metrics(two_process_run)
+    assert metrics["processes"] == 2 and metrics["epochs_completed"] == 2
+    assert metrics["test_elbo"] < metrics["test_log_likelihood"] < 0
+    # 1024 images in global batches of 64: 16 steps an epoch, each process taking 32 images a step.
+    assert len(read_history(two_process_run)) == 2
+    log = (two_process_run / "run.log").read_text()
+    assert "2 processes" in log and "epoch 2/2" in log and "wrote" in log
+
+
+def test_a_data_parallel_checkpoint_loads_in_one_process_without_a_wrapper_prefix(two_process_run, tmp_path):
+    record = checkpoints.read(two_process_run / checkpoints.BEST)
+    assert not any(key.startswith(("module.", "_forward_module.", "vae.")) for key in record["state_dict"])
+    vae = pyro_vae.load(two_process_run)
+    assert vae.latent_dim == 4
+    run_py("task=evaluate", f"task.run_dir={two_process_run}", f"hydra.run.dir={tmp_path / 'evaluated'}")
+    assert read_metrics(tmp_path / "evaluated")["test_elbo"] == pytest.approx(
+        read_metrics(two_process_run)["test_elbo"], abs=2.0
+    )
+
+
+def _spawned_workers(parent: int) -> list:
+    """The processes that torch.multiprocessing spawned for ``parent`` (not its resource tracker)."""
+    workers = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and "spawn_main" in cmdline:
+            workers.append(int(entry.name))
+    return sorted(workers)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the spawned processes through /proc (Linux)")
+def test_a_process_killed_mid_run_fails_the_run_cleanly_and_resume_continues_it(tmp_path):
+    args = tiny("trainer.devices=2", "dataset.train_size=4096", "batch_size=16", "epochs=4", "threads=1")
+    run_dir = tmp_path / "killed"
+    command = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (run_dir / checkpoints.LAST).exists() and command.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _spawned_workers(command.pid)
+    assert command.poll() is None and len(workers) == 2, "the run ended before a process could be killed"
+    os.kill(workers[-1], signal.SIGKILL)
+    output, _ = command.communicate(timeout=120)
+    assert command.returncode == 2, output
+    [error] = [line for line in output.splitlines() if "[ERROR]" in line]
+    assert re.search(r"a process of the run failed \(process \d terminated with signal SIGKILL\)", error), output
+    assert "resume with:" in error and "Traceback" not in output, output
+    saved = len(checkpoints.read(run_dir / checkpoints.LAST)["history"])
+    assert 1 <= saved < 4 and not (run_dir / "metrics.json").exists()
+
+    run_py(*args, f"hydra.run.dir={run_dir}", "resume=true")
+    assert read_metrics(run_dir)["epochs_completed"] == 4
+    assert [int(row["epoch"]) for row in read_history(run_dir)] == [1, 2, 3, 4]
+
+
+def test_a_two_process_run_resumes_in_one_process(two_process_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(two_process_run, run_dir)
+    args = [a for a in TWO_PROCESSES if not a.startswith(("trainer.devices", "epochs"))]
+    run_py(*args, "epochs=3", f"hydra.run.dir={run_dir}", "resume=true")
+    assert read_metrics(run_dir)["processes"] == 1
+    assert [int(row["epoch"]) for row in read_history(run_dir)] == [1, 2, 3]
+    assert "resuming on 1 processes a run saved on 2" in (run_dir / "run.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        (["trainer.devices=3"], "batch_size=128"),
+        (["trainer.devices=2", "svi_step=pyro"], "svi_step=pyro"),
+        (["trainer.strategy=ddp", "trainer.devices=2"], "trainer.strategy=ddp"),
+        (["trainer.strategy=ddp_spawn", "trainer.num_nodes=2"], "trainer.strategy=ddp_spawn"),
+        (["trainer.devices=0"], "trainer.devices=0"),
+        (["model=gan", "trainer.precision=bf16-mixed"], "trainer.precision=bf16-mixed"),
+    ],
+)
+def test_trainer_settings_that_cannot_run_are_refused_in_one_line(overrides, named, monkeypatch):
+    for variable in ("WORLD_SIZE", "RANK", "SLURM_NTASKS", "SLURM_PROCID"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(ConfigError, match=named.replace("[", r"\[")):
+        validate(compose_config(overrides))
+
+
+def test_a_refused_trainer_setting_leaves_no_run_directory(tmp_path):
+    line = run_py_refused(*tiny("trainer.devices=3"), f"hydra.run.dir={tmp_path / 'run'}")
+    assert "batch_size=64" in line and "trainer.devices" in line
+    assert not (tmp_path / "run").exists()
