@@ -29,7 +29,9 @@ class MinibatchSampler:
         """An epoch in an order drawn from torch's global random stream."""
         return self._batches(torch.randperm(len(self.source), device=self.source.device), 0, self.batch_size)
 
-    def epoch(self, number: int, seed: int, rank: int = 0, world_size: int = 1) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(
+        self, number: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         """Epoch ``number`` in an order drawn from ``seed`` and ``number`` alone, split for data parallelism:
         process ``rank`` of ``world_size`` takes its contiguous part of every global batch of ``batch_size``,
         so the processes cover the epoch once, in global batches that do not depend on their number."""

@@ -18,7 +18,12 @@ log = logging.getLogger(__name__)
 
 
 def validation_metrics(
-    vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int, across: Optional[Shards] = None
+    vae: VAE,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: DictConfig,
+    num_data: int,
+    across: Optional[Shards] = None,
 ) -> Dict[str, Any]:
     """The importance-sampled bound on log p(x) of the validation images, with ``eval.val_iwae_k``
     samples each: the figure to choose settings by, which leaves the test images out of every choice.
@@ -29,7 +34,12 @@ def validation_metrics(
 
 
 def test_metrics(
-    vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int, across: Optional[Shards] = None
+    vae: VAE,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: DictConfig,
+    num_data: int,
+    across: Optional[Shards] = None,
 ) -> Dict[str, Any]:
     """The test figures for float observations ``images``, estimated with ``cfg.eval``, for a VAE
     trained on ``num_data`` images; ``across``: the images are this process's shard (``evaluate``)."""

@@ -53,7 +53,9 @@ class ElboLoss(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
         with kl_weighting(kl_weight):
-            return self.objective.differentiable_loss(self.model, self.guide, *model_arguments(x, y, self.vae.conditional))
+            return self.objective.differentiable_loss(
+                self.model, self.guide, *model_arguments(x, y, self.vae.conditional)
+            )
 
 
 class TorchOptimizerStep:

@@ -186,7 +186,9 @@ def fit(
     val_labels = processes.shard(data.val.labels)
 
     def validate():
-        return evaluate(vae, val_images, val_labels, chunk_size=cfg.eval.chunk_size, num_data=num_data, across=processes)
+        return evaluate(
+            vae, val_images, val_labels, chunk_size=cfg.eval.chunk_size, num_data=num_data, across=processes
+        )
 
     step = make_step(vae, cfg, processes.fabric)
     scheduler = make_schedule(cfg.schedule, step.optimizer)

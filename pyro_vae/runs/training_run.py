@@ -13,8 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import DataSplits
-from ..modelling.vae import VAE
 from ..errors import ConfigError, DivergenceError
+from ..modelling.vae import VAE
 from . import checkpoints, figures
 from .builders import build_vae, load_dataset, pixel_transform, training_bound_name
 from .interrupts import where_it_stopped
