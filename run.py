@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from pyro_vae.errors import PyroVAEError, RunInterrupted
 from pyro_vae.runs.callbacks import failed_sweep_message
 from pyro_vae.runs.job_process import run_in_child_process, runs_in_a_worker_pool
-from pyro_vae.runs.processes import follows_rank_zero, leave_the_log_file_to_rank_zero
+from pyro_vae.runs.processes import follows_rank_zero, leave_the_log_to_rank_zero
 from pyro_vae.runs.refusals import check_against_schema, composition_refusal, refusal_line
 from pyro_vae.runs.run_directory import check_output_dir
 from pyro_vae.runs.run_lock import hold_run_directory
@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> Optional[float]:
     output_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     if follows_rank_zero(cfg.trainer):  # rank 0 of the same command checks, records and holds the directory
-        leave_the_log_file_to_rank_zero()
+        leave_the_log_to_rank_zero()
         validate(cfg)
         return option("task", cfg.task.name).component()(cfg, output_dir)
     try:

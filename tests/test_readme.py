@@ -8,7 +8,7 @@ at most two Optuna trials and two joblib workers, with outputs under a temporary
 page's own command line. The commands run in-process through ``run.py``'s Hydra entry point
 (``sys.argv`` set as the shell would), so that the CIFAR-10 commands can read a small archive
 in the official format whose checksums are patched in. The SLURM command cannot run without a
-cluster: its composed launcher configuration is checked instead.
+cluster: its composed launcher configuration is checked instead; the torchrun line runs under torchrun.
 """
 
 import re
@@ -27,7 +27,7 @@ from PIL import Image
 
 from pyro_vae.data.mnist import SHIPPED_ROOT
 
-from .helpers import ROOT, compose_config, read_metrics, write_cifar10_archive
+from .helpers import ROOT, compose_config, read_metrics, run_python, write_cifar10_archive
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -160,6 +160,12 @@ def test_readme_command_runs(command, workspace, my_run, monkeypatch, capsys):
         single = [a for a in args if a != "-m" and not a.startswith("hydra.sweep.dir") and "," not in a]
         run_py_in_process(single + ["--cfg", "hydra"], workspace, monkeypatch)
         assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in capsys.readouterr().out
+        return
+    if "trainer.strategy=ddp" in args:  # the torchrun line: the processes torchrun starts, as the page runs them
+        devices = next(arg.split("=", 1)[1] for arg in args if arg.startswith("trainer.devices="))
+        torchrun = ["-m", "torch.distributed.run", f"--nproc_per_node={devices}", str(ROOT / "run.py")]
+        run_python(*torchrun, *args, "threads=1", cwd=workspace)
+        assert read_metrics(run_dirs_of(args)[0])["processes"] == int(devices)
         return
     if "resume=true" in args:  # the run it resumes, as its first command would have left it
         run_py_in_process(

@@ -130,8 +130,9 @@ def follows_rank_zero(trainer: DictConfig) -> bool:
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) > 0
 
 
-def leave_the_log_file_to_rank_zero() -> None:
-    """Detach the file handlers (run.log) that Hydra gave this process."""
+def leave_the_log_to_rank_zero() -> None:
+    """Detach the file handlers (run.log) that Hydra gave this process, and keep its console to warnings."""
     root = logging.getLogger()
     for handler in [handler for handler in root.handlers if isinstance(handler, logging.FileHandler)]:
         root.removeHandler(handler)
+    logging.getLogger("pyro_vae").setLevel(logging.WARNING)

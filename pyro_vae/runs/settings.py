@@ -18,6 +18,7 @@ from ..modelling.networks import conv_sizes
 from ..modelling.weights import MIN_WEIGHT_SCALE
 from . import processes
 from .builders import dataset_reader, likelihood_class, likelihood_free
+from .cores import ThreadsFollowLoad
 from .figures import MAX_GRID_SIDE
 from .schema import OPTIONS, option
 from .tensorboard_logger import require_tensorboard
@@ -455,10 +456,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(str(name))
 
 
-def apply_threads(threads) -> None:
-    """Set torch's CPU threads; null keeps torch's default, one per core. Torch's threads wait
-    for each other actively, so with a core kept busy by another process an epoch of the default
-    network measured 18x slower on 2 threads than on 1 (README, Performance, "Threads")."""
-    if threads is not None:
-        positive_int("threads", threads)
-        torch.set_num_threads(threads)
+def apply_threads(threads: Optional[int]) -> Optional[ThreadsFollowLoad]:
+    """Set torch's CPU threads to ``threads``; null follows the load (:class:`ThreadsFollowLoad`): one
+    thread per core that other processes leave idle, chosen now and, by a training loop that calls its
+    ``update``, as the run goes on (README, Performance, "Threads")."""
+    if threads is None:
+        return ThreadsFollowLoad()
+    positive_int("threads", threads)
+    torch.set_num_threads(threads)
+    return None

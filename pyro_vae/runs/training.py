@@ -24,6 +24,7 @@ from ..errors import DivergenceError
 from ..modelling.estimators import evaluate
 from ..modelling.vae import VAE
 from . import checkpoints
+from .cores import ThreadsFollowLoad
 from .interrupts import interruptible
 from .processes import ONE_PROCESS, Processes, rank_seed
 from .schedules import epochs_without_improvement, make_schedule, step_schedule
@@ -105,10 +106,11 @@ def run_epoch(
     cfg: DictConfig,
     run_dir: Path,
     processes: Processes = ONE_PROCESS,
+    threads: Optional[ThreadsFollowLoad] = None,
 ) -> torch.Tensor:
     """Sum of the minibatch losses of one epoch (the mean over the processes: each estimates the whole
     training set's loss on its part of the global batch), checked for NaN every LOSS_CHECK_EVERY steps
-    by every process alike."""
+    by every process alike; there too ``threads`` (threads=null) follows the other processes' load."""
     total = torch.zeros((), device=sampler.source.device)
     window_start = 0
     batches = sampler.epoch(epoch, cfg.seed, processes.rank, processes.world_size)
@@ -123,6 +125,8 @@ def run_epoch(
                 reason = f"training loss became {mean_total.item()} at epoch {epoch}, steps {window_start}-{index}"
                 raise DivergenceError(divergence_message(reason, cfg, run_dir))
             window_start = index + 1
+            if threads is not None:
+                threads.update()
     return mean_total
 
 
@@ -165,13 +169,15 @@ def fit(
     run_dir: Path,
     logger: RunLogger = NO_LOGGER,
     processes: Processes = ONE_PROCESS,
+    threads: Optional[ThreadsFollowLoad] = None,
 ) -> TrainingState:
     """Train ``vae`` for up to ``cfg.epochs`` epochs, writing ``checkpoint.pt`` and ``last.pt`` each epoch
     and showing each saved epoch to ``logger``. An epoch that diverges (a non-finite loss, or a validation
     ELBO below the untrained model's) is not saved: training stops with ``state.divergence`` set.
     SIGINT and SIGTERM raise :class:`RunInterrupted`, never in the middle of a save. Data-parallel
     (``processes``): each process trains on its part of every global batch and validates on its shard
-    of the validation images; every figure is the whole split's, and rank 0 alone writes."""
+    of the validation images; every figure is the whole split's, and rank 0 alone writes. ``threads``
+    (threads=null) sets torch's threads to the cores other processes leave idle as the run goes on."""
     device = data.train.images.device
     if device.type == "cpu":
         # Adam's moments of weights whose gradient has become exactly zero (those of dead ReLU
@@ -206,7 +212,7 @@ def fit(
             lr = step.lr
             start = time.perf_counter()
             try:
-                loss_total = run_epoch(step, sampler, epoch, cfg, run_dir, processes).item()
+                loss_total = run_epoch(step, sampler, epoch, cfg, run_dir, processes, threads).item()
             except DivergenceError as exc:
                 state.divergence = str(exc)
                 break

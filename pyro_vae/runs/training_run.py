@@ -69,7 +69,7 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Op
 def train_in_process(processes: Processes, cfg: DictConfig, run_dir: Path, begin: Begin) -> Optional[float]:
     """This process's part of :func:`train`: all of it for one process; rank 0 writes the outputs."""
     device = processes.fabric.device if processes.fabric is not None else resolve_device(cfg.device)
-    apply_threads(cfg.threads)
+    threads = apply_threads(cfg.threads)
     data, vae = _prepare(cfg, run_dir, device)
     if processes.rank:
         pyro.set_rng_seed(rank_seed(cfg.seed, processes.rank))
@@ -87,7 +87,7 @@ def train_in_process(processes: Processes, cfg: DictConfig, run_dir: Path, begin
     )
 
     logger = make_logger(cfg, run_dir) if processes.writes else NO_LOGGER
-    state = fit(vae, data, transform, cfg, run_dir, logger, processes)
+    state = fit(vae, data, transform, cfg, run_dir, logger, processes, threads)
     if state.divergence is not None:
         if not processes.writes:
             raise DivergenceError(state.divergence)

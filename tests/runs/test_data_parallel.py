@@ -25,7 +25,7 @@ from pyro_vae.runs import checkpoints
 from pyro_vae.runs.builders import build_vae
 from pyro_vae.runs.config import compose_config
 from pyro_vae.runs.fabric_launch import launch
-from pyro_vae.runs.processes import Processes
+from pyro_vae.runs.processes import Processes, follows_rank_zero
 from pyro_vae.runs.settings import validate
 from pyro_vae.runs.steps import make_step
 
@@ -243,3 +243,24 @@ def test_a_refused_trainer_setting_writes_nothing(tmp_path):
     line = run_py_refused(*tiny("trainer.devices=3"), f"hydra.run.dir={tmp_path / 'run'}")
     assert "batch_size=64" in line and "trainer.devices" in line
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+@pytest.mark.parametrize(
+    "environment, follows",
+    [
+        ({}, False),
+        ({"RANK": "0", "WORLD_SIZE": "2"}, False),
+        ({"RANK": "1", "WORLD_SIZE": "2"}, True),  # torchrun
+        ({"SLURM_PROCID": "3", "SLURM_NTASKS": "8"}, True),  # srun
+        ({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}, False),  # a one-task SLURM job starts no others
+    ],
+)
+def test_only_the_processes_srun_or_torchrun_started_beside_rank_0_leave_it_the_directory(
+    environment, follows, monkeypatch
+):
+    for variable in ("WORLD_SIZE", "RANK", "SLURM_NTASKS", "SLURM_PROCID"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    assert follows_rank_zero(compose_config(["trainer.strategy=ddp", "trainer.devices=2"]).trainer) is follows
+    assert not follows_rank_zero(compose_config(["trainer.devices=2"]).trainer)  # ddp_spawn: this command is rank 0

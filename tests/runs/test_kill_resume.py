@@ -26,7 +26,7 @@ SIGNAL = signal.Signals[os.environ.get("KILL_SIGNAL", "SIGKILL")]
 
 run_epoch = training.run_epoch
 
-def run_epoch_killed_in_epoch_2(step, sampler, epoch, cfg, run_dir, *processes):
+def run_epoch_killed_in_epoch_2(step, sampler, epoch, cfg, run_dir, *rest):
     steps = []
 
     def step_then_kill(x, y, kl_weight):
@@ -35,7 +35,7 @@ def run_epoch_killed_in_epoch_2(step, sampler, epoch, cfg, run_dir, *processes):
             os.kill(os.getpid(), SIGNAL)
         return step(x, y, kl_weight)
 
-    return run_epoch(step_then_kill, sampler, epoch, cfg, run_dir, *processes)
+    return run_epoch(step_then_kill, sampler, epoch, cfg, run_dir, *rest)
 
 training.run_epoch = run_epoch_killed_in_epoch_2
 sys.argv = ["run.py", *sys.argv[1:]]
