@@ -15,8 +15,9 @@ SCRIPTS = {
     "folder_read": ["--images", "40"],
     # Without JAX (the [bench] extra) it says so and times the torch rows.
     "peer_step": ["--steps", "5", "--rounds", "1", "--batch-sizes", "16", "--no-compile"],
-    "busy_machine": ["--steps", "3", "--rounds", "1", "--options", "threads=1", "threads=null (default)"],
-    "data_parallel": ["--images", "256", "--epochs", "2"],
+    "busy_machine": ["--steps", "3", "--rounds", "1", "--options", "threads=null (default)"],
+    # One process of one thread, twice: the two-process path is tests/runs/test_data_parallel.py's.
+    "data_parallel": ["--images", "256", "--epochs", "2", "--devices", "1"],
     # The feature classifier of 512 training images, cached in the test's own folder ({tmp}).
     "sample_quality": ["--n", "400", "--train-size", "512", "--kid-subset-size", "50", "--cache-dir", "{tmp}/cache"],
 }

@@ -56,6 +56,11 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Op
     from .fabric_launch import ProcessFailed, launch  # Lightning, imported only when used
 
     device = resolve_device(cfg.device)
+    if cfg.trainer.precision == "bf16-mixed" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            f"trainer.precision=bf16-mixed: {torch.cuda.get_device_name(device)} has no bfloat16 arithmetic; "
+            "use trainer.precision=32-true"
+        )
     if strategy(cfg.trainer) == "ddp_spawn":
         _prepare(cfg, run_dir, torch.device("cpu"))
         begin()

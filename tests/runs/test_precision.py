@@ -1,8 +1,10 @@
 """trainer.precision=bf16-mixed: the training step's matrix products in bfloat16, everything that is
 kept or reported in float32."""
 
+import pytest
 import torch
 
+from pyro_vae.errors import ConfigError
 from pyro_vae.runs import checkpoints, training_run
 
 from ..helpers import read_history, read_metrics, train_tiny_run
@@ -46,3 +48,12 @@ def test_float32_is_the_default_and_takes_no_autocast(tmp_path, monkeypatch):
     run_dir = train_tiny_run(tmp_path / "run")
     assert autocast and not any(autocast)
     assert read_metrics(run_dir)["precision"] == "32-true"
+
+
+def test_bf16_mixed_is_refused_on_a_gpu_without_bfloat16(tmp_path, monkeypatch):
+    monkeypatch.setattr(training_run, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100")
+    with pytest.raises(ConfigError, match="Tesla V100 has no bfloat16.*trainer.precision=32-true"):
+        train_tiny_run(tmp_path / "run", "trainer.precision=bf16-mixed")
+    assert not (tmp_path / "run").exists()

@@ -21,7 +21,8 @@ TOP_LEVEL = (
     "latent_dim, likelihood, logger, lr, model, net, objective, optimizer, prior, quality, resume, schedule, seed, "
     "svi_step, "
     "task, "
-    "threads"
+    "threads, "
+    "trainer"
 )
 
 
