@@ -16,7 +16,7 @@ Rows, each at every ``--batch-sizes``:
 ``vs_numpyro`` is each row's time over NumPyro's jit step at the same batch size, in the same run.
 JAX and NumPyro come with ``pip install -e ".[bench]"``; without them the NumPyro rows are left out
 and the script says so in one line. Take figures on an idle machine, one thread (``--threads 1``,
-the default, which also sets XLA's CPU to one thread).
+the default, which holds the process to one core: XLA starts threads of its own whatever its flags).
 
     python benchmarks/peer_step.py [--steps 100] [--batch-sizes 20 128 1024] [--threads 1]
 """
@@ -39,6 +39,10 @@ def _threads_from_argv() -> int:
 
 
 THREADS = _threads_from_argv()
+# XLA's CPU runtime runs its own threads whatever its flags say (measured: 1.9 cores busy for one
+# NumPyro step under intra_op_parallelism_threads=1), so the process is held to THREADS cores.
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:THREADS])
 os.environ.setdefault(
     "XLA_FLAGS",
     f"--xla_cpu_multi_thread_eigen={'true' if THREADS > 1 else 'false'} intra_op_parallelism_threads={THREADS}",
