@@ -5,6 +5,7 @@ runs that use it, since importing Lightning takes a while."""
 import logging
 import logging.config
 import pickle
+import signal
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -59,10 +60,17 @@ def launch(trainer: DictConfig, device: torch.device, work: Callable, *args: Any
     (a divergence, a refusal, Ctrl-C) come back as themselves; a process that dies is reported in one
     line (:class:`ProcessFailed`), the epochs already saved intact."""
     fabric = make_fabric(trainer, device)
+    # Ctrl-C reaches every process of the terminal's group: the spawned ones stop at their next safe
+    # point and report it, so the one that waits for them lets it pass instead of dying mid-join.
+    spawns = strategy(trainer) == "ddp_spawn"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if spawns else None
     try:
         outcome = fabric.launch(_worker, work, args, job_logging)
     except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
         raise ProcessFailed(_first_line(exc)) from None
+    finally:
+        if spawns:
+            signal.signal(signal.SIGINT, previous)
     if outcome.error is not None:
         raise outcome.error
     return pickle.loads(outcome.pickled_value)

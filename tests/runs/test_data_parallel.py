@@ -215,6 +215,28 @@ def test_a_process_killed_mid_run_fails_the_run_cleanly_and_resume_continues_it_
 
 
 @pytest.mark.slow  # two spawned processes
+def test_ctrl_c_stops_every_process_with_one_line_and_the_resume_command(tmp_path):
+    run_dir = tmp_path / "interrupted"
+    command = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *TWO_PROCESSES, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's job
+    )
+    deadline = time.monotonic() + 120
+    while not (run_dir / checkpoints.LAST).exists() and command.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert command.poll() is None, "the run ended before Ctrl-C"
+    os.killpg(command.pid, signal.SIGINT)  # what Ctrl-C sends: every process of the group
+    output, _ = command.communicate(timeout=120)
+    assert command.returncode == 130, output
+    [error] = [line for line in output.splitlines() if "[ERROR]" in line]
+    assert "SIGINT: stopped after epoch" in error and "resume=true" in error and "Traceback" not in output, output
+
+
+@pytest.mark.slow  # two spawned processes
 def test_a_two_process_run_resumes_in_one_process(two_process_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(two_process_run, run_dir)
