@@ -42,15 +42,20 @@ sys.argv = ["run.py", *sys.argv[1:]]
 runpy.run_path("run.py", run_name="__main__")
 """
 
+# Each variant puts together settings whose state a resume must restore (the schedule's, early
+# stopping's count, the KL weight's place in its warm-up, the labels and the particles).
 VARIANTS = {
     "constant": [],
-    "plateau": ["schedule=plateau", "schedule.patience=1", "schedule.threshold=1000"],
-    "burda": ["schedule=burda"],
-    "cosine": ["schedule=cosine", "schedule.final_factor=0.1"],
-    "kl_warmup": ["kl_warmup_epochs=3"],
-    "early_stopping": ["early_stopping.patience=2", "early_stopping.threshold=1000"],
-    "iwae": ["objective=iwae", "objective.num_particles=3"],
-    "cvae": ["model=cvae"],
+    "plateau, kl_warmup, early_stopping": [
+        "schedule=plateau",
+        "schedule.patience=1",
+        "schedule.threshold=1000",
+        "kl_warmup_epochs=3",
+        "early_stopping.patience=2",
+        "early_stopping.threshold=1000",
+    ],
+    "cosine, cvae": ["schedule=cosine", "schedule.final_factor=0.1", "model=cvae"],
+    "burda, iwae": ["schedule=burda", "objective=iwae", "objective.num_particles=3"],
 }
 
 
