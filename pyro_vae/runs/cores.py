@@ -63,10 +63,11 @@ class ThreadsFollowLoad:
         self.last = cpu_ticks()
         if self.last is not None:
             time.sleep(SAMPLE_SECONDS)
-            self.update()
+            # Said in run.log only when it changes during training: a refused command prints one line.
+            self.update(logging.DEBUG)
 
-    def update(self) -> None:
-        """Choose the threads from the load since the last reading."""
+    def update(self, level: int = logging.INFO) -> None:
+        """Choose the threads from the load since the last reading; a change is logged at ``level``."""
         now = cpu_ticks()
         if now is None or self.last is None:
             return
@@ -74,7 +75,8 @@ class ThreadsFollowLoad:
         self.last = now
         threads = max(1, min(self.most, self.usable - round(busy)))
         if threads != torch.get_num_threads():
-            log.info(
+            log.log(
+                level,
                 "threads=null: other processes keep %.1f of %d cores busy: %d torch thread(s)",
                 busy,
                 self.usable,

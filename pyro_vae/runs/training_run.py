@@ -81,7 +81,7 @@ def train_in_process(processes: Processes, cfg: DictConfig, run_dir: Path, begin
     begin()
     transform = pixel_transform(cfg)
     log.info(
-        "%s: %d train / %d val / %d test images of shape %s on %s%s",
+        "%s: %d train / %d val / %d test images of shape %s on %s%s, %d torch thread(s)",
         data.name,
         len(data.train),
         len(data.val),
@@ -89,6 +89,7 @@ def train_in_process(processes: Processes, cfg: DictConfig, run_dir: Path, begin
         data.image_shape,
         device,
         f", {processes.world_size} processes" if processes.world_size > 1 else "",
+        torch.get_num_threads(),
     )
 
     logger = make_logger(cfg, run_dir) if processes.writes else NO_LOGGER
