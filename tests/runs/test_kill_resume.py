@@ -84,7 +84,8 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
     ]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+# SIGINT takes the same handler; tests/runs/test_data_parallel.py sends it to a run's processes.
+@pytest.mark.parametrize("signum", [signal.SIGTERM])
 def test_sigint_or_sigterm_stops_with_one_line_and_the_resume_command_continues_bit_identically(signum, tmp_path):
     args = tiny("epochs=2", "eval.iwae_k=2", "eval.val_iwae_k=2", "threads=1")
     run_py(*args, f"hydra.run.dir={tmp_path / 'straight'}")
