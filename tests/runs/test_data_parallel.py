@@ -181,20 +181,27 @@ def _spawned_workers(parent: int) -> list:
     return sorted(workers)
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the spawned processes through /proc (Linux)")
-@pytest.mark.slow  # two spawned processes
-def test_a_process_killed_mid_run_fails_the_run_cleanly_and_resume_continues_it_exactly(two_process_run, tmp_path):
-    run_dir = tmp_path / "killed"
+def _start_until_an_epoch_is_saved(run_dir: Path, **popen) -> subprocess.Popen:
+    """``python run.py TWO_PROCESSES`` into ``run_dir``, returned once its first epoch is saved (or it ended)."""
     command = subprocess.Popen(
         [sys.executable, str(ROOT / "run.py"), *TWO_PROCESSES, f"hydra.run.dir={run_dir}"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        **popen,
     )
     deadline = time.monotonic() + 120
     while not (run_dir / checkpoints.LAST).exists() and command.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    return command
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the spawned processes through /proc (Linux)")
+@pytest.mark.slow  # two spawned processes
+def test_a_process_killed_mid_run_fails_the_run_cleanly_and_resume_continues_it_exactly(two_process_run, tmp_path):
+    run_dir = tmp_path / "killed"
+    command = _start_until_an_epoch_is_saved(run_dir)
     workers = _spawned_workers(command.pid)
     assert command.poll() is None and len(workers) == 2, "the run ended before a process could be killed"
     os.kill(workers[-1], signal.SIGKILL)
@@ -217,17 +224,7 @@ def test_a_process_killed_mid_run_fails_the_run_cleanly_and_resume_continues_it_
 @pytest.mark.slow  # two spawned processes
 def test_ctrl_c_stops_every_process_with_one_line_and_the_resume_command(tmp_path):
     run_dir = tmp_path / "interrupted"
-    command = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), *TWO_PROCESSES, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's job
-    )
-    deadline = time.monotonic() + 120
-    while not (run_dir / checkpoints.LAST).exists() and command.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    command = _start_until_an_epoch_is_saved(run_dir, start_new_session=True)  # its own group, as a terminal's job
     assert command.poll() is None, "the run ended before Ctrl-C"
     os.killpg(command.pid, signal.SIGINT)  # what Ctrl-C sends: every process of the group
     output, _ = command.communicate(timeout=120)
