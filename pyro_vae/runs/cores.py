@@ -1,8 +1,8 @@
 """threads=null: as many torch threads as there are cores that other processes leave idle.
 
 torch's threads wait for each other at the end of every parallel operation, so one thread whose
-core another process holds stalls them all: on two cores, with one kept busy, an epoch of the
-default network took 20-60x longer on two threads than on one (benchmarks/busy_machine.py).
+core another process holds stalls them all: on two cores, with one kept busy, steps of the default
+network took 2.6x as long on two threads (benchmarks/busy_machine.py; 18x and 50x on other machines).
 Linux's /proc/stat counts the ticks every core spent busy; less this process's own ticks
 (/proc/self/stat) they are the other processes' load. Elsewhere nothing is counted and torch keeps
 its default of one thread per core.
@@ -20,6 +20,9 @@ import torch
 log = logging.getLogger(__name__)
 
 SAMPLE_SECONDS = 0.1  # long enough for /proc/stat's 10 ms ticks to show a core kept busy
+# The threads this module last set, and the count it lowered them from: a later run in the same
+# process (a notebook, the tests) starts from that count, not from a load that may have gone.
+_followed = {"set": None, "from": None}
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,11 @@ def cores_busy_elsewhere(since: CpuTicks, until: CpuTicks) -> float:
 
 class ThreadsFollowLoad:
     """Sets torch's threads to the cores left idle (at least one, at most torch's default), when the
-    run starts and again after each epoch, from the ticks other processes took in between."""
+    run starts and again at each ``update`` (every 100 steps), from the ticks other processes took in between."""
 
     def __init__(self) -> None:
-        self.most = torch.get_num_threads()  # torch's default, or what a sweep's ShareCores gave this job
+        current = torch.get_num_threads()  # torch's default, or what a sweep's ShareCores gave this job
+        self.most = _followed["from"] if current == _followed["set"] else current
         self.usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.last = cpu_ticks()
         if self.last is not None:
@@ -83,3 +87,4 @@ class ThreadsFollowLoad:
                 threads,
             )
             torch.set_num_threads(threads)
+            _followed.update({"set": threads, "from": self.most})

@@ -55,3 +55,28 @@ def test_a_process_spinning_on_a_core_is_counted_as_one_busy_core():
         spinner.kill()
         spinner.wait()
     assert busy >= 0.8
+
+
+def test_a_later_run_in_the_same_process_starts_from_the_threads_the_load_took_away(monkeypatch):
+    readings = iter(
+        [
+            CpuTicks(total=0, busy=0, own=0),
+            CpuTicks(total=200, busy=100, own=0),  # the first run starts beside a busy core
+            CpuTicks(total=400, busy=100, own=0),  # the second on an idle machine
+            CpuTicks(total=600, busy=100, own=0),
+        ]
+    )
+    monkeypatch.setattr(cores, "cpu_ticks", lambda: next(readings))
+    monkeypatch.setattr(cores.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cores.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(cores, "_followed", {"set": None, "from": None})
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ThreadsFollowLoad()
+        assert torch.get_num_threads() == 1
+        ThreadsFollowLoad()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
