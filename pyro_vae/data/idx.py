@@ -1,5 +1,8 @@
 """Read IDX files (the format of the original MNIST release) straight into uint8 tensors, and the
-data sets released as MNIST was, four gzipped IDX files: MNIST, Fashion-MNIST, KMNIST."""
+data sets released as MNIST was, four gzipped IDX files: MNIST, Fashion-MNIST, KMNIST. A file is
+verified by the SHA-256 of its decompressed content where that is known (MNIST, Fashion-MNIST), so a
+copy gzipped again, at any level, or not gzipped at all reads as official; else by the MD5 of the
+published .gz (KMNIST)."""
 
 import gzip
 import hashlib
@@ -18,12 +21,14 @@ log = logging.getLogger(__name__)
 
 _UINT8_TYPE_CODE = 0x08
 SPLIT_PREFIXES = (("train", "train"), ("test", "t10k"))
+DEFAULT_ROOT = Path("data")  # dataset.root of conf/dataset/fashion_mnist.yaml and kmnist.yaml
 
 
 @dataclass(frozen=True)
 class IdxFile:
-    """How one file of a release is verified: the MD5 of its .gz as published (torchvision's downloader
-    checks it too) and, where known, the SHA-256 of its content, which verifies an uncompressed copy as well."""
+    """How one file of a release is verified: where known, the SHA-256 of its decompressed content, the
+    only check then (a .gz compressed otherwise, or an uncompressed copy, verifies); else the MD5 of its
+    .gz as published, which only that very .gz matches. ``gz_md5`` is what torchvision's downloader checks."""
 
     gz_md5: str
     content_sha256: Optional[str] = None
@@ -77,11 +82,21 @@ def parse_idx(raw: bytes, source: Path) -> torch.Tensor:
     return torch.frombuffer(bytearray(raw[header_end:]), dtype=torch.uint8).reshape(shape)
 
 
+@dataclass
+class SystemCopy:
+    """A copy of a release that a system package installs (``installed_by``) in ``folder``: read where
+    ``dataset.root`` is left at its default and that folder holds none of the release's files."""
+
+    folder: Path
+    installed_by: str
+
+
 @dataclass(frozen=True)
 class IdxRelease:
     """A data set of 28x28 grey images released as MNIST was: train and t10k images and labels, four IDX
     files, gzipped, from ``mirrors``. Under ``dataset.root`` they may be gzipped or not, flat or in
-    torchvision's ``FOLDER/raw/`` layout; ``shipped`` is the copy pyro-vae ships (``dataset.root=null``)."""
+    torchvision's ``FOLDER/raw/`` layout; ``shipped`` is the copy pyro-vae ships (``dataset.root=null``),
+    ``system_copy`` one a system package installs, read after the default root (``data``)."""
 
     title: str
     folder: str
@@ -89,6 +104,25 @@ class IdxRelease:
     files: Dict[str, IdxFile]
     class_names: Tuple[str, ...]
     shipped: Optional[Path] = None
+    system_copy: Optional[SystemCopy] = None
+
+    def _holds_any(self, root: Path) -> bool:
+        return any(self._locate(root, name).is_file() for name in self.files)
+
+    def _holds_all(self, root: Path) -> bool:
+        return all(self._locate(root, name).is_file() for name in self.files)
+
+    def _folder(self, root: Optional[str]) -> Path:
+        """The folder to read: ``root`` (null: the shipped copy), or the system copy where ``root`` is the
+        default and holds none of the files while the system copy holds them all."""
+        if root is None:
+            return self.shipped
+        folder = Path(root).expanduser()
+        copy = self.system_copy
+        if copy is None or Path(root) != DEFAULT_ROOT or self._holds_any(folder) or not self._holds_all(copy.folder):
+            return folder
+        log.info("%s: %s holds none of its files; reading %s (%s)", self.title, folder, copy.folder, copy.installed_by)
+        return copy.folder
 
     def _locate(self, root: Path, name: str) -> Path:
         for folder in (root, root / self.folder / "raw"):
@@ -117,14 +151,19 @@ class IdxRelease:
             f"put the official {self.title} files ({names}, from {self.mirrors[0]}) in {root} or "
             f"{root / self.folder / 'raw'}, or set dataset.download=true on a networked machine"
         )
+        if self.system_copy:
+            fix += (
+                f"; {self.system_copy.installed_by} puts them in {self.system_copy.folder}, read when dataset.root "
+                f"is left at {DEFAULT_ROOT}"
+            )
         return fix + ("; dataset.root=null uses the copy shipped with pyro-vae" if self.shipped else "")
 
-    def _read(self, root: Path, name: str, download: bool, verify: bool) -> Tuple[torch.Tensor, bool]:
+    def _read(self, root: Path, name: str, download: bool, verify: bool, fix: str) -> Tuple[torch.Tensor, bool]:
         path = self._locate(root, name)
         if download and not path.is_file():
             self._download(root, name)
             path = self._locate(root, name)
-        raw, official = read_checked_bytes(path, self.files[name], self._fix(root), verify)
+        raw, official = read_checked_bytes(path, self.files[name], fix, verify)
         return parse_idx(raw, path), official
 
     def load(
@@ -137,11 +176,12 @@ class IdxRelease:
                 f"dataset.root=null: {self.title} is not shipped with pyro-vae; set dataset.root to a folder for "
                 "its four IDX files, with dataset.download=true to fetch them there"
             )
-        folder = Path(root).expanduser() if root else self.shipped
+        folder = self._folder(root)
+        fix = self._fix(Path(root).expanduser() if root else folder)  # where to put files: the root asked for
         splits = {}
         for split, prefix in SPLIT_PREFIXES:
-            images, images_official = self._read(folder, f"{prefix}-images-idx3-ubyte", download, verify)
-            labels, labels_official = self._read(folder, f"{prefix}-labels-idx1-ubyte", download, verify)
+            images, images_official = self._read(folder, f"{prefix}-images-idx3-ubyte", download, verify, fix)
+            labels, labels_official = self._read(folder, f"{prefix}-labels-idx1-ubyte", download, verify, fix)
             if images.shape[1:] != (28, 28) or labels.dim() != 1 or len(images) != len(labels):
                 raise DataError(
                     f"{folder}: {self.title} {split} images {tuple(images.shape)} do not match labels "

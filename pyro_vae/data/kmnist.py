@@ -4,6 +4,9 @@ read from ``dataset.root`` or downloaded from torchvision's mirror."""
 from .idx import IdxFile, IdxRelease
 
 # torchvision.datasets.KMNIST's mirrors, resources (the MD5s of the published .gz files) and class names.
+# No SHA-256 of the decompressed content is known here (neither torchvision nor any source at hand publishes
+# one, and the files cannot be fetched offline), so a file is verified by the MD5 of the published .gz: a copy
+# gzipped otherwise, or uncompressed, reads as unofficial (dataset.verify=false reads it, with a warning).
 RELEASE = IdxRelease(
     "KMNIST",
     "KMNIST",

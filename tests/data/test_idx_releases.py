@@ -1,5 +1,7 @@
 """Fashion-MNIST and KMNIST, read by MNIST's IDX code from small gzipped IDX files that the tests write
-(their MD5s patched in as the official ones), and ``dataset.verify=false`` on files that are not."""
+(their digests patched in as the official ones: Fashion-MNIST's content SHA-256s, KMNIST's .gz MD5s), and
+``dataset.verify=false`` on files that are not. Verification by content, Debian's Fashion-MNIST and the
+folder it is read from: test_idx_content.py."""
 
 import gzip
 import logging
@@ -74,15 +76,16 @@ def test_damaged_file_is_refused_by_its_md5(tmp_path, monkeypatch):
 
 
 def test_uncompressed_copy_cannot_be_checked_against_the_published_md5(tmp_path, monkeypatch):
-    write_idx_release(tmp_path, fashion_mnist.RELEASE, monkeypatch)
+    """KMNIST only: no content digest is known for it (Fashion-MNIST's uncompressed copy verifies by content)."""
+    write_idx_release(tmp_path, kmnist.RELEASE, monkeypatch)
     target = tmp_path / "train-labels-idx1-ubyte"
     target.write_bytes(gzip.decompress((tmp_path / "train-labels-idx1-ubyte.gz").read_bytes()))
     (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(
         DataError, match=r"train-labels-idx1-ubyte: the published MD5 is of train-labels-idx1-ubyte\.gz"
     ):
-        fashion_mnist.RELEASE.load(str(tmp_path))
-    assert not fashion_mnist.RELEASE.load(str(tmp_path), verify=False)["train"].verified
+        kmnist.RELEASE.load(str(tmp_path))
+    assert not kmnist.RELEASE.load(str(tmp_path), verify=False)["train"].verified
 
 
 def test_labels_beyond_the_classes_are_refused(tmp_path, monkeypatch):
@@ -147,14 +150,14 @@ def test_kmnist_run_on_verified_files(tmp_path, monkeypatch):
 
 @pytest.mark.slow  # a process
 def test_fashion_mnist_run_through_run_py_on_unofficial_files_with_verify_false(tmp_path):
-    write_idx_release(tmp_path / "data", fashion_mnist.RELEASE)  # their MD5s are not the published ones
+    write_idx_release(tmp_path / "data", fashion_mnist.RELEASE)  # their content is not the official one
     result = run_py(
         *tiny_mnist_like("fashion_mnist", tmp_path / "data", "dataset.verify=false"),
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     metrics = read_metrics(tmp_path / "run")
     assert metrics["dataset"] == "fashion_mnist" and metrics["data_verified"] is False
-    warning = "train-images-idx3-ubyte.gz: MD5 is "
+    warning = "train-images-idx3-ubyte.gz: SHA-256 of its content is "
     assert (
         warning in result.stderr and "not the official release, read as it is (dataset.verify=false)" in result.stderr
     )
