@@ -1,8 +1,9 @@
 """CIFAR-10 from the official python release under ``dataset.root``: its archive, the extracted folder,
-or downloaded."""
+or downloaded. Each batch is verified by the MD5 of its content, so the official batches verify whether they
+come extracted, in the published archive, or in one gzipped at another level or not at all (a plain
+``cifar-10-python.tar``)."""
 
 import hashlib
-import io
 import pickle
 import tarfile
 import zlib
@@ -18,9 +19,11 @@ from .splits import DatasetReader, LabelledImages
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"
+PLAIN_ARCHIVE = "cifar-10-python.tar"  # the same archive uncompressed, read where ARCHIVE is absent
 FOLDER = "cifar-10-batches-py"
 
 # MD5s of the official release; the batches are pickles, so nothing is unpickled before its digest matches.
+# ARCHIVE_MD5 is what the downloader checks; an archive on disk is verified batch by batch, by BATCH_MD5.
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 BATCH_MD5: Dict[str, str] = {
     "data_batch_1": "c99cafc152244af753f735de768cd75f",
@@ -46,7 +49,7 @@ def _redownload(root: Path) -> str:
     return f"delete it and download {URL} into {root} again, or set dataset.download=true on a networked machine"
 
 
-def _check_md5(raw: bytes, expected: str, source: Path, root: Path) -> None:
+def _check_md5(raw: bytes, expected: str, source: str, root: Path) -> None:
     digest = hashlib.md5(raw).hexdigest()
     if digest != expected:
         raise DataError(
@@ -92,32 +95,35 @@ def _read_folder(root: Path) -> Dict[str, Tuple[str, bytes]]:
         if not path.is_file():
             raise DataError(f"{path}: not found; the extracted folder is incomplete, {_redownload(root)}")
         raw = path.read_bytes()
-        _check_md5(raw, md5, path, root)
+        _check_md5(raw, md5, str(path), root)
         batches[name] = (str(path), raw)
     return batches
 
 
-def _read_archive(root: Path) -> Dict[str, Tuple[str, bytes]]:
-    """Each batch (where it came from, its bytes) read in memory from the archive, once the archive's MD5 matches."""
-    path = root / ARCHIVE
-    raw = path.read_bytes()
-    _check_md5(raw, ARCHIVE_MD5, path, root)
-    batches = {}
+def _read_archive(path: Path, root: Path) -> Dict[str, Tuple[str, bytes]]:
+    """Each batch (where it came from, its bytes) read in one pass over the archive (gzipped at any level, or a
+    plain tar) and checked against its MD5 before anything is unpickled."""
+    kind, mode = ("tar.gz", "r:gz") if path.name.endswith(".gz") else ("tar", "r:")
+    members = {f"{FOLDER}/{name}": name for name in BATCH_MD5}
+    found: Dict[str, bytes] = {}
     try:
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as archive:
-            for name in BATCH_MD5:
-                member = f"{FOLDER}/{name}"
-                try:
-                    content = archive.extractfile(member)
-                except KeyError:
-                    content = None
-                if content is None:
-                    raise DataError(f"{path}: holds no file {member}; not the official archive, {_redownload(root)}")
-                batches[name] = (f"{path}:{member}", content.read())
+        with tarfile.open(path, mode=mode) as archive:
+            for info in archive:
+                if info.name in members and info.isfile():
+                    content = archive.extractfile(info)  # a regular file: never None
+                    found[members[info.name]] = content.read() if content is not None else b""
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DataError(
-            f"{path}: not a readable tar.gz ({exc}); the file is truncated or corrupt, {_redownload(root)}"
+            f"{path}: not a readable {kind} ({' '.join(str(exc).split())}); the file is truncated or corrupt, "
+            f"{_redownload(root)}"
         ) from exc
+    batches = {}
+    for name, md5 in BATCH_MD5.items():
+        source = f"{path}:{FOLDER}/{name}"
+        if name not in found:
+            raise DataError(f"{path}: holds no file {FOLDER}/{name}; not the official archive, {_redownload(root)}")
+        _check_md5(found[name], md5, source, root)
+        batches[name] = (source, found[name])
     return batches
 
 
@@ -129,14 +135,19 @@ def load_cifar10(root: Optional[str], download: bool = False, verify: bool = Tru
     if root is None:
         raise not_shipped("CIFAR-10", f"{ARCHIVE} (or its extracted {FOLDER}/)")
     folder = Path(root).expanduser()
-    if not (folder / FOLDER).is_dir() and not (folder / ARCHIVE).is_file():
-        if not download:
-            raise DataError(
-                f"{folder / ARCHIVE}: not found; download {URL} into {folder} (or its extracted {FOLDER}/), "
-                "or set dataset.download=true on a networked machine"
-            )
-        fetch(URL, folder, ARCHIVE, ARCHIVE_MD5)
-    batches = _read_folder(folder) if (folder / FOLDER).is_dir() else _read_archive(folder)
+    if (folder / FOLDER).is_dir():
+        batches = _read_folder(folder)
+    else:
+        archive = next((folder / name for name in (ARCHIVE, PLAIN_ARCHIVE) if (folder / name).is_file()), None)
+        if archive is None:
+            if not download:
+                raise DataError(
+                    f"{folder / ARCHIVE}: not found; download {URL} into {folder} (or its extracted {FOLDER}/), "
+                    "or set dataset.download=true on a networked machine"
+                )
+            fetch(URL, folder, ARCHIVE, ARCHIVE_MD5)
+            archive = folder / ARCHIVE
+        batches = _read_archive(archive, folder)
     splits = {}
     for split, names in SPLITS.items():
         parts = [_parse_batch(batches[name][1], batches[name][0], folder) for name in names]

@@ -1,5 +1,6 @@
 """CIFAR-10 loading from small archives in the official format, with their checksums patched in."""
 
+import io
 import pickle
 import tarfile
 
@@ -17,6 +18,26 @@ def extract(root):
     with tarfile.open(root / "cifar-10-python.tar.gz") as archive:
         archive.extractall(root, filter="data")
     (root / "cifar-10-python.tar.gz").unlink()
+
+
+def repack(root, level, altered=None):
+    """Replace the reference archive written by write_cifar10_archive (gzip level 9, its MD5 patched in as the
+    published one) with its members gzipped at ``level``, or as a plain cifar-10-python.tar where ``level``
+    is None; ``altered`` maps a batch's name to the bytes stored instead. Returns the new archive and its
+    members."""
+    reference = root / "cifar-10-python.tar.gz"
+    with tarfile.open(reference) as archive:
+        members = {info.name: archive.extractfile(info).read() for info in archive}
+    reference.unlink()
+    members.update({f"cifar-10-batches-py/{name}": raw for name, raw in (altered or {}).items()})
+    path = root / ("cifar-10-python.tar" if level is None else "cifar-10-python.tar.gz")
+    options = {"mode": "w"} if level is None else {"mode": "w:gz", "compresslevel": level}
+    with tarfile.open(path, **options) as archive:
+        for name, raw in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            archive.addfile(info, io.BytesIO(raw))
+    return path, members
 
 
 def test_archive_loads_pixels_in_plane_layout_and_batches_in_order(tmp_path, monkeypatch):
@@ -53,12 +74,41 @@ def test_extracted_folder_gives_the_same_tensors(tmp_path, monkeypatch):
         assert torch.equal(from_folder[split].labels, from_archive[split].labels)
 
 
-def test_archive_checksum_mismatch_is_refused_before_unpickling(tmp_path, monkeypatch):
-    write_cifar10_archive(tmp_path, monkeypatch)
-    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", "0" * 32)
-    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled an unverified file"))
-    with pytest.raises(DataError, match=r"cifar-10-python\.tar\.gz: MD5 is .* expected 000000.*dataset\.download=true"):
+@pytest.mark.parametrize("level", [1, None], ids=["gzip-1", "uncompressed"])
+def test_official_batches_verify_whatever_the_archive_compression(tmp_path, monkeypatch, level):
+    content = write_cifar10_archive(tmp_path, monkeypatch)
+    path, members = repack(tmp_path, level)
+    for name in CIFAR10_BATCHES:
+        assert md5(members[f"cifar-10-batches-py/{name}"]) == cifar10.BATCH_MD5[name]
+    assert md5(path.read_bytes()) != cifar10.ARCHIVE_MD5  # so only the batches' content can have matched
+    splits = cifar10.load_cifar10(str(tmp_path))
+    assert splits["test"].labels.tolist() == content["test_batch"][1]
+    assert torch.equal(splits["test"].images, torch.from_numpy(content["test_batch"][0].reshape(-1, 3, 32, 32)))
+
+
+@pytest.mark.parametrize("level", [9, None], ids=["gzip-9", "uncompressed"])
+def test_altered_batch_is_refused_before_unpickling_naming_member_and_digests(tmp_path, monkeypatch, level):
+    pixels, labels = write_cifar10_archive(tmp_path, monkeypatch)["data_batch_3"]
+    pixels = pixels.copy()
+    pixels[0, 0] ^= 0x01  # one pixel of a well-formed batch
+    path, members = repack(
+        tmp_path, level, altered={"data_batch_3": cifar10_batch_pickle(pixels, labels, "data_batch_3")}
+    )
+    loads = pickle.loads
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled an unverified batch"))
+    found, expected = md5(members["cifar-10-batches-py/data_batch_3"]), cifar10.BATCH_MD5["data_batch_3"]
+    with pytest.raises(DataError) as refused:
         cifar10.load_cifar10(str(tmp_path))
+    message = str(refused.value)
+    assert message.startswith(
+        f"{path}:cifar-10-batches-py/data_batch_3: MD5 is {found[:12]}..., expected {expected[:12]}...; "
+        f"the file is corrupt or not the official release, delete it and download {cifar10.URL} into {tmp_path}"
+    )
+    assert message.endswith("or set dataset.download=true on a networked machine") and "\n" not in message
+    monkeypatch.setattr(pickle, "loads", loads)  # its digest taken as official, the altered batch reads
+    monkeypatch.setitem(cifar10.BATCH_MD5, "data_batch_3", found)
+    first = cifar10.load_cifar10(str(tmp_path))["train"].images[2 * CIFAR10_PER_BATCH].flatten()[0]
+    assert first == pixels[0, 0]
 
 
 def test_corrupt_extracted_batch_is_named(tmp_path, monkeypatch):
@@ -75,13 +125,24 @@ def test_corrupt_extracted_batch_is_named(tmp_path, monkeypatch):
 def test_truncated_archive_is_refused(tmp_path, monkeypatch):
     write_cifar10_archive(tmp_path, monkeypatch)
     path = tmp_path / "cifar-10-python.tar.gz"
-    truncated = path.read_bytes()[:-200]
-    path.write_bytes(truncated)
-    with pytest.raises(DataError, match=r"cifar-10-python\.tar\.gz: MD5"):
+    path.write_bytes(path.read_bytes()[:-200])
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled a truncated archive's batch"))
+    with pytest.raises(DataError) as refused:
         cifar10.load_cifar10(str(tmp_path))
-    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", md5(truncated))  # past the checksum, the tar reader must notice
-    with pytest.raises(DataError, match=r"cifar-10-python\.tar\.gz: not a readable tar\.gz .*truncated"):
+    message = str(refused.value)
+    assert message.startswith(f"{path}: not a readable tar.gz (") and "the file is truncated or corrupt" in message
+    assert "\n" not in message
+
+
+def test_undecompressable_archive_is_refused_in_one_line(tmp_path, monkeypatch):
+    write_cifar10_archive(tmp_path, monkeypatch)
+    path = tmp_path / "cifar-10-python.tar.gz"
+    path.write_bytes(b"\x1f\x8b" + b"not deflate data" * 64)
+    with pytest.raises(DataError) as refused:
         cifar10.load_cifar10(str(tmp_path))
+    message = str(refused.value)
+    assert message.startswith(f"{path}: not a readable tar.gz (") and "truncated or corrupt" in message
+    assert "\n" not in message
 
 
 def test_missing_data_says_where_to_put_it(tmp_path):
