@@ -13,7 +13,7 @@ on one core, and times steps of the default network at the default batch of 128:
 ``loaded / idle`` is each option's loaded time over its own idle time; ``vs best idle`` its idle time
 over the fastest idle option's, in the same run. Run it on an otherwise idle machine.
 
-    python benchmarks/busy_machine.py [--steps 60] [--rounds 3]
+    .venv/bin/python benchmarks/busy_machine.py [--steps 60] [--rounds 3]
 """
 
 import argparse

@@ -7,7 +7,7 @@ threads=1`` is two processes of one thread each (gloo), beside one process of on
 threads. ``vs one process`` is each row's epoch time over that of ``trainer.devices=1 threads=1``,
 in the same run. Take figures on an otherwise idle machine.
 
-    python benchmarks/data_parallel.py [--images 20000] [--epochs 3] [--devices 2]
+    .venv/bin/python benchmarks/data_parallel.py [--images 20000] [--epochs 3] [--devices 2]
 """
 
 import argparse

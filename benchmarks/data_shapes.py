@@ -9,7 +9,7 @@ trained by ``run_epoch`` as ``run.py`` does; the test log-likelihood is ``evalua
 The rounds interleave the shapes, so that a busy spell of a shared machine slows all of them alike: the
 ratios are the figures to read. Prints a table and writes benchmarks/results/data_shapes.json.
 
-    python benchmarks/data_shapes.py [--steps 40] [--test-images 20] [--k 1000] [--rounds 3]
+    .venv/bin/python benchmarks/data_shapes.py [--steps 40] [--test-images 20] [--k 1000] [--rounds 3]
 """
 
 import argparse

@@ -6,7 +6,7 @@ encoder's parameters on the same images. Printed per row: the total variance (su
 parameters), the squared norm of the mean gradient, and the variance ratio standard / DReG
 measured in the same run (``standard_over_dreg``). A figure, not a test: nothing here is asserted.
 
-    python benchmarks/dreg_variance.py [--ks 5 50] [--repeats 200] [--batch 16]
+    .venv/bin/python benchmarks/dreg_variance.py [--ks 5 50] [--repeats 200] [--batch 16]
 """
 
 import argparse

@@ -8,7 +8,7 @@ by indexing it and binarized on the fly, one training step per batch (``run_epoc
 Both train the same network on dynamically binarized images with the same batch size.
 Prints a table and writes benchmarks/results/epoch_throughput.json.
 
-    python benchmarks/epoch_throughput.py [--batch-size 128]
+    .venv/bin/python benchmarks/epoch_throughput.py [--batch-size 128]
 """
 
 import argparse

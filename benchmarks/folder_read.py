@@ -7,7 +7,7 @@ resident memory is its own), lists, splits and decodes them with ``load_dataset`
 tensor kept, and the growth of the peak resident set size (``resource.getrusage``) over the read.
 Prints a table and writes benchmarks/results/folder_read.json.
 
-    python benchmarks/folder_read.py [--images 10000]
+    .venv/bin/python benchmarks/folder_read.py [--images 10000]
 """
 
 import argparse

@@ -6,26 +6,49 @@ way of batching images (100 images with all K samples at once), each in its own 
 that its peak memory is its own; then runs the project's default over all 10,000 test images.
 Uses the network of ``--experiment`` (burda_vae: the setup that is evaluated with K = 5000)
 with the weights of ``--run-dir`` if given (the cost does not depend on the weights).
-Prints a table and writes benchmarks/results/loglik.json.
 
-    python benchmarks/loglik.py [--k 5000] [--subset 200] [--experiment burda_vae] [--run-dir DIR] [--skip-full]
+First, the estimator against the arithmetic's own limit, on the subset, one thread: its decoder
+FLOPs (counted by torch's FlopCounterMode) at the rate this core reaches on the same matrix
+products (the decoder's linear layers at the chunk's rows, timed alone), beside the decoder alone
+and the estimator with torch's own Bernoulli scoring (binary cross-entropy), in one process, with
+the full test set's time extrapolated from each. ``--experiment '' --k 1000`` is the default run's
+test bound. Prints tables and writes benchmarks/results/loglik.json.
+
+    .venv/bin/python benchmarks/loglik.py [--k 5000] [--subset 200] [--experiment burda_vae] [--run-dir DIR]
+        [--skip-full]
 """
 
 import argparse
 import multiprocessing
 import resource
 import time
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import pyro
+import pyro.distributions as dist
 import torch
-from common import add_results_argument, config, save_results, table
+from common import add_results_argument, config, cpu_model, save_results, table
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from pyro_vae import load
+from pyro_vae.modelling import likelihoods
 from pyro_vae.modelling.estimators import evaluate
 from pyro_vae.runs.builders import build_vae, load_dataset, pixel_transform
 
 DEFAULT_CHUNK = 2048  # eval.chunk_size in conf/config.yaml
+FULL_TEST_SET = 10_000  # MNIST's test images, for the extrapolated times
+REPEATS = 5  # the fastest of these many timings of each part: the others were slowed by something else
+
+
+def _fastest(work: Callable[[], object], repeats: int = REPEATS) -> float:
+    work()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def _peak_rss_mib() -> float:
@@ -35,7 +58,8 @@ def _peak_rss_mib() -> float:
 def measure(
     experiment: str, run_dir: Optional[str], k: int, images: Optional[int], chunk_size: int
 ) -> Dict[str, float]:
-    """Runs in a fresh process: load the data and model, then time one evaluation."""
+    """Runs in a fresh process, one thread: load the data and model, then time one evaluation."""
+    torch.set_num_threads(1)  # two threads collapse when another process keeps a core busy
     cfg = config([f"experiment={experiment}"] if experiment else [])
     pyro.set_rng_seed(0)
     data = load_dataset(cfg, torch.device("cpu"))
@@ -55,9 +79,82 @@ def measure(
     }
 
 
-def in_fresh_process(**kwargs) -> Dict[str, float]:
+def in_fresh_process(function=None, **kwargs) -> Dict[str, float]:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(measure, kwds=kwargs)
+        return pool.apply(function or measure, kwds=kwargs)
+
+
+def _linear_shapes(decoder: torch.nn.Module, z: torch.Tensor) -> List[Tuple[int, int]]:
+    """(in, out) of each linear layer one decoder pass calls, in order."""
+    shapes = []
+    hooks = [
+        module.register_forward_hook(lambda m, args, out: shapes.append((m.in_features, m.out_features)))
+        for module in decoder.modules()
+        if isinstance(module, torch.nn.Linear)
+    ]
+    with torch.no_grad():
+        decoder(z)
+    for hook in hooks:
+        hook.remove()
+    return shapes
+
+
+def arithmetic_limit(experiment: str, run_dir: Optional[str], k: int, images: int, chunk_size: int) -> Dict:
+    """Runs in a fresh process, one thread: the estimator's seconds on ``images`` test images beside
+    the decoder alone, its matrix products alone, and the estimator with torch's Bernoulli scoring."""
+    torch.set_num_threads(1)
+    cfg = config([f"experiment={experiment}"] if experiment else [])
+    pyro.set_rng_seed(0)
+    data = load_dataset(cfg, torch.device("cpu"))
+    vae = load(run_dir) if run_dir else build_vae(cfg, data.image_shape, data.num_classes)
+    vae.eval()
+    test = pixel_transform(cfg).fixed(data.test.images, "test")[:images]
+    rows = max(1, chunk_size // k) * min(k, chunk_size)  # (image, sample) pairs per chunk, as evaluate takes them
+    z = torch.randn(rows, vae.latent_dim)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        vae.decoder(z)
+    flops_per_pass = counter.get_total_flops() / rows
+    shapes = _linear_shapes(vae.decoder, z)
+    layers = [(torch.randn(rows, n_in), torch.randn(n_out, n_in), torch.randn(n_out)) for n_in, n_out in shapes]
+    pairs = images * k
+    with torch.no_grad():
+        seconds = {
+            "matrix products alone (the limit)": _fastest(lambda: [F.linear(*layer) for layer in layers])
+            * pairs
+            / rows,
+            "decoder alone": _fastest(lambda: vae.decoder(z)) * pairs / rows,
+        }
+
+        def estimate():
+            return evaluate(vae, test, num_samples=k, chunk_size=chunk_size)
+
+        seconds["estimator, torch's Bernoulli scoring (before)"] = _with_torch_scoring(lambda: _fastest(estimate, 2))
+        seconds["estimator (pyro-vae)"] = _fastest(estimate, 2)
+    limit = seconds["matrix products alone (the limit)"]
+    return {
+        "decoder_mflop_per_pass": flops_per_pass / 1e6,
+        "gemm_gflops": flops_per_pass * pairs / limit / 1e9,
+        "rows": [
+            {
+                "part": name,
+                "seconds_subset": value,
+                "seconds_full_test_set": value * FULL_TEST_SET / images,
+                "gflops": flops_per_pass * pairs / value / 1e9,
+                "x_limit": value / limit,
+            }
+            for name, value in seconds.items()
+        ],
+    }
+
+
+def _with_torch_scoring(work: Callable[[], float]) -> float:
+    """``work`` with the Bernoulli likelihood scored by torch's own ``Bernoulli.log_prob``."""
+    project = likelihoods.LogitBernoulli.log_prob
+    likelihoods.LogitBernoulli.log_prob = dist.Bernoulli.log_prob
+    try:
+        return work()
+    finally:
+        likelihoods.LogitBernoulli.log_prob = project
 
 
 def main() -> None:
@@ -72,6 +169,14 @@ def main() -> None:
     add_results_argument(parser)
     args = parser.parse_args()
     common = dict(experiment=args.experiment, run_dir=args.run_dir, k=args.k)
+
+    limit = in_fresh_process(arithmetic_limit, images=args.subset, chunk_size=DEFAULT_CHUNK, **common)
+    print(
+        f"{cpu_model()}, torch {torch.__version__}, one thread; {args.subset} test images at K = {args.k}: "
+        f"a decoder pass is {limit['decoder_mflop_per_pass']:.3f} MFLOP, its matrix products alone run at "
+        f"{limit['gemm_gflops']:.1f} GFLOP/s; x_limit is each part's time over theirs"
+    )
+    print(table(limit["rows"], ["part", "seconds_subset", "seconds_full_test_set", "gflops", "x_limit"]))
 
     strategies = {
         "images in batches of 100, all K samples at once": 100 * args.k,
@@ -98,7 +203,8 @@ def main() -> None:
         f"K = {args.k}; network of experiment={args.experiment or '(default)'}; "
         f"peak_mib is the process's peak resident memory, eval_extra_mib its growth during the evaluation"
     )
-    print(f"wrote {save_results(args.results, 'loglik', {'k': args.k, 'experiment': args.experiment, 'rows': rows})}")
+    figures = {"k": args.k, "experiment": args.experiment, "rows": rows, "arithmetic_limit": limit}
+    print(f"wrote {save_results(args.results, 'loglik', figures)}")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,11 @@ Rows, each at every ``--batch-sizes``:
   ``trainer.precision=bf16-mixed`` (Lightning Fabric's autocast).
 
 ``vs_numpyro`` is each row's time over NumPyro's jit step at the same batch size, in the same run.
-JAX and NumPyro come with ``pip install -e ".[bench]"``; without them the NumPyro rows are left out
+JAX and NumPyro come with ``.venv/bin/pip install -e ".[bench]"``; without them the NumPyro rows are left out
 and the script says so in one line. Take figures on an idle machine, one thread (``--threads 1``,
 the default, which holds the process to one core: XLA starts threads of its own whatever its flags).
 
-    python benchmarks/peer_step.py [--steps 100] [--batch-sizes 20 128 1024] [--threads 1]
+    .venv/bin/python benchmarks/peer_step.py [--steps 100] [--batch-sizes 20 128 1024] [--threads 1]
 """
 
 import argparse
@@ -56,6 +56,7 @@ from step_overhead import fresh_vae, hand_written_step, project_step  # noqa: E4
 
 from pyro_vae.data import Observation, PixelTransform  # noqa: E402
 from pyro_vae.runs.builders import load_dataset  # noqa: E402
+from pyro_vae.runs.commands import pip_install_extra  # noqa: E402
 from pyro_vae.runs.steps import make_step  # noqa: E402
 
 LATENT, WIDTHS, LR = 20, (512, 256), 1e-3
@@ -67,7 +68,7 @@ def numpyro_or_reason():
         import jax
         import numpyro
     except ImportError as exc:
-        return None, f"NumPyro rows left out: {exc.name} is not installed (pip install -e '.[bench]')"
+        return None, f"NumPyro rows left out: {exc.name} is not installed ({pip_install_extra('bench')})"
     return (jax, numpyro), None
 
 

@@ -7,7 +7,7 @@ trained there first (its training time is reported, not counted). Uses the defau
 unless --run-dir gives a finished run (the cost does not depend on the weights).
 Prints a table and writes benchmarks/results/sample_quality.json.
 
-    python benchmarks/sample_quality.py [--n 10000] [--cache-dir ~/.cache/pyro_vae] [--run-dir DIR]
+    .venv/bin/python benchmarks/sample_quality.py [--n 10000] [--cache-dir ~/.cache/pyro_vae] [--run-dir DIR]
 """
 
 import argparse

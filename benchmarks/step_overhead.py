@@ -15,7 +15,7 @@ step. ``vs_trace`` is each row's time over that of
 ``objective=trace`` with the same network and decoder, in the same run.
 Prints a table and writes benchmarks/results/step_overhead.json.
 
-    python benchmarks/step_overhead.py [--steps 100] [--batch-sizes 20 128] [--nets default burda]
+    .venv/bin/python benchmarks/step_overhead.py [--steps 100] [--batch-sizes 20 128] [--nets default burda]
         [--particles 5 50] [--threads N]
 """
 

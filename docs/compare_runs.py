@@ -2,7 +2,7 @@
 families.png): for each run, reconstructions of the first test images and decoded draws from its
 prior, one pair of rows a run.
 
-    python docs/compare_runs.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]
+    .venv/bin/python docs/compare_runs.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]
 """
 
 import argparse

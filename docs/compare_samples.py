@@ -1,7 +1,7 @@
 """Draw the samples of finished runs side by side, the same number from each, after training images
 (docs/figures/vae_vs_gan.png): a VAE's decoder means of prior draws, a GAN's G(z).
 
-    python docs/compare_samples.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...] [--count 64]
+    .venv/bin/python docs/compare_samples.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...] [--count 64]
 """
 
 import argparse

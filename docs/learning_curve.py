@@ -2,7 +2,7 @@
 ``last.pt``, the test bound of each ``task=evaluate`` of its best checkpoint so far (a star at the
 epoch of the checkpoint scored), and the published figure it reproduces as a dashed line.
 
-    python docs/learning_curve.py RUN_DIR --evaluation EVAL_DIR/metrics.json [--evaluation ...] \
+    .venv/bin/python docs/learning_curve.py RUN_DIR --evaluation EVAL_DIR/metrics.json [--evaluation ...] \
         --published -85.54 --source "Burda et al. (2016), IWAE k = 5, K = 5000" \
         --out docs/figures/burda_iwae5_elbo_curve.png
 

@@ -7,6 +7,7 @@ import torch
 from omegaconf import DictConfig
 
 from pyro_vae.modelling.vae import VAE
+from pyro_vae.runs import cpu_features
 from pyro_vae.runs.builders import build_vae
 
 from .helpers import compose_tiny
@@ -45,3 +46,20 @@ def small_vae(tiny_cfg) -> VAE:
 @pytest.fixture
 def binary_batch() -> torch.Tensor:
     return torch.bernoulli(torch.full((6, 1, 4, 4), 0.3))
+
+
+# /proc/cpuinfo of an x86 CPU with native bfloat16 dot products (AVX512_BF16: AMD Zen 4, Intel Cooper Lake on)
+X86_BF16_CPUINFO = (
+    "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14 (stand-in)\n"
+    "flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512bw avx512_bf16 avx512_vnni\n\n"
+)
+
+
+@pytest.fixture
+def cpu_with_bf16(tmp_path_factory, monkeypatch):
+    """A stand-in /proc/cpuinfo whose flags include avx512_bf16, for a test that trains with
+    trainer.precision=bf16-mixed on the CPU: a CPU without native bfloat16 dot products refuses it
+    (pyro_vae/runs/cpu_features.py), and the machines that run the suite may lack them."""
+    cpuinfo = tmp_path_factory.mktemp("cpu") / "cpuinfo"
+    cpuinfo.write_text(X86_BF16_CPUINFO)
+    monkeypatch.setattr(cpu_features, "CPUINFO", str(cpuinfo))

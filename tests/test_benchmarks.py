@@ -20,6 +20,7 @@ SCRIPTS = {
     "data_parallel": ["--images", "256", "--epochs", "2", "--devices", "1"],
     # The feature classifier of 512 training images, cached in the test's own folder ({tmp}).
     "sample_quality": ["--n", "400", "--train-size", "512", "--kid-subset-size", "50", "--cache-dir", "{tmp}/cache"],
+    "startup": ["--repeats", "1"],
 }
 
 

@@ -115,6 +115,62 @@ def test_the_site_builds_strictly(tmp_path):
     assert (tmp_path / "site" / "api" / "index.html").is_file()
 
 
+# The programs a reader runs. The README's first command makes the virtual environment .venv/ and
+# does not activate it, so a command runs as written only when it takes its program from .venv/bin/
+# (`.venv/bin/python run.py ...`, `.venv/bin/pip install ...`); `python3 -m venv .venv` alone comes
+# before it. A bare name followed by an argument (`python run.py`, `pip install`) is the other form.
+PROGRAMS = r"python3?|pip3?|pytest|torchrun|tensorboard|mkdocs|ruff|jupyter"
+BARE_PROGRAM = re.compile(rf"(?:^|(?<=[\s(:;&|]))(?<!-m )(?:{PROGRAMS})(?=\s+[^\s#])")
+CREATE_VENV = "python3 -m venv .venv"
+
+
+def commands_of(text: str):
+    """The shell lines of the ``bash`` blocks of a page and the inline code outside them, each on one line."""
+    for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
+        yield from (line.strip() for line in block.splitlines() if not line.lstrip().startswith("#"))
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    yield from (" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose))
+
+
+def bare_programs(command: str):
+    """The programs ``command`` runs by a bare name (found on PATH, outside .venv/) rather than from .venv/bin/."""
+    return BARE_PROGRAM.findall(command.replace(CREATE_VENV, ""))
+
+
+def test_the_form_check_tells_the_two_forms_apart():
+    page = (
+        "```bash\npython3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/python run.py\n"
+        "python run.py latent_dim=2     # a comment\n.venv/bin/python -m pytest -k x\n"
+        "torchrun --nproc_per_node=2 run.py\n```\n"
+        "Prose: `pip install` pulls torch; `torchrun` starts them; `tensorboard/` is a folder; resume with\n"
+        "`SIGINT: stopped; resume with: python run.py latent_dim=2\nresume=true` or `.venv/bin/python run.py`.\n"
+    )
+    assert [(command, bare_programs(command)) for command in commands_of(page) if bare_programs(command)] == [
+        ("python run.py latent_dim=2     # a comment", ["python"]),
+        ("torchrun --nproc_per_node=2 run.py", ["torchrun"]),
+        ("pip install", ["pip"]),
+        ("SIGINT: stopped; resume with: python run.py latent_dim=2 resume=true", ["python"]),
+    ]
+
+
+@pytest.mark.parametrize("page", [README, *PAGES], ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_every_command_of_the_pages_runs_its_program_from_the_virtual_environment(page):
+    """After the README's first command, every command a reader copies (run.py, pip, pytest, torchrun,
+    TensorBoard, the benchmarks and figure scripts) runs as written: ``.venv/bin/PROGRAM``."""
+    bare = [command for command in commands_of(page.read_text()) if bare_programs(command)]
+    assert not bare, f"{page.name}: run these from .venv/bin/ as the README's first command does: {bare}"
+
+
+def test_every_command_of_the_help_and_the_config_comments_runs_from_the_virtual_environment():
+    """``run.py --help`` (conf/hydra/help/pyro_vae.yaml) and the commands in conf/'s comments."""
+    lines = [line for path in sorted((ROOT / "conf").rglob("*.yaml")) for line in path.read_text().splitlines()]
+    # Prose stands beside the commands here ("the tensorboard extra"): a command is a program and its first argument.
+    command = re.compile(rf"{BARE_PROGRAM.pattern}(?=\s+(?:run\.py|install|-|benchmarks/|docs/|tests/))")
+    bare = [line.strip() for line in lines if command.search(line.replace(CREATE_VENV, ""))]
+    assert not bare, f"conf/: run these from .venv/bin/: {bare}"
+    assert sum(".venv/bin/python run.py" in line for line in lines) >= 20
+
+
 def test_help_says_what_the_program_does_lists_the_groups_and_shows_the_readmes_first_command():
     result = run_py("--help")
     first_command = re.search(r"## The two commands\n.*?```bash\n(.*?)\n```", README.read_text(), flags=re.S).group(1)

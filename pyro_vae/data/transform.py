@@ -9,30 +9,14 @@ validation and test sets get one fixed view, seeded per split, so that their fig
 between epochs and runs.
 """
 
-from enum import Enum
-
 import torch
 
 from ..errors import ConfigError
+from ..setting_types import Binarization, Choice
 from .batches import MinibatchSampler
 from .splits import LabelledImages
 
 LEVELS = 256  # grey levels of an 8-bit image
-
-
-class Choice(str, Enum):
-    """A closed set of string values, each member named by its value (OmegaConf converts a string
-    to a member by name): compares equal to its value and prints as it, so a config field typed
-    with it reads like the string the YAML holds, and Hydra refuses any other value."""
-
-    def __str__(self) -> str:
-        return self.value
-
-    __format__ = str.__format__
-
-    @classmethod
-    def values(cls) -> "list[str]":
-        return [member.value for member in cls]
 
 
 class Observation(Choice):
@@ -41,14 +25,6 @@ class Observation(Choice):
     binary = "binary"  # Bernoulli draws of the grey levels
     dequantized = "dequantized"  # (k + u) / 256: a density on [0, 1]
     grey_levels = "grey_levels"  # k / 255: a mass on the 256 levels
-
-
-class Binarization(Choice):
-    """dataset.binarize: how binary pixels are drawn from the grey levels."""
-
-    dynamic = "dynamic"  # a fresh draw every training batch
-    static = "static"  # one draw, fixed for the whole run
-    none = "none"  # no binarization: the likelihood models grey levels
 
 
 # Each fixed view gets its own seed offset, so no two of them share a random draw.

@@ -13,7 +13,7 @@ figure conditional on W is reported beside it as ``elbo_given_weights``.
 import itertools
 import math
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Protocol
+from typing import Callable, Dict, List, Optional, Protocol
 
 import pyro
 import torch
@@ -66,6 +66,7 @@ def evaluate(
     weight_draws: int = 1,
     num_data: Optional[int] = None,
     across: Optional[Shards] = None,
+    progress: Optional[Callable[[int], None]] = None,
 ) -> Evaluation:
     """Evaluate ``vae`` on float observations ``images`` (with their ``labels``, which a
     conditional VAE conditions on) with K = ``num_samples`` draws per image; a Bayesian decoder
@@ -78,6 +79,8 @@ def evaluate(
     Distribution argument checks are off: they would re-read every decoded pixel.
     ``across``: ``images`` is this process's shard of a split held by a group of processes; the
     figures are then the whole split's, the same in every process.
+    ``progress``: called with the number of images of each chunk once it is done (a bound over
+    10,000 images at K = 1000 takes minutes: the caller shows how far it has got).
     """
     if vae.bayesian and num_data is None:
         raise ValueError("a Bayesian decoder's ELBO charges KL(q(W) || p(W)) / num_data per image: pass num_data")
@@ -113,6 +116,8 @@ def evaluate(
         totals["kl"] += kl.sum().item()
         means[start : start + len(x)] = guide.mean
         start += len(x)
+        if progress is not None:
+            progress(len(x))
     num_images = len(images)
     if across is not None:
         totals = across.sum({**totals, "num_images": num_images})

@@ -16,7 +16,8 @@ from torch import nn
 from torch.distributions.utils import broadcast_all
 from torch.nn import functional as F
 
-from ..data.transform import LEVELS, Choice, Observation
+from ..data.transform import LEVELS, Observation
+from ..setting_types import ScaleMode
 
 # A learned sigma starts at min_scale + INITIAL_SCALE, near the calibrated sigma (the RMS error
 # of the reconstructions) of an early decoder: one that ignores z has the RMS deviation of the
@@ -34,14 +35,21 @@ INITIAL_SCALE = 0.2
 RUNNING_MOMENTUM = 0.1
 
 
-class ScaleMode(Choice):
-    """Where a location-scale likelihood's scale comes from (see ``LocationScalePixels``)."""
+class LogitBernoulli(dist.Bernoulli):
+    """Bernoulli(logits=l) scored as x l - softplus(l), which is log sigmoid(l)^x (1 - sigmoid(l))^(1 - x).
 
-    learned = "learned"
-    per_pixel = "per_pixel"
-    predicted = "predicted"
-    fixed = "fixed"
-    optimal = "optimal"  # the Gaussian only: the calibrated sigma
+    The same value as torch's binary cross-entropy, in three elementwise passes instead of its
+    eight, and without copying the images broadcast over the importance samples: scoring was a
+    third of the test bound's time, now a sixth (``benchmarks/loglik.py``).
+    """
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        # softplus(l) returns l itself above the threshold; past -log(eps) the log1p(exp(-l)) it drops
+        # is below l's rounding (torch's 20 is that for float32, not for float64: 36).
+        threshold = max(20.0, -math.log(torch.finfo(self.logits.dtype).eps))
+        return torch.mul(value, self.logits).sub_(F.softplus(self.logits, threshold=threshold))
 
 
 class BernoulliPixels(nn.Module):
@@ -51,7 +59,7 @@ class BernoulliPixels(nn.Module):
     params_per_pixel = 1
 
     def forward(self, logits: torch.Tensor, observed: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
-        return dist.Bernoulli(logits=logits).to_event(3)
+        return LogitBernoulli(logits=logits).to_event(3)
 
 
 class GreyLevels(constraints.Constraint):

@@ -8,18 +8,8 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..data.transform import Choice
+from ..setting_types import Activation
 from .guides import DiagonalGaussian, GuideFamily
-
-
-class Activation(Choice):
-    """The nonlinearity between layers."""
-
-    relu = "relu"
-    tanh = "tanh"
-    softplus = "softplus"
-    elu = "elu"
-
 
 ACTIVATIONS = {
     Activation.relu: nn.ReLU,

@@ -19,7 +19,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 
-from ..data.transform import Choice
+from ..setting_types import Gradient
 
 # The model has one plate (the data); declaring it spares Pyro a trace to discover it.
 MAX_PLATE_NESTING = 1
@@ -68,13 +68,6 @@ class CorrectedJitTrace_ELBO(JitTrace_ELBO):
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         loss, surrogate_loss = self.loss_and_surrogate_loss(model, guide, *args, **kwargs)
         return loss.detach() + (surrogate_loss - surrogate_loss.detach())
-
-
-class Gradient(Choice):
-    """The encoder's gradient estimator under the IWAE bound."""
-
-    standard = "standard"
-    dreg = "dreg"  # doubly reparameterized (Tucker et al. 2019)
 
 
 class IWAE_ELBO(ELBO):

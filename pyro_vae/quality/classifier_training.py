@@ -112,6 +112,7 @@ def train_classifier(data: DataSplits, recipe: Recipe, seed: int, device: torch.
         optimizer = torch.optim.Adam(classifier.parameters(), lr=recipe.lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs * len(sampler))
         best, best_val, best_epoch = None, None, 0
+        log.info("feature classifier: %d epochs of %d batches, trained once and cached", recipe.epochs, len(sampler))
         for epoch in range(1, recipe.epochs + 1):
             classifier.train()
             progress = tqdm(sampler, desc=f"classifier epoch {epoch}/{recipe.epochs}", leave=False, disable=None)

@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Union
 
-import torch
-
 from ..errors import OutputError
 
 PathLike = Union[str, os.PathLike]
@@ -80,6 +78,8 @@ def write_json(path: PathLike, obj: Any) -> None:
 
 
 def save_torch(obj: Any, path: PathLike) -> None:
+    import torch  # here, not above: the callbacks write their JSON while run.py reads its command line
+
     with atomic_path(path) as tmp:
         try:
             torch.save(obj, tmp)

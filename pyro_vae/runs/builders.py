@@ -20,7 +20,7 @@ from ..modelling.networks import GaussianLayer
 from ..modelling.objectives import IWAE_ELBO, MAX_PLATE_NESTING, CorrectedJitTrace_ELBO, DeviceTrace_ELBO
 from ..modelling.vae import BAYESIAN_DECODER_VARIANTS, VAE
 from ..modelling.weights import MeanFieldWeights, make_bayesian_
-from .schema import option
+from .schema import likelihood_free, option
 
 ImageShape = Tuple[int, int, int]
 
@@ -62,12 +62,6 @@ def build_vae(cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_da
     initial = make_bayesian_(decoder, cfg.decoder.weight_prior_scale)
     weight_guide = MeanFieldWeights(initial, cfg.decoder.weight_init_scale, cfg.decoder.weight_prior_scale)
     return BAYESIAN_DECODER_VARIANTS[model_class](*arguments, num_data=num_data, prior=prior, weight_guide=weight_guide)
-
-
-def likelihood_free(cfg: DictConfig) -> bool:
-    """Whether ``model=NAME`` defines no likelihood (model=gan): it declares a training task of its own
-    (``schema.Option.trains``) rather than SVI on a bound."""
-    return option("model", cfg.model.name).trains is not None
 
 
 def build_gan(cfg: DictConfig, image_shape: ImageShape) -> GAN:

@@ -1,5 +1,9 @@
 """Hydra callbacks registered in ``conf/config.yaml``: output folders checked before Hydra writes
-to them, sweep summaries, and CPU sharing between parallel jobs."""
+to them (and those a refused command made, removed), sweep summaries, and CPU sharing between
+parallel jobs.
+
+Hydra imports this module while ``python run.py`` reads its command line, before any work: it
+imports nothing heavy (torch loads in the job that needs it), so that a refusal answers at once."""
 
 import atexit
 import logging
@@ -8,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-import torch
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -18,7 +21,7 @@ from .atomic import write_json
 from .job_process import runs_in_a_worker_pool
 from .refusals import refusal_line
 from .run_directory import RunDirectoryInUse
-from .sweep_summary import STATUS_FILE, JobRecord, running_status, write_summary
+from .sweep_summary import STATUS_FILE, JobRecord, prepare_plotting, running_status, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _open_sweeps[Path(config.hydra.sweep.dir)] = self.metric
+        prepare_plotting()
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Marks the job running, with the process that runs it: a job whose process has died
@@ -113,22 +117,64 @@ class ShareCores(Callback):
             threads = launcher.cpus_per_task
         else:
             return
+        import torch  # here, not above: a job that shares the cores loads it anyway
+
         torch.set_num_threads(threads)
         log.info("%s: %d torch thread(s) for this job", target.rsplit(".", 1)[-1], threads)
 
 
+# The folders that this command's run folder (hydra.run.dir) lacked before the command, the run folder
+# first and then its missing parents (outputs/DATE/TIME, outputs/DATE): made by this command, so a refused
+# command removes those still empty (:func:`remove_folders_made_for`).
+_made_for_run: List[Path] = []
+
+
 class CheckOutputFolder(Callback):
     """Refuses, in one line and before Hydra creates it, a run or sweep folder that cannot be
-    created or written (Hydra itself would stop with a traceback from ``mkdir``)."""
+    created or written (Hydra itself would stop with a traceback from ``mkdir``), and notes which
+    folders of the run's path the command is about to make."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _require_writable_folder("hydra.run.dir", config.hydra.run.dir)
+        _made_for_run[:] = _require_writable_folder("hydra.run.dir", config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # A sweep keeps its folders: each refused job is recorded there, for the sweep summary to list it.
         _require_writable_folder("hydra.sweep.dir", config.hydra.sweep.dir)
 
 
-def _require_writable_folder(key: str, folder: str) -> None:
+def remove_folders_made_for(run_dir: Path) -> None:
+    """Remove the folders that this command made for ``run_dir`` (Hydra's ``runtime.output_dir``) and
+    that are still empty, deepest first, each with ``os.rmdir`` (which removes only an empty one): a
+    refused command leaves nothing behind. A folder that existed before the command is never touched,
+    and the first folder found not empty (something else was written there meanwhile) ends it."""
+    made, _made_for_run[:] = list(_made_for_run), []
+    if not made or made[0] != Path(os.path.abspath(run_dir)):
+        return  # another command's record (called in-process), or nothing made
+    _remove_empty(made)
+
+
+def _remove_empty(folders: List[Path]) -> None:
+    for folder in folders:
+        if not os.path.lexists(folder):
+            continue  # never made (the command stopped before it), or removed meanwhile
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return  # not empty: something was written there meanwhile
+
+
+def _missing_folders(folder: str) -> List[Path]:
+    """``folder`` and its parents that do not exist yet, ``folder`` first."""
+    path, missing = Path(os.path.abspath(folder)), []
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _require_writable_folder(key: str, folder: str) -> List[Path]:
+    """Make ``folder`` (as Hydra is about to) or refuse it; the folders this made, ``folder`` first."""
+    missing = _missing_folders(folder)
     path = Path(folder)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -137,7 +183,9 @@ def _require_writable_folder(key: str, folder: str) -> None:
     except OSError as exc:
         writable, reason = False, exc.strerror or type(exc).__name__
     if not writable:
+        _remove_empty(missing)  # those this made before the one it could not
         # Hydra has not set up the job's logging yet: the line is printed as run.py prints every refusal.
         message = f"{key}={folder}: cannot be created or written ({reason}); choose a folder you can write to"
         print(refusal_line(message), file=sys.stderr)
         sys.exit(2)
+    return missing

@@ -15,9 +15,7 @@ from ..modelling.gan import GAN
 from ..modelling.vae import VAE
 from .atomic import save_torch
 from .builders import build_model
-
-BEST = "checkpoint.pt"
-LAST = "last.pt"
+from .run_directory import BEST, LAST
 
 
 def model_record(vae: VAE, cfg: DictConfig, image_shape, num_classes: int) -> Dict[str, Any]:

@@ -18,11 +18,7 @@ from ..modelling.vae import VAE
 from .atomic import atomic_path
 
 MANIFOLD_STEPS = 20
-# The most images a grid figure holds a side (a row, a column). Its tiles are 0.75-0.9 inches at 110 dpi, so 64
-# of them make a figure over 4,000 pixels wide (64x64 samples: 4114x4134, peak memory 2.4 GB), more than a 4K
-# screen shows: more tiles only shrink each one when viewed, while the canvas grows with their square
-# (task.n=100000 samples reached 24 GB and was killed).
-MAX_GRID_SIDE = 64
+# The most images a grid figure holds a side is settings.MAX_GRID_SIDE, which refuses a task that asks for more.
 # Prior draws decoded at once: what decoding takes stays bounded whatever their number.
 DRAW_CHUNK = 1024
 

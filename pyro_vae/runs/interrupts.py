@@ -8,7 +8,6 @@ A signal that arrives while an epoch is being saved waits until both checkpoints
 that ``checkpoint.pt`` and ``last.pt`` always hold epochs of one run.
 """
 
-import shlex
 import signal
 import threading
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from typing import Callable, ContextManager, Iterator, Optional
 import yaml
 
 from ..errors import RunInterrupted
-from . import checkpoints
+from . import checkpoints, commands
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -84,10 +83,10 @@ def where_it_stopped(run_dir: Path) -> str:
 
 
 def command(run_dir: Path, resume: bool = False) -> str:
-    """``python run.py`` with the run's overrides (``.hydra/overrides.yaml``, which run.py writes),
-    into ``run_dir``, with ``resume=true`` if ``resume``: a single run, whether the run was one or a
-    job of a sweep."""
+    """``.venv/bin/python run.py`` (this process's interpreter, as :func:`commands.run_py` shows it)
+    with the run's overrides (``.hydra/overrides.yaml``, which run.py writes), into ``run_dir``, with
+    ``resume=true`` if ``resume``: a single run, whether the run was one or a job of a sweep."""
     record = run_dir / ".hydra" / "overrides.yaml"
     overrides = (yaml.safe_load(record.read_text()) or []) if record.is_file() else []
     kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "hydra.run.dir")]
-    return shlex.join(["python", "run.py", *kept, f"hydra.run.dir={run_dir}", *(["resume=true"] if resume else [])])
+    return commands.run_py(*kept, f"hydra.run.dir={run_dir}", *(["resume=true"] if resume else []))

@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
-import torch
 from omegaconf import DictConfig
 
 from ..errors import PyroVAEError
@@ -39,6 +38,8 @@ def runs_in_a_worker_pool(launcher: DictConfig) -> bool:
 def run_in_child_process(task: Task, cfg: DictConfig, output_dir: Path) -> Optional[float]:
     """``task(cfg, output_dir)`` in a child process with this process's torch thread count: its
     return value, or its exception raised here, or :class:`JobKilled` if a signal ended it."""
+    import torch  # here, not above: run.py and the callbacks import this module before any work
+
     with tempfile.TemporaryDirectory(prefix="pyro_vae_job_") as exchange:
         job_file, outcome_file = Path(exchange) / "job.pkl", Path(exchange) / "outcome.pkl"
         job_file.write_bytes(pickle.dumps((task, cfg, output_dir, torch.get_num_threads())))
@@ -58,6 +59,8 @@ def run_in_child_process(task: Task, cfg: DictConfig, output_dir: Path) -> Optio
 
 def _run_job(job_file: Path, outcome_file: Path) -> None:
     """The child's side: run the pickled job, log to its run.log, and pickle what came of it."""
+    import torch
+
     task, cfg, output_dir, threads = pickle.loads(job_file.read_bytes())
     torch.set_num_threads(threads)
     handlers = [logging.FileHandler(output_dir / "run.log"), logging.StreamHandler(sys.stdout)]

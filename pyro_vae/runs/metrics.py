@@ -3,7 +3,6 @@ both report the same quantities."""
 
 import logging
 import math
-import time
 from typing import Any, Dict, Optional
 
 import torch
@@ -13,8 +12,14 @@ from ..data import Observation
 from ..modelling.estimators import Shards, bits_per_dim, evaluate
 from ..modelling.vae import VAE
 from .builders import likelihood_class
+from .progress import phase
 
 log = logging.getLogger(__name__)
+
+# eval.val_iwae_k=null takes min(eval.iwae_k, this). The validation bound ranks settings against each
+# other, all at the same K, so it needs no K = 1000: on the default run K = 100 costs a tenth of the
+# test bound (docs/performance.md, "Where the evaluation's time goes", gives its distance to K = 1000).
+DEFAULT_VAL_IWAE_K = 100
 
 
 def validation_metrics(
@@ -28,9 +33,20 @@ def validation_metrics(
     """The importance-sampled bound on log p(x) of the validation images, with ``eval.val_iwae_k``
     samples each: the figure to choose settings by, which leaves the test images out of every choice.
     ``across``: the images are this process's shard (``evaluate``)."""
-    val = _estimate(vae, images, labels, cfg, num_data, cfg.eval.val_iwae_k, across)
-    log.info("validation log-likelihood %.2f (K=%d)", val.log_likelihood, cfg.eval.val_iwae_k)
-    return {"val_log_likelihood": val.log_likelihood, "val_iwae_k": cfg.eval.val_iwae_k}
+    k = validation_samples(cfg)
+    val = _estimate(vae, images, labels, cfg, num_data, k, "validation bound", across)
+    log.info("validation log-likelihood %.2f (K=%d)", val.log_likelihood, k)
+    return {"val_log_likelihood": val.log_likelihood, "val_iwae_k": k}
+
+
+def validation_samples(cfg: DictConfig) -> int:
+    """K of the validation bound: ``eval.val_iwae_k``, or where it is null min(``eval.iwae_k``, 100), so
+    that a quick run's lowered ``eval.iwae_k`` lowers it too; the log says which and how to change it."""
+    if cfg.eval.val_iwae_k is not None:
+        return cfg.eval.val_iwae_k
+    k = min(cfg.eval.iwae_k, DEFAULT_VAL_IWAE_K)
+    log.info("validation bound with K=%d: min(eval.iwae_k, %d); set eval.val_iwae_k to choose", k, DEFAULT_VAL_IWAE_K)
+    return k
 
 
 def test_metrics(
@@ -43,14 +59,12 @@ def test_metrics(
 ) -> Dict[str, Any]:
     """The test figures for float observations ``images``, estimated with ``cfg.eval``, for a VAE
     trained on ``num_data`` images; ``across``: the images are this process's shard (``evaluate``)."""
-    started = time.perf_counter()
-    test = _estimate(vae, images, labels, cfg, num_data, cfg.eval.iwae_k, across)
+    test = _estimate(vae, images, labels, cfg, num_data, cfg.eval.iwae_k, "test bound", across)
     log.info(
-        "test ELBO %.2f, test log-likelihood %.2f (K=%d, %.0f s), KL %.2f, active units %d/%d",
+        "test ELBO %.2f, test log-likelihood %.2f (K=%d), KL %.2f, active units %d/%d",
         test.elbo,
         test.log_likelihood,
         cfg.eval.iwae_k,
-        time.perf_counter() - started,
         test.kl,
         test.active_units,
         vae.latent_dim,
@@ -73,16 +87,26 @@ def test_metrics(
 
 
 def _estimate(
-    vae: VAE, images: torch.Tensor, labels: torch.Tensor, cfg: DictConfig, num_data: int, k: int, across: Shards
+    vae: VAE,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: DictConfig,
+    num_data: int,
+    k: int,
+    name: str,
+    across: Optional[Shards],
 ):
-    """``evaluate`` with ``k`` importance samples per image and the rest of ``cfg.eval``."""
-    return evaluate(
-        vae,
-        images,
-        labels,
-        num_samples=k,
-        chunk_size=cfg.eval.chunk_size,
-        weight_draws=cfg.eval.weight_draws,
-        num_data=num_data,
-        across=across,
-    )
+    """``evaluate`` with ``k`` importance samples per image and the rest of ``cfg.eval``, shown as ``name``."""
+    shown = getattr(across, "writes", True)  # a group of processes: rank 0 shows its shard's progress
+    with phase(name, len(images), "images", f"K = {k}", shown) as advance:
+        return evaluate(
+            vae,
+            images,
+            labels,
+            num_samples=k,
+            chunk_size=cfg.eval.chunk_size,
+            weight_draws=cfg.eval.weight_draws,
+            num_data=num_data,
+            across=across,
+            progress=advance,
+        )

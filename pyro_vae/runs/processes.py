@@ -1,6 +1,7 @@
 """One training run over several processes, by Lightning Fabric: DDP, its launchers, SLURM and
 mixed precision, around the project's own loop (``trainer.*`` in conf/config.yaml). This module
-reads the settings and joins the processes' figures; ``fabric_launch`` starts them.
+joins the processes' figures (:mod:`.trainer_settings` reads the settings, without torch);
+``fabric_launch`` starts them.
 
 Fabric rather than bare ``torch.distributed``: it starts the processes (``ddp_spawn``), reads the
 ranks that ``srun`` or ``torchrun`` gives them (``ddp``), wraps the loss module in
@@ -11,16 +12,22 @@ gradient exchange of the project's own. One process with float32 (the default) u
 process's, and the sums and concatenations that make every figure the whole data set's.
 """
 
-import logging
-import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
-SINGLE_PRECISION = "32-true"
+# What trainer.* asks for, read without torch (run.py and settings.validate ask it before torch is loaded).
+from .trainer_settings import (  # noqa: F401
+    SINGLE_PRECISION,
+    follows_rank_zero,
+    leave_the_log_to_rank_zero,
+    started_outside,
+    strategy,
+    uses_fabric,
+    world_size,
+)
 
 
 @dataclass
@@ -95,44 +102,3 @@ def rank_seed(seed: int, rank: int) -> int:
     if rank == 0:
         return seed
     return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint32)[0])
-
-
-def world_size(trainer: DictConfig) -> int:
-    return trainer.devices * trainer.num_nodes
-
-
-def uses_fabric(trainer: DictConfig) -> bool:
-    return world_size(trainer) > 1 or trainer.precision != SINGLE_PRECISION
-
-
-def strategy(trainer: DictConfig) -> str:
-    """``trainer.strategy`` with auto resolved: ddp_spawn starts the processes of one node itself;
-    ddp joins processes that srun or torchrun started (several nodes)."""
-    if trainer.strategy != "auto":
-        return trainer.strategy
-    if world_size(trainer) == 1:
-        return "auto"
-    return "ddp_spawn" if trainer.num_nodes == 1 else "ddp"
-
-
-def started_outside() -> bool:
-    """Whether srun or torchrun started this process as one of several (trainer.strategy=ddp)."""
-    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:  # torchrun
-        return True
-    return int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ
-
-
-def follows_rank_zero(trainer: DictConfig) -> bool:
-    """Whether this process is one that srun or torchrun started beside rank 0 (trainer.strategy=ddp):
-    it trains its share and writes nothing, not even run.log; rank 0 holds and writes the run directory."""
-    if strategy(trainer) != "ddp" or not started_outside():
-        return False
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) > 0
-
-
-def leave_the_log_to_rank_zero() -> None:
-    """Detach the file handlers (run.log) that Hydra gave this process, and keep its console to warnings."""
-    root = logging.getLogger()
-    for handler in [handler for handler in root.handlers if isinstance(handler, logging.FileHandler)]:
-        root.removeHandler(handler)
-    logging.getLogger("pyro_vae").setLevel(logging.WARNING)

@@ -15,6 +15,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from omegaconf.nodes import BooleanNode, EnumNode, FloatNode, IntegerNode, StringNode
 
 from ..errors import ConfigError
+from .commands import run_py
 from .schema import OPTIONS
 
 # Hydra's own console format: the refusals of run.py's task function look the same.
@@ -42,7 +43,7 @@ def composition_refusal(error: BaseException, overrides: Sequence[str] = ()) -> 
     ambiguous = re.match(r"Ambiguous value for argument '(.*)'", message)
     if ambiguous:
         line = ambiguous.group(1)
-        return f"{line}: a comma sweeps over values only in a multirun (python run.py -m ...); a list is [a,b]"
+        return f"{line}: a comma sweeps over values only in a multirun ({run_py('-m')} ...); a list is [a,b]"
     unknown = r"Could not override '.*'\.\nTo append to your config use \+"
     line = re.match(f"(?:{unknown}|Error merging override )(.*)", message)
     if line and isinstance(cause, OmegaConfBaseException):

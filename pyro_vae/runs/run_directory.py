@@ -13,8 +13,11 @@ from typing import Any, Dict, List, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError, DataError
-from . import checkpoints
 
+# The files that hold a run (``checkpoints`` writes them), named here so that a run directory is checked
+# before torch is loaded.
+BEST = "checkpoint.pt"
+LAST = "last.pt"
 # Settings a resumed run takes from its new command line, all applied from the next epoch on:
 # the epoch budget, early stopping, evaluation, where the sample-quality classifiers are cached, what
 # watches the run, the device and threads, the processes and precision (trainer.*: README, "Scaling
@@ -41,7 +44,7 @@ class RunDirectoryInUse(ConfigError):
 
 def check_output_dir(cfg: DictConfig, output_dir: Path) -> None:
     """Refuse, in one line, a command that would overwrite or misrecord the run in ``output_dir``."""
-    held = next((name for name in (checkpoints.LAST, checkpoints.BEST) if (output_dir / name).exists()), None)
+    held = next((name for name in (LAST, BEST) if (output_dir / name).exists()), None)
     if cfg.task.name != "train":
         if held:
             raise RunDirectoryInUse(
@@ -56,20 +59,21 @@ def check_output_dir(cfg: DictConfig, output_dir: Path) -> None:
                 "hydra.run.dir"
             )
         return
-    last = output_dir / checkpoints.LAST
+    last = output_dir / LAST
     if not last.is_file():
         raise ConfigError(
-            f"resume=true: {output_dir} holds no {checkpoints.LAST} to continue; drop resume=true to start a new run "
-            "there"
+            f"resume=true: {output_dir} holds no {LAST} to continue; drop resume=true to start a new run there"
         )
+    from . import checkpoints  # a run to resume: its checkpoints are read with torch
+
     current = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     changed = settings_changed(checkpoints.read(last)["config"], current)
-    best = output_dir / checkpoints.BEST
+    best = output_dir / BEST
     mixed = settings_changed(checkpoints.read(best)["config"], current) if best.is_file() and not changed else []
     if mixed:
         listed = ", ".join(f"{key}={old}" for key, old, _ in mixed)
         raise DataError(
-            f"{best}: was trained with {listed}, unlike {checkpoints.LAST} and this command; the directory mixes "
+            f"{best}: was trained with {listed}, unlike {LAST} and this command; the directory mixes "
             "two runs: move one of the two files away or start a new run"
         )
     if changed:

@@ -34,6 +34,7 @@ from .atomic import write_json
 from .builders import load_dataset
 from .config import CONF
 from .finished_run import FinishedRun, open_run
+from .progress import phase
 from .reporting import write_metrics
 from .run_record import Begin, nothing_to_begin
 
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 GREY, BINARY = "grey", "binary"
 SHOWN = 64  # images of each scored set in sample_quality.png
+DEFAULT_KID_SUBSET_SIZE = 1000  # task.kid_subset_size=null: Binkowski et al.'s subsets, where the sets are as large
 # The binarization of the reference images: fixed, so that every run is scored against the same draws.
 REFERENCE_BINARIZATION = PixelTransform("dynamic", 0, Observation.binary, "bernoulli")
 
@@ -61,16 +63,21 @@ def sample_quality_run(cfg: DictConfig, output_dir: Path, begin: Begin = nothing
     settings = cfg.task
     run = open_run(cfg, output_dir)
     data = _standard_split(run)
-    _check_counts(settings, len(data.test))
+    kid_subset_size = _kid_subset_size(settings, len(data.test))
     begin()
     start = time.perf_counter()
     classifier, classifier_info = feature_extractor(data, Path(cfg.quality.cache_dir), run.device)
-    scoring = {"kid_subsets": settings.kid_subsets, "kid_subset_size": settings.kid_subset_size, "k": settings.k}
+    scoring = {"kid_subsets": settings.kid_subsets, "kid_subset_size": kid_subset_size, "k": settings.k}
     binary = _scores_binary_draws(run)
     test = _real_views(data.test.images, "test", binary)
     test_features = {view: classifier.features(images) for view, images in test.items()}
     sets = _sample_sets(run, data.test, settings.n, binary)
-    rows = {scored.name: _row(scored, classifier.features(scored.images), test_features, scoring) for scored in sets}
+    against = f"{settings.n:,} of each against {len(data.test):,} test images"
+    with phase("sample quality", len(sets), "sets", f"{', '.join(s.name for s in sets)}: {against}") as advance:
+        rows = {}
+        for scored in sets:
+            rows[scored.name] = _row(scored, classifier.features(scored.images), test_features, scoring)
+            advance(1)
     reference = _reference_rows(data, classifier, classifier_info, test_features, settings.n, scoring)
     quality = {
         "feature_space": _feature_space(classifier_info, data.name),
@@ -122,16 +129,27 @@ def _standard_split(run: FinishedRun) -> DataSplits:
     return load_dataset(split, run.device)
 
 
-def _check_counts(settings: DictConfig, test_images: int) -> None:
-    """KID's subsets come from every scored set: the reconstructions (at most the test images) too."""
+def _kid_subset_size(settings: DictConfig, test_images: int) -> int:
+    """KID's subset size: ``task.kid_subset_size`` as set, refused when a scored set is smaller (KID's
+    subsets come from every scored set: the reconstructions, at most the test images, too); left null,
+    the usual 1,000 or the whole of the smallest scored set where it has fewer, as the log says."""
     fewest = min(settings.n, test_images)
+    if settings.k >= fewest:
+        raise ConfigError(f"task.k={settings.k}: needs more than k images in each set ({fewest} here); lower task.k")
+    if settings.kid_subset_size is None:
+        size = min(DEFAULT_KID_SUBSET_SIZE, fewest)
+        log.info(
+            "KID subsets of %d images (the smallest scored set has %d); set task.kid_subset_size to choose",
+            size,
+            fewest,
+        )
+        return size
     if settings.kid_subset_size > fewest:
         raise ConfigError(
             f"task.kid_subset_size={settings.kid_subset_size}: exceeds the {fewest} images of the smallest scored set "
             f"(task.n={settings.n}, {test_images} test images); set task.kid_subset_size <= {fewest}"
         )
-    if settings.k >= fewest:
-        raise ConfigError(f"task.k={settings.k}: needs more than k images in each set ({fewest} here); lower task.k")
+    return settings.kid_subset_size
 
 
 def _real_views(images: torch.Tensor, split: str, binary: bool) -> Dict[str, torch.Tensor]:

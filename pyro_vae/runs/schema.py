@@ -21,13 +21,10 @@ from importlib import import_module
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
 
-from ..data.transform import Binarization, Choice
 from ..errors import ConfigError
-from ..modelling.likelihoods import ScaleMode
-from ..modelling.networks import Activation
-from ..modelling.objectives import Gradient
+from ..setting_types import Activation, Binarization, Choice, Gradient, ScaleMode
 
 
 class Device(Choice):
@@ -86,7 +83,7 @@ class EvalConfig:
     iwae_k: int = MISSING
     chunk_size: int = MISSING
     weight_draws: int = MISSING
-    val_iwae_k: int = MISSING
+    val_iwae_k: Optional[int] = MISSING  # null: min(iwae_k, 100)
 
 
 @dataclass
@@ -360,7 +357,7 @@ class SampleQualityTaskConfig(FinishedRunTaskConfig):
 
     n: int = MISSING
     kid_subsets: int = MISSING
-    kid_subset_size: int = MISSING
+    kid_subset_size: Optional[int] = MISSING  # null: follows the scored sets' size
     k: int = MISSING
 
 
@@ -506,6 +503,12 @@ def option(group: str, name: str) -> Option:
     return OPTIONS[group][name]
 
 
+def likelihood_free(cfg: DictConfig) -> bool:
+    """Whether ``model=NAME`` defines no likelihood (model=gan): it declares a training task of its own
+    (``Option.trains``) rather than SVI on a bound."""
+    return option("model", cfg.model.name).trains is not None
+
+
 CONFIG_SCHEMA = "config_schema"
 
 
@@ -517,8 +520,21 @@ def schema_name(group: str, option: str) -> str:
 def register_schemas() -> None:
     """Store every schema in Hydra's ConfigStore; call it before any composition (run.py and
     ``compose_config`` do). Storing again replaces the same nodes, so a second call changes nothing."""
+    _share_the_store()
     store = ConfigStore.instance()
     store.store(name=CONFIG_SCHEMA, node=Config)
     for group, options in OPTIONS.items():
         for name, declared in options.items():
             store.store(name=schema_name(group, name), node=declared.schema)
+
+
+def _share_the_store() -> None:
+    """Let Hydra's copies of its config repository share the one ConfigStore, as Hydra's main branch
+    does (facebookresearch/hydra#2928 reads the live singleton instead of holding it).
+
+    Hydra 1.3 deep-copies the repository, and with it the whole ConfigStore (these schemas and its
+    plugins' configs), each time it composes or lists a group: ``python run.py --help`` lists every
+    group: 139 copies, 3 of the 4 CPU seconds it took. The store needs no copy: ``ConfigStore.load`` hands out
+    a deep copy of the node it loads, and nothing else writes to the store while composing."""
+    if "__deepcopy__" not in vars(ConfigStore):
+        ConfigStore.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]

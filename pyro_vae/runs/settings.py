@@ -2,27 +2,31 @@
 the device and thread choices.
 
 Hydra has already refused unknown keys, values of the wrong type and values outside a closed set
-(the Enum fields of ``schema.py``). What is left is two tables: the range of each setting
-(``RANGES``) and the rules between settings (``RULES``), each entry with the one line that refuses it.
+(the Enum fields of ``schema.py``). What is left is three tables: the range of each setting
+(``RANGES``), the rules between settings (``RULES``) and the rules that ask the chosen options' own
+classes (``MODEL_RULES``: the likelihood, the data set's reader, the networks, the memory), each entry
+with the one line that refuses it.
+
+This module loads no torch: ``python run.py`` checks ``RANGES`` and ``RULES`` while it reads its
+command line, so that their refusals answer at once; ``MODEL_RULES`` import the modelling wing and
+the data sets (and with them torch) when they run, last.
 """
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.transform import Binarization, Observation, binarization_mismatch
 from ..errors import ConfigError
-from ..modelling.gan import supported_shape_refusal
-from ..modelling.networks import conv_sizes
-from ..modelling.weights import MIN_WEIGHT_SCALE
-from . import processes
-from .builders import dataset_reader, likelihood_class, likelihood_free
-from .cores import ThreadsFollowLoad
-from .figures import MAX_GRID_SIDE
-from .schema import OPTIONS, option
-from .tensorboard_logger import require_tensorboard
+from ..setting_types import MIN_WEIGHT_SCALE, Binarization
+from .memory_estimate import memory_refusal
+from .schema import OPTIONS, likelihood_free, option
+from .trainer_settings import started_outside, strategy, uses_fabric, world_size
 from .values import is_integer, is_number, positive_int
+
+if TYPE_CHECKING:
+    import torch
+
+    from .cores import ThreadsFollowLoad
 
 _ABSENT = object()
 
@@ -45,9 +49,12 @@ def _fraction(value: Any) -> bool:
 
 
 POSITIVE_INTEGER = "must be a positive integer"
-# The smallest optimizer.eps: float32's smallest normal number. A smaller one rounds to 0 (or loses its digits) when
-# added to the float32 sqrt(v), and a parameter whose gradients have been 0 then steps by 0 / 0.
-MIN_EPS = torch.finfo(torch.float32).tiny
+# The smallest optimizer.eps: float32's smallest normal number, 2**-126 (torch.finfo(torch.float32).tiny). A smaller
+# one rounds to 0 (or loses its digits) when added to the float32 sqrt(v), and a parameter whose gradients have been 0
+# then steps by 0 / 0.
+MIN_EPS = 2.0**-126
+# seed: what numpy's legacy seeding (pyro.set_rng_seed) accepts.
+MAX_SEED = 2**32 - 1
 WIDTHS = "must be a list of positive integers, e.g. [512,256]"
 NATS = "must be a number of nats >= 0 by which an epoch must beat the best"
 
@@ -63,7 +70,6 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
             "eval.iwae_k",
             "eval.chunk_size",
             "eval.weight_draws",
-            "eval.val_iwae_k",
             "dataset.val_size",
             "objective.num_particles",
             "schedule.patience",
@@ -71,7 +77,6 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
             "logger.image_every",
             "task.n",
             "task.kid_subsets",
-            "task.kid_subset_size",
             "task.k",
             "prior.num_pseudo_inputs",
             "prior.steps",
@@ -99,7 +104,15 @@ RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
         for name in ("task.start", "task.end")
     ),
     ("threads", lambda value: value is None or _positive_integer(value), POSITIVE_INTEGER),
-    ("seed", is_integer, "must be an integer"),
+    *(
+        (name, lambda value: value is None or _positive_integer(value), "must be a positive integer, or null")
+        for name in ("eval.val_iwae_k", "task.kid_subset_size")  # null: follows eval.iwae_k, or the data
+    ),
+    (
+        "seed",
+        lambda value: is_integer(value) and 0 <= value <= MAX_SEED,
+        f"must be an integer from 0 to {MAX_SEED} (2**32 - 1)",
+    ),
     ("lr", _positive, "must be a positive finite number, e.g. lr=1e-3"),
     ("model.lr", _positive, "must be a positive finite number, e.g. model.lr=2e-4"),
     *(
@@ -178,6 +191,8 @@ def _open_form_kl(cfg: DictConfig) -> Optional[str]:
 
 
 def _scale_mode_refusal(cfg: DictConfig) -> Optional[str]:
+    from .builders import likelihood_class
+
     scales = getattr(likelihood_class(cfg.likelihood), "scales", None)
     if scales is None or cfg.likelihood.scale_mode in scales:
         return None
@@ -187,6 +202,9 @@ def _scale_mode_refusal(cfg: DictConfig) -> Optional[str]:
 
 
 def _binarization_refusal(cfg: DictConfig) -> Optional[str]:
+    from ..data.transform import binarization_mismatch
+    from .builders import likelihood_class
+
     if likelihood_free(cfg):  # a GAN sees the binary draws asked for, or the grey levels
         return None
     observes = likelihood_class(cfg.likelihood).observes
@@ -196,6 +214,9 @@ def _binarization_refusal(cfg: DictConfig) -> Optional[str]:
 def _dataset_refusal(cfg: DictConfig) -> Optional[str]:
     """What the data set itself rules out (``DatasetReader``): unverified files unsafe to read, labels it
     lacks, grey levels or a fresh binarization of pixels that are binary already, settings of its own it cannot read."""
+    from ..data.transform import Observation
+    from .builders import dataset_reader, likelihood_class
+
     reader, name = dataset_reader(cfg), cfg.dataset.name
     if reader.refusal and (refusal := reader.refusal(cfg.dataset)):
         return refusal
@@ -219,6 +240,9 @@ def _dataset_refusal(cfg: DictConfig) -> Optional[str]:
 def _conv_layers_refusal(cfg: DictConfig) -> Optional[str]:
     if cfg.net.name != "conv":
         return None
+    from ..modelling.networks import conv_sizes
+    from .builders import dataset_reader
+
     try:
         conv_sizes(dataset_reader(cfg).image_shape, len(cfg.net.widths))
     except ValueError as exc:
@@ -252,7 +276,7 @@ GAN_UNUSED: List[Tuple[str, Any, str]] = [
     ("decoder.bayesian", False, "model=gan's generator has point-estimate weights, not a Bayesian decoder"),
     ("early_stopping.patience", None, f"{ELBO_FREE} on the validation images to stop by"),
     ("eval.iwae_k", 1000, "model=gan has no likelihood to estimate log p(x) of"),
-    ("eval.val_iwae_k", 1000, "model=gan has no likelihood to estimate log p(x) of"),
+    ("eval.val_iwae_k", None, "model=gan has no likelihood to estimate log p(x) of"),
     ("logger", "none", "TensorBoard shows a VAE's bounds and reconstructions; model=gan writes history.csv"),
     *(
         (name, default, "model=gan trains in one float32 process")
@@ -276,6 +300,9 @@ def _gan_shape_refusal(cfg: DictConfig) -> Optional[str]:
     """The DCGAN's image sides (28 and 32), known from the data set's settings before any file is read."""
     if not likelihood_free(cfg):
         return None
+    from ..modelling.gan import supported_shape_refusal
+    from .builders import dataset_reader
+
     refusal = supported_shape_refusal(dataset_reader(cfg).image_shape)
     if refusal is None:
         return None
@@ -292,11 +319,17 @@ def _task(name: str, when: Callable[[DictConfig], bool]) -> Callable[[DictConfig
     return lambda cfg: cfg.task.name == name and when(cfg.task)
 
 
+# The most images a grid figure holds a side (a row, a column). Its tiles are 0.75-0.9 inches at 110 dpi, so 64
+# of them make a figure over 4,000 pixels wide (64x64 samples: 4114x4134, peak memory 2.4 GB), more than a 4K
+# screen shows: more tiles only shrink each one when viewed, while the canvas grows with their square
+# (task.n=100000 samples reached 24 GB and was killed).
+MAX_GRID_SIDE = 64
 ROW = f"a figure shows at most {MAX_GRID_SIDE} images a row"
 
 
 # The rules between settings, in the order they are checked: each gives the refusal of a config that
-# breaks it, or None.
+# breaks it, or None. They read the settings alone (a rule that asks an option's class, for that option
+# only, loads it then: objective=meanfield, model=gan), before MODEL_RULES.
 RULES: List[Callable[[DictConfig], Optional[str]]] = [
     _gan_unused_refusal,  # first: the rules below are between settings that a GAN refuses
     _gan_shape_refusal,
@@ -330,19 +363,19 @@ RULES: List[Callable[[DictConfig], Optional[str]]] = [
         "trainer.strategy=ddp under srun or torchrun (README, Scaling out)",
     ),
     _rule(
-        lambda cfg: processes.strategy(cfg.trainer) == "ddp" and not processes.started_outside(),
+        lambda cfg: strategy(cfg.trainer) == "ddp" and not started_outside(),
         "trainer.strategy=ddp joins processes that srun or torchrun started, and none did: run the command under "
         "srun or torchrun --nproc_per_node={cfg.trainer.devices}, or use trainer.strategy=ddp_spawn on one node",
     ),
     _rule(
-        lambda cfg: processes.uses_fabric(cfg.trainer) and cfg.svi_step != "torch",
+        lambda cfg: uses_fabric(cfg.trainer) and cfg.svi_step != "torch",
         "svi_step={cfg.svi_step} steps outside the module that DDP and autocast wrap; use svi_step=torch with "
         "trainer.devices, trainer.num_nodes or trainer.precision",
     ),
     lambda cfg: (
-        f"batch_size={cfg.batch_size} is the global batch, split over {processes.world_size(cfg.trainer)} processes "
+        f"batch_size={cfg.batch_size} is the global batch, split over {world_size(cfg.trainer)} processes "
         "(trainer.devices x trainer.num_nodes): make it a multiple of that"
-        if cfg.batch_size % processes.world_size(cfg.trainer)
+        if cfg.batch_size % world_size(cfg.trainer)
         else None
     ),
     _rule(
@@ -385,11 +418,7 @@ RULES: List[Callable[[DictConfig], Optional[str]]] = [
         "prior=vampprior mixes the guide's q(z|u_k) at pseudo-inputs that have no label, which model=cvae's "
         "encoder needs; use prior=standard with model=cvae",
     ),
-    _scale_mode_refusal,
-    _dataset_refusal,
-    _binarization_refusal,
-    _conv_layers_refusal,
-    # the size of a task's figure (figures.MAX_GRID_SIDE): its canvas grows with the images it holds
+    # the size of a task's figure (MAX_GRID_SIDE): its canvas grows with the images it holds
     _rule(
         _task("sample", lambda task: not task.per_class and task.n > MAX_GRID_SIDE**2),
         f"task.n={{cfg.task.n}}: a samples figure shows at most {MAX_GRID_SIDE**2} draws, {MAX_GRID_SIDE} a side; "
@@ -418,21 +447,34 @@ RULES: List[Callable[[DictConfig], Optional[str]]] = [
     ),
 ]
 
+# The rules that ask the chosen options' own classes (the likelihood, the data set's reader, the networks),
+# which load the modelling wing, the data sets and torch: checked after RANGES and RULES.
+MODEL_RULES: List[Callable[[DictConfig], Optional[str]]] = [
+    _scale_mode_refusal,
+    _dataset_refusal,
+    _binarization_refusal,
+    _conv_layers_refusal,
+    memory_refusal,  # last: the sizes above are known to be buildable; the machine's memory (memory_estimate.py)
+]
+
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError, naming the setting and what it accepts, for the first bad value; then check
-    that a logger's package is installed. Reads no data and builds nothing."""
+    that a logger's package is installed. Reads no data and builds nothing; torch loads with the first
+    rule that asks an option's class (``MODEL_RULES``, after ``RANGES`` and ``RULES``)."""
     for group in OPTIONS:  # Hydra refuses an unknown option while composing; a config built in Python, here
         option(group, cfg[group].name)
     for name, accepted, requirement in RANGES:
         value = OmegaConf.select(cfg, name, default=_ABSENT)
         if value is not _ABSENT and not accepted(value):
             raise ConfigError(f"{name}={_shown(value)}: {requirement}")
-    for rule in RULES:
+    for rule in [*RULES, *MODEL_RULES]:
         refusal = rule(cfg)
         if refusal:
             raise ConfigError(refusal)
     if cfg.logger.name == "tensorboard":
+        from .tensorboard_logger import require_tensorboard
+
         require_tensorboard()
 
 
@@ -447,8 +489,10 @@ def _override_text(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> "torch.device":
     """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error rather than a silent CPU run."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -456,10 +500,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(str(name))
 
 
-def apply_threads(threads: Optional[int]) -> Optional[ThreadsFollowLoad]:
+def apply_threads(threads: Optional[int]) -> "Optional[ThreadsFollowLoad]":
     """Set torch's CPU threads to ``threads``; null follows the load (:class:`ThreadsFollowLoad`): one
     thread per core that other processes leave idle, chosen now and, by a training loop that calls its
     ``update``, as the run goes on (README, Performance, "Threads")."""
+    import torch
+
+    from .cores import ThreadsFollowLoad
+
     if threads is None:
         return ThreadsFollowLoad()
     positive_int("threads", threads)

@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import yaml
-from matplotlib.figure import Figure
 
 from .atomic import write_text
-from .figures import save
 
 STATUS_FILE = "job_status.json"
 # The Markdown table keeps to the headline figures; the CSV holds every metric.
@@ -125,9 +123,21 @@ def write_summary(sweep_dir: Path, metric: str) -> List[JobRecord]:
     return jobs
 
 
+def prepare_plotting() -> None:
+    """Import what :func:`plot_summary` draws with, once a sweep starts: a summary written as the
+    process exits (``atexit``) could not import it then (matplotlib and torch register exit handlers)."""
+    import matplotlib.figure  # noqa: F401
+
+    from . import figures  # noqa: F401
+
+
 def plot_summary(jobs: Sequence[JobRecord], metric: str, path: Path) -> None:
     """``metric`` against each swept setting: a panel per setting, or for two settings, lines of the
     second over the first."""
+    from matplotlib.figure import Figure  # here, not above: the sweep's callbacks load before any work
+
+    from .figures import save
+
     done = [job for job in jobs if job.value(metric) is not None]
     keys = swept_keys(jobs)
     fig = Figure(figsize=(5.5 * max(1, len(keys) if len(keys) != 2 else 1), 4))

@@ -29,6 +29,7 @@ from ..errors import ConfigError
 from ..modelling.estimators import Evaluation
 from ..modelling.vae import VAE
 from . import figures
+from .commands import pip_install_extra
 from .run_directory import changeable_on_resume, flatten
 from .schema import option
 
@@ -44,7 +45,7 @@ def require_tensorboard() -> None:
         importlib.import_module("tensorboard")
     except ImportError as exc:
         raise ConfigError(
-            'logger=tensorboard: the tensorboard package is not installed; pip install -e ".[tensorboard]" or use '
+            f"logger=tensorboard: the tensorboard package is not installed; {pip_install_extra('tensorboard')} or use "
             "logger=none"
         ) from exc
 

@@ -17,6 +17,7 @@ from ..errors import ConfigError, DivergenceError
 from ..modelling.vae import VAE
 from . import checkpoints, figures
 from .builders import build_vae, load_dataset, pixel_transform, training_bound_name
+from .cpu_features import bf16_refusal
 from .interrupts import where_it_stopped
 from .metrics import test_metrics, validation_metrics
 from .processes import ONE_PROCESS, Processes, rank_seed, strategy, uses_fabric
@@ -61,6 +62,8 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Op
             f"trainer.precision=bf16-mixed: {torch.cuda.get_device_name(device)} has no bfloat16 arithmetic; "
             "use trainer.precision=32-true"
         )
+    if cfg.trainer.precision == "bf16-mixed" and device.type == "cpu" and (refusal := bf16_refusal()):
+        raise ConfigError(refusal)  # bfloat16 emulated: 5x to 18x slower (cpu_features.py)
     if strategy(cfg.trainer) == "ddp_spawn":
         _prepare(cfg, run_dir, torch.device("cpu"))
         begin()

@@ -62,3 +62,11 @@ def test_bits_per_dim_conversion():
     # A published anchor: 3.11 bits/dim on CIFAR-10 is -log p(x) = D (3.11 ln 2 - ln 256) nats of density.
     nats = -3072 * (3.11 * math.log(2) - math.log(256))
     assert abs(bits_per_dim(nats, 3072) - 3.11) < 1e-12
+
+
+def test_progress_hears_of_every_image_once_per_chunk(small_vae, binary_batch):
+    """``progress`` is told each chunk's images as it is done: the counts add up to the split, one
+    call per chunk of ``chunk_size // K`` images (6 images, K = 10, 20 pairs a chunk: 3 chunks of 2)."""
+    done = []
+    evaluate(small_vae, binary_batch, num_samples=10, chunk_size=20, progress=done.append)
+    assert done == [2, 2, 2]

@@ -16,6 +16,7 @@ from pyro_vae.data import Observation, PixelTransform
 from pyro_vae.modelling.likelihoods import (
     INITIAL_SCALE,
     RUNNING_MOMENTUM,
+    BernoulliPixels,
     DiscretizedLogistic,
     DiscretizedLogisticPixels,
     GaussianPixels,
@@ -28,6 +29,7 @@ from pyro_vae.runs.training_run import run_experiment
 
 from ..helpers import assert_same_loss_and_gradients, compose_config, compose_tiny, program, read_metrics, tiny_cifar10
 from .hand_densities import (
+    bernoulli_log_density,
     discretized_logistic_log_mass,
     hand_elbo_loss,
     loc_and_scale_by_hand,
@@ -40,6 +42,30 @@ LEVELS = torch.arange(256) / 255.0  # every grey level as the likelihood sees it
 SHAPE = (3, 4, 4)
 SEED = 123
 NUM_DATA = 60  # != the batch of 5: the data scale N/B must enter where the bound puts it
+
+
+# --------------------------------------------------------------------------------------------
+# The Bernoulli pixels, scored as x l - softplus(l)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-4), (torch.float64, 1e-10)])
+def test_bernoulli_log_probability_and_its_gradient_match_the_hand_density(dtype, tol):
+    """Against x log sigmoid(l) + (1 - x) log sigmoid(-l), with logits far into both tails (|l| up
+    to 80, where a sigmoid rounds to 0 or 1) and images broadcast over samples as the estimator
+    scores them; the gradient against its closed form x - sigmoid(l). The tolerance is float32's
+    rounding of a sum of 48 terms of up to 80 nats (about 80 * 48 * 6e-8 = 2e-4 at worst)."""
+    torch.manual_seed(SEED)
+    logits = (torch.randn(7, 5, 3, 4, 4, dtype=dtype) * 20).clamp(-80, 80)
+    logits[0, 0, 0, 0, :2] = torch.tensor([80.0, -80.0], dtype=dtype)
+    logits.requires_grad_(True)
+    x = torch.bernoulli(torch.full((5, 3, 4, 4), 0.4, dtype=dtype))
+    log_p = BernoulliPixels()(logits).log_prob(x)
+    by_hand = bernoulli_log_density(x.flatten(-3), logits.flatten(-3))
+    assert log_p.shape == (7, 5)
+    assert torch.allclose(log_p, by_hand, rtol=0, atol=tol)
+    (gradient,) = torch.autograd.grad(log_p.sum(), logits)
+    assert torch.allclose(gradient, x - torch.sigmoid(logits), rtol=0, atol=tol)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Config composition through Hydra's compose API, and clear refusals of bad settings."""
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -10,7 +11,7 @@ from pyro_vae.runs import optimizers
 from pyro_vae.runs.builders import make_objective
 from pyro_vae.runs.optimizers import make_optimizer
 from pyro_vae.runs.schema import OPTIONS, Config, register_schemas
-from pyro_vae.runs.settings import apply_threads, resolve_device, validate
+from pyro_vae.runs.settings import MAX_SEED, MIN_EPS, apply_threads, resolve_device, validate
 
 from ..helpers import CONF, compose_config, one_line, run_py
 
@@ -96,6 +97,17 @@ def test_threads_setting_sets_torchs_cpu_threads():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_bounds_settings_writes_out_are_torchs_and_numpys():
+    """settings.py loads neither torch nor numpy (run.py checks the settings before they load): their bounds,
+    written out there, are theirs."""
+    assert MIN_EPS == torch.finfo(torch.float32).tiny
+    np.random.RandomState(MAX_SEED)  # numpy's legacy seeding, which pyro.set_rng_seed(seed) calls
+    with pytest.raises(ValueError, match=r"2\*\*32 - 1"):
+        np.random.RandomState(MAX_SEED + 1)
+    with pytest.raises(ValueError):
+        np.random.RandomState(-1)
 
 
 @pytest.mark.slow

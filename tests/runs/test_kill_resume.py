@@ -10,13 +10,15 @@ same point stop the run with one line that names the saved epoch and the command
 import os
 import shlex
 import signal
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from pyro_vae.runs import checkpoints
 
-from ..helpers import run_py, run_python, tiny
+from ..helpers import ROOT, run_py, run_python, tiny
 
 KILL_AFTER_STEPS_OF_EPOCH_2 = """
 import os, runpy, signal, sys
@@ -97,7 +99,10 @@ def test_sigint_or_sigterm_stops_with_one_line_and_the_resume_command_continues_
     )
     assert "Traceback" not in stopped.stderr, stopped.stderr
     last_line = stopped.stderr.strip().splitlines()[-1]
-    resume = shlex.join(["python", "run.py", *args, f"hydra.run.dir={stopped_dir}", "resume=true"])
+    # The interpreter as typed from the repository root (.venv/bin/python after the README's first command).
+    python = Path(sys.executable)
+    typed = python.relative_to(ROOT).as_posix() if python.is_relative_to(ROOT) else str(python)
+    resume = shlex.join([typed, "run.py", *args, f"hydra.run.dir={stopped_dir}", "resume=true"])
     assert last_line.endswith(
         f"[ERROR] - {signum.name}: stopped after epoch 1, saved in {stopped_dir / 'last.pt'}; resume with: {resume}"
     )

@@ -10,7 +10,7 @@ from pyro_vae.runs import checkpoints, training_run
 from ..helpers import read_history, read_metrics, train_tiny_run
 
 
-def test_bf16_mixed_trains_in_bfloat16_and_keeps_and_reports_float32(tmp_path, monkeypatch):
+def test_bf16_mixed_trains_in_bfloat16_and_keeps_and_reports_float32(tmp_path, monkeypatch, cpu_with_bf16):
     decoded = []  # (was a gradient being taken, the dtype of the decoder's output)
     build_vae = training_run.build_vae
 

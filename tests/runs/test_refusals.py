@@ -4,17 +4,25 @@ A row is refused either by Hydra while it composes (unknown keys, wrong types, v
 closed set; ``pyro_vae.runs.refusals`` words them) or by ``settings.validate`` before any work
 (ranges, and rules between settings). Either way the refusal is one line that names the setting.
 ``test_run_py_refuses_every_kind_in_one_line`` takes a row of each kind through ``python run.py``.
-Refusals of files (archives, checkpoints, run directories, image files) stay beside the code that reads them.
+Refusals of files (archives, checkpoints, run directories, image files) stay beside the code that reads them;
+the last tests here check that every kind of refusal, of a setting or of a file, leaves no folder behind.
 """
 
 import re
+import runpy
+import sys
+from pathlib import Path
+from typing import List
 
 import pytest
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 
+from pyro_vae.data import cifar10
 from pyro_vae.errors import ConfigError
 from pyro_vae.runs.settings import validate
 
-from ..helpers import compose_config, run_py_refused, snapshot
+from ..helpers import ROOT, compose_config, md5, run_py_refused, snapshot, tiny_cifar10
 
 TOP_LEVEL = (
     "batch_size, dataset, decoder, device, early_stopping, epochs, eval, guide, kl_warmup_epochs, kl_weight, "
@@ -96,6 +104,7 @@ REFUSALS = [
     (["latent_dim=???"], exactly("latent_dim=???: needs a value")),
     # --- settings.validate, before any work: ranges
     (["latent_dim=0"], "latent_dim=0: must be a positive integer"),
+    (["latent_dim=-3"], exactly("latent_dim=-3: must be a positive integer")),
     (["epochs=-1"], "epochs=-1: must be a positive integer"),
     (["eval.iwae_k=0"], "eval.iwae_k=0: must be a positive integer"),
     (["eval.weight_draws=0"], "eval.weight_draws=0: must be a positive integer"),
@@ -103,6 +112,8 @@ REFUSALS = [
     (["net.widths=[64,0]"], r"net.widths=\[64, 0\]: must be a list of positive integers"),
     (["net.min_encoder_scale=0"], r"net.min_encoder_scale=0(\.0)?: must be > 0"),  # a float setting: 0 arrives as 0.0
     (["seed=1.5"], "seed=1.5: must be an integer"),
+    (["seed=-1"], exactly("seed=-1: must be an integer from 0 to 4294967295 (2**32 - 1)")),  # numpy's seeds
+    (["seed=4294967296"], exactly("seed=4294967296: must be an integer from 0 to 4294967295 (2**32 - 1)")),
     (["threads=0"], "threads=0: must be a positive integer"),
     (["lr=-0.1"], "lr=-0.1: must be a positive finite number"),
     (["kl_weight=-1"], r"kl_weight=-1(\.0)?: must be a number >= 0"),
@@ -147,7 +158,7 @@ REFUSALS = [
         r"optimizer.alpha=-1(\.0)?: must be a number in \[0, 1\), e.g. 0.99: the decay rate of RMSprop's average",
     ),
     (["optimizer=rmsprop", "optimizer.alpha=1"], r"optimizer.alpha=1(\.0)?: must be a number in \[0, 1\)"),
-    # a task's figure larger than a figure shows (figures.MAX_GRID_SIDE images a side)
+    # a task's figure larger than a figure shows (settings.MAX_GRID_SIDE images a side)
     (
         ["task=sample", "task.n=100000"],
         exactly(
@@ -327,6 +338,8 @@ def test_a_bad_setting_is_refused_in_one_line_naming_it(overrides, message):
         ["optimizer.eps=1.2e-38", "optimizer.betas=[0,0.999999]"],
         ["optimizer=rmsprop", "optimizer.alpha=0"],
         ["optimizer=clipped_adam", "optimizer.clip_norm=1e-6"],
+        ["seed=0"],
+        ["seed=4294967295"],
         ["dataset=binarized_mnist"],
         ["dataset=binarized_mnist", "net=conv", "net.widths=[8,16]"],
         ["dataset=fashion_mnist", "dataset.verify=false"],
@@ -349,14 +362,114 @@ def test_a_config_built_in_python_with_an_unknown_option_is_refused_by_validate(
         validate(cfg)
 
 
-@pytest.mark.slow  # three processes
+def tree(folder: Path) -> dict:
+    """Every file (its bytes and modification time, as ``snapshot``) and every folder (None) under ``folder``."""
+    return {**snapshot(folder), **{p.relative_to(folder): None for p in folder.rglob("*") if p.is_dir()}}
+
+
+def earlier_outputs(tmp_path: Path) -> Path:
+    """An outputs folder as earlier commands left it: a finished run's file and an empty folder."""
+    outputs = tmp_path / "outputs"
+    (outputs / "2024-01-01" / "09-00-00").mkdir(parents=True)
+    (outputs / "2024-01-01" / "09-00-00" / "metrics.json").write_text("{}\n")
+    (outputs / "empty").mkdir()
+    return outputs
+
+
+@pytest.mark.slow  # four processes
 @pytest.mark.parametrize(
     "overrides",
-    [["latent_dimm=3"], ["net.activation=swish"], ["kl_weight=0.5", "objective=iwae"]],
-    ids=["composition", "closed set", "rule"],
+    [["latent_dimm=3"], ["net.activation=swish"], ["latent_dim=-3"], ["kl_weight=0.5", "objective=iwae"]],
+    ids=["composition", "closed set", "range", "rule"],
 )
 def test_run_py_refuses_every_kind_in_one_line(tmp_path, overrides):
     message = dict((" ".join(row[0]), row[1]) for row in REFUSALS)[" ".join(overrides)]
-    line = run_py_refused(*overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    outputs = earlier_outputs(tmp_path)
+    before = tree(outputs)
+    line = run_py_refused(*overrides, f"hydra.run.dir={outputs / '2024-06-30' / '12-00-00'}")
     assert re.search(message.rstrip("$"), line), line
-    assert snapshot(tmp_path) == {}  # Hydra may have made the run folder; nothing went in
+    assert tree(outputs) == before  # no run folder, no day folder; what was there, as it was
+
+
+# --- a refused command leaves nothing behind (docs/reliability.md): each kind of refusal, through run.py
+
+
+def run_py_in_process(*args: str) -> int:
+    """``python run.py ARGS`` in this process, through run.py's Hydra entry point; its exit status."""
+    argv = sys.argv
+    sys.argv = [str(ROOT / "run.py"), *args]
+    try:
+        runpy.run_path(str(ROOT / "run.py"), run_name="__main__")
+        return 0
+    except SystemExit as exit:
+        return exit.code
+    finally:  # a process ends with its command; here Hydra's global state must not leak into later tests
+        sys.argv = argv
+        HydraConfig.instance().cfg = None
+        GlobalHydra.instance().clear()
+
+
+def truncated_cifar10_archive(tmp_path: Path, monkeypatch) -> List[str]:
+    """A CIFAR-10 archive cut short, whose (patched) checksum matches: the tar reader refuses it."""
+    overrides = tiny_cifar10(tmp_path, monkeypatch)
+    archive = tmp_path / "data" / "cifar-10-python.tar.gz"
+    archive.write_bytes(archive.read_bytes()[:-200])
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", md5(archive.read_bytes()))
+    return ["likelihood=gaussian", *overrides]
+
+
+def empty_run_dir(tmp_path: Path, monkeypatch) -> List[str]:
+    (tmp_path / "finished").mkdir()
+    return ["task=evaluate", f"task.run_dir={tmp_path / 'finished'}"]
+
+
+# Each kind of refusal: the overrides (a function of tmp_path and monkeypatch where it needs files) and a piece
+# of its line.
+REFUSED_COMMANDS = {
+    "typo": (["latent_dimm=3"], "no such setting"),
+    "wrong type": (["latent_dim=abc"], "must be an integer"),
+    "range": (["latent_dim=-3"], "must be a positive integer"),
+    "zero": (["latent_dim=0"], "must be a positive integer"),
+    "seed": (["seed=-1"], "must be an integer from 0"),
+    "rule": (["kl_weight=0.5", "objective=iwae"], "reweight the KL term"),
+    "data set's rule": (["dataset=cifar10", "dataset.verify=false"], "set dataset.verify=true"),
+    "missing dataset.root": (lambda tmp, _: [f"dataset.root={tmp / 'nowhere'}"], "file not found"),
+    "truncated archive": (truncated_cifar10_archive, "not a readable tar.gz"),
+    "empty task.run_dir": (empty_run_dir, "no checkpoint here"),
+    "task without task.run_dir": (["task=evaluate"], "works on a finished run"),
+}
+
+
+def refused_overrides(kind: str, tmp_path: Path, monkeypatch) -> List[str]:
+    overrides = REFUSED_COMMANDS[kind][0]
+    return overrides(tmp_path, monkeypatch) if callable(overrides) else overrides
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSED_COMMANDS))
+def test_a_refused_command_leaves_no_folder_behind(kind, tmp_path, monkeypatch, capsys):
+    overrides = refused_overrides(kind, tmp_path, monkeypatch)
+    outputs = earlier_outputs(tmp_path)
+    before = tree(outputs)
+    assert run_py_in_process(*overrides, f"hydra.run.dir={outputs / '2024-06-30' / '12-00-00'}") == 2
+    assert REFUSED_COMMANDS[kind][1] in capsys.readouterr().err
+    assert tree(outputs) == before  # neither the run folder nor its day folder, which the command made
+
+
+@pytest.mark.parametrize("kind", ["range", "missing dataset.root", "empty task.run_dir"])
+def test_a_refused_command_leaves_a_folder_that_was_there(kind, tmp_path, monkeypatch, capsys):
+    overrides = refused_overrides(kind, tmp_path, monkeypatch)
+    outputs = earlier_outputs(tmp_path)
+    before = tree(outputs)
+    for existing in (outputs / "empty", outputs / "2024-01-01" / "09-00-00"):
+        assert run_py_in_process(*overrides, f"hydra.run.dir={existing}") == 2
+        assert tree(outputs) == before  # the empty folder too: it was not this command's
+    assert REFUSED_COMMANDS[kind][1] in capsys.readouterr().err
+
+
+def test_a_run_folder_that_cannot_be_made_is_refused_without_the_folders_made_before_it(tmp_path, capsys):
+    outputs = earlier_outputs(tmp_path)
+    before = tree(outputs)
+    run_dir = outputs / "2024-06-30" / ("x" * 300)  # the day's folder is made, the run's name is too long
+    assert run_py_in_process(f"hydra.run.dir={run_dir}") == 2
+    assert "cannot be created or written (File name too long)" in capsys.readouterr().err
+    assert tree(outputs) == before

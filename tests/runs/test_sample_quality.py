@@ -6,6 +6,7 @@ rows, and the refusals. The metrics themselves are checked in tests/quality/test
 """
 
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -130,7 +131,19 @@ def test_a_kid_subset_larger_than_a_scored_set_is_refused_before_anything_is_wri
         f"hydra.run.dir={tmp_path / 'q'}",
     )
     assert "task.kid_subset_size=500" in line and "128 images" in line
-    assert list((tmp_path / "q").iterdir()) == []  # no .hydra, no run.log
+    assert not (tmp_path / "q").exists()  # the folder the refused command made is gone: no .hydra, no run.log
+
+
+def test_a_kid_subset_left_at_its_default_follows_a_small_test_set(vae_run, cache_dir, tmp_path, caplog):
+    """The tiny run holds 128 test images, fewer than the usual subsets of 1,000: left null,
+    task.kid_subset_size takes all 128 and the log says so, where a value set by hand is refused (above)."""
+    args = [arg for arg in task_args(vae_run, cache_dir) if not arg.startswith("task.kid_subset_size=")]
+    with caplog.at_level(logging.INFO, logger="pyro_vae"):
+        quality = sample_quality.sample_quality_run(compose_config(args), tmp_path / "q")["sample_quality"]
+    assert quality["kid_subset_size"] == 128
+    assert "KID subsets of 128 images (the smallest scored set has 128); set task.kid_subset_size to choose" in [
+        record.getMessage() for record in caplog.records
+    ]
 
 
 @pytest.mark.parametrize(("binarize", "reference"), [("dynamic", "binarized"), ("none", "grey")])
