@@ -141,15 +141,19 @@ class IWAE_ELBO(ELBO):
         for name, site in _sample_sites(guide_trace):
             _require_reparameterized(name, site)
             scored[name] = site["value"].view_as(site["value"])
-        traces = [
-            poutine.trace(poutine.condition(self._vectorized_num_particles(program), data=scored)).get_trace(
-                *args, **kwargs
-            )
-            for program in (model, _with_fixed_parameters(guide))
-        ]
-        for trace in traces:
-            trace.compute_log_prob(_is_density_site)
-        log_w, scale = self._log_weights(*traces)
+
+        def scored_trace(program: Callable) -> Callable:
+            def trace(*args, **kwargs):
+                conditioned = poutine.condition(self._vectorized_num_particles(program), data=scored)
+                traced = poutine.trace(conditioned).get_trace(*args, **kwargs)
+                traced.compute_log_prob(_is_density_site)  # here: a flow computes its density only when asked
+                return traced
+
+            return trace
+
+        log_w, scale = self._log_weights(
+            scored_trace(model)(*args, **kwargs), _with_fixed_parameters(guide, scored_trace)(*args, **kwargs)
+        )
         normalized = torch.softmax(log_w.detach(), 0)
         for name, z in scored.items():
             event_dims = len(guide_trace.nodes[name]["fn"].event_shape)
@@ -159,23 +163,26 @@ class IWAE_ELBO(ELBO):
 
 
 class _Program(nn.Module):
-    """A method of a module, e.g. ``VAE.guide``, as the module's forward: what ``functional_call`` runs."""
+    """The scored trace of a method of a module, e.g. ``VAE.guide``, as the module's forward: what
+    ``functional_call`` runs."""
 
-    def __init__(self, owner: nn.Module, method: str) -> None:
+    def __init__(self, owner: nn.Module, method: str, scored_trace: Callable[[Callable], Callable]) -> None:
         super().__init__()
-        self.owner, self.method = owner, method
+        self.owner, self.method, self.scored_trace = owner, method, scored_trace
 
     def forward(self, *args, **kwargs):
-        return getattr(self.owner, self.method)(*args, **kwargs)
+        return self.scored_trace(getattr(self.owner, self.method))(*args, **kwargs)
 
 
-def _with_fixed_parameters(guide: Callable) -> Callable:
-    """``guide``, a method of an ``nn.Module`` (as ``VAE.guide`` is), run with the module's parameters
-    detached: its log-densities then depend on the values they score and not on the parameters."""
+def _with_fixed_parameters(guide: Callable, scored_trace: Callable[[Callable], Callable]) -> Callable:
+    """``scored_trace(guide)``, ``guide`` a method of an ``nn.Module`` (as ``VAE.guide`` is), run with the
+    module's parameters detached: its log-densities then depend on the values they score and not on the
+    parameters. The trace is scored inside, while they are detached: Zuko's flows run their networks
+    only when their log-density is asked for."""
     owner = getattr(guide, "__self__", None)
     if not isinstance(owner, nn.Module):
         raise TypeError("objective.gradient=dreg holds the guide's parameters fixed: pass a method of an nn.Module")
-    program = _Program(owner, guide.__name__)
+    program = _Program(owner, guide.__name__, scored_trace)
     fixed = {name: parameter.detach() for name, parameter in program.named_parameters()}
 
     def fixed_guide(*args, **kwargs):
