@@ -136,6 +136,12 @@ def test_binarization_modes():
     static = PixelTransform("static", seed=0, observes=Observation.binary)
     source = static.training_source(images)
     assert torch.equal(static.training_batch(source), source) and set(source.unique().tolist()) <= {0.0, 1.0}
+    # A Bernoulli draw of each pixel, not a threshold: grey level g is 1 with frequency g / 255, within 5
+    # binomial standard errors over the 4000 images (0 and 255 exactly), so a pixel above 1/2 (128) is
+    # sometimes 0 and one below it (64) sometimes 1.
+    p = images[0].double() / 255
+    assert ((source.double().mean(0) - p).abs() <= 5 * (p * (1 - p) / len(images)).sqrt()).all()
+    assert (source[:, 2] == 0).any() and (source[:, 1] == 1).any()
 
 
 def test_dequantization_spreads_each_grey_level_over_its_bin():

@@ -24,6 +24,11 @@ def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
     return (-0.5 * z**2 - 0.5 * LOG_2PI).sum(-1)
 
 
+def kl_to_standard_normal(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """KL(N(loc, diag scale^2) || N(0, I)) = 1/2 sum (loc^2 + scale^2 - 1 - log scale^2), over the last dimension."""
+    return 0.5 * (loc**2 + scale**2 - 1 - torch.log(scale**2)).sum(-1)
+
+
 def discretized_logistic_log_mass(
     x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, levels: int = 256
 ) -> torch.Tensor:

@@ -8,6 +8,8 @@
    float64: the importance-sampled estimate rises toward the exact value as K grows and reaches it
    within its own Monte Carlo error; the ELBO stays below it.
 3. A tiny run end to end: every task, the active units of each layer in metrics.json.
+4. The active units of each layer, counted by ``evaluate`` for encoders set by hand so that a known
+   number of each layer's posterior means vary across the images by more than the threshold.
 """
 
 import math
@@ -215,3 +217,34 @@ def test_a_two_layer_run_trains_with_dreg_and_reports_each_layer(tmp_path):
     for task in ("task=sample task.n=9", "task=interpolate task.steps=4", "task=reconstruct task.n=4"):
         out = tmp_path / task.split()[0].replace("=", "_")  # a task takes the run's own settings
         run_py(*task.split(), f"task.run_dir={run}", "eval.iwae_k=8", "device=cpu", "threads=1", f"hydra.run.dir={out}")
+
+
+def test_evaluate_counts_the_active_units_of_each_layer():
+    """q(z1|x) and q(z2|z1) set by hand (each a Linear, ReLU, Linear with a hidden unit that passes its
+    input on, the others 0; scales at the floor, 1e-4, so the Monte Carlo means are exact to ~1e-5):
+    z1's means are 1 + a_u x_0 with x_0 an image's first pixel, lit in every other image, and z2's
+    c_v relu(z1_0) = c_v (1 + a_0 x_0). Variances over the images, either side of the threshold 0.01:
+    z1 (0.05, 0.008, 0.012) and z2 (0.008, 0.02): 2 and 1 active units, in that order."""
+    n, z1_variances, z2_variances = 64, torch.tensor([0.05, 0.008, 0.012]), torch.tensor([0.008, 0.02])
+    vae = two_layer_vae()
+    x = torch.bernoulli(torch.full((n, *SHAPE), 0.5))
+    x[:, 0, 0, 0] = (torch.arange(n) % 2).float()  # unbiased variance n / (4 (n - 1))
+    with torch.no_grad():
+        for layers, scales in (
+            (vae.encoder.head, (z1_variances / (n / (4 * (n - 1)))).sqrt()),
+            (vae.top_encoder.body, (z2_variances / z1_variances[0]).sqrt()),
+        ):
+            first, _, last = layers
+            for p in (*first.parameters(), *last.parameters()):
+                p.zero_()
+            first.weight[0, 0] = 1.0
+            last.weight[: len(scales), 0] = scales
+            last.bias[: len(scales)] = 1.0 if layers is vae.encoder.head else 0.0  # z1_0 > 0: relu passes it
+            last.bias[len(scales) :] = -30.0  # raw scales: softplus(-30) + floor = floor
+    means = vae.encode(x).mean
+    assert torch.allclose(means.var(0), torch.cat([z1_variances, z2_variances]), atol=1e-4)
+    result = evaluate(vae, x, num_samples=3)
+    assert result.active_units_per_layer == [2, 1]
+    assert result.active_units == 3
+    figures = result.as_dict("test")
+    assert (figures["test_active_units_z1"], figures["test_active_units_z2"]) == (2, 1)

@@ -58,6 +58,7 @@ def score_in_process(run_dir: Path, out: Path, cache_dir: Path) -> dict:
     return sample_quality.sample_quality_run(compose_config(task_args(run_dir, cache_dir)), out)
 
 
+@pytest.mark.slow  # a tiny run (vae_run) and run.py in a process; trains the classifier
 def test_a_bernoulli_vae_is_scored_by_its_means_and_its_binary_draws(vae_run, cache_dir, tmp_path):
     before = snapshot(vae_run)
     quality = score(vae_run, tmp_path / "q", cache_dir)["sample_quality"]
@@ -77,6 +78,7 @@ def test_a_bernoulli_vae_is_scored_by_its_means_and_its_binary_draws(vae_run, ca
     assert snapshot(vae_run) == before  # the run itself is never written
 
 
+@pytest.mark.slow  # a tiny run (vae_run); trains the classifier unless an earlier test did
 def test_the_reference_rows_are_computed_once_per_data_set(vae_run, cache_dir, tmp_path, monkeypatch):
     score_in_process(vae_run, tmp_path / "first", cache_dir)  # computes them, unless an earlier test did
     stored = sorted(cache_dir.glob("*.reference-*.json"))
@@ -96,6 +98,7 @@ def test_the_reference_rows_are_computed_once_per_data_set(vae_run, cache_dir, t
         assert stored_again[name] == pytest.approx(row)
 
 
+@pytest.mark.slow  # trains a tiny run and the classifier
 def test_a_gaussian_vae_has_no_binary_draws_to_score(tmp_path, cache_dir):
     run_dir = train_tiny_run(tmp_path / "run", "likelihood=gaussian", "dataset=mnist")
     quality = score_in_process(run_dir, tmp_path / "q", cache_dir)["sample_quality"]
@@ -103,6 +106,7 @@ def test_a_gaussian_vae_has_no_binary_draws_to_score(tmp_path, cache_dir):
     assert set(quality["reference"]) == {"train_images_grey"}
 
 
+@pytest.mark.slow  # trains a tiny run and the classifier
 def test_a_conditional_vae_reports_the_classifier_accuracy_on_its_samples(tmp_path, cache_dir):
     run_dir = train_tiny_run(tmp_path / "run", "model=cvae")
     quality = score_in_process(run_dir, tmp_path / "q", cache_dir)["sample_quality"]
@@ -122,6 +126,7 @@ def test_class_accuracy_counts_the_draws_named_as_asked():
     assert accuracy["per_class"] == pytest.approx([0.5, 0.5, 0.5])
 
 
+@pytest.mark.slow  # a tiny run (vae_run) and run.py in a process
 def test_a_kid_subset_larger_than_a_scored_set_is_refused_before_anything_is_written(vae_run, cache_dir, tmp_path):
     line = run_py_refused(
         "task=sample_quality",
@@ -134,6 +139,7 @@ def test_a_kid_subset_larger_than_a_scored_set_is_refused_before_anything_is_wri
     assert not (tmp_path / "q").exists()  # the folder the refused command made is gone: no .hydra, no run.log
 
 
+@pytest.mark.slow  # a tiny run (vae_run); trains the classifier unless an earlier test did
 def test_a_kid_subset_left_at_its_default_follows_a_small_test_set(vae_run, cache_dir, tmp_path, caplog):
     """The tiny run holds 128 test images, fewer than the usual subsets of 1,000: left null,
     task.kid_subset_size takes all 128 and the log says so, where a value set by hand is refused (above)."""
@@ -146,6 +152,7 @@ def test_a_kid_subset_left_at_its_default_follows_a_small_test_set(vae_run, cach
     ]
 
 
+@pytest.mark.slow  # trains a tiny GAN and the classifier
 @pytest.mark.parametrize(("binarize", "reference"), [("dynamic", "binarized"), ("none", "grey")])
 def test_a_gans_samples_are_scored_against_the_view_it_was_trained_on(binarize, reference, tmp_path, cache_dir):
     """A GAN sees binary draws or grey levels as dataset.binarize says; its samples meet the same view."""
@@ -159,6 +166,7 @@ def test_a_gans_samples_are_scored_against_the_view_it_was_trained_on(binarize, 
     assert quality["sets"]["generator"]["n_generated"] == 200
 
 
+@pytest.mark.slow  # a tiny run (vae_run), a tiny GAN and a script in a process
 def test_compare_samples_draws_each_run_beside_the_training_images(vae_run, tmp_path):
     run_experiment(compose_config(gan_tiny()), tmp_path / "gan")
     out = tmp_path / "compare.png"
@@ -186,6 +194,7 @@ def test_runs_that_held_out_another_validation_size_share_the_standard_split(mon
     assert [dataset.val_size for dataset in loaded] == [10000]
 
 
+@pytest.mark.slow  # trains a VAE, a GAN and a ResNet on CIFAR-10
 def test_cifar10_runs_of_both_models_are_scored_by_a_resnet(tmp_path, monkeypatch):
     """The small CIFAR-10 archive the tests write (random pixels and labels: the figures mean nothing):
     a Gaussian VAE and a GAN, each scored in the features of a ResNet trained on it."""

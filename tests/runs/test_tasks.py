@@ -36,7 +36,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory) -> Path:
-    return train_tiny_run(tmp_path_factory.mktemp("vae") / "run")
+    # Its test ELBO with K = 256 (half a second more than TINY's 8): a figure a re-evaluation can
+    # be held to within a nat (test_evaluate_with_a_larger_k_bounds_the_elbo_and_leaves_the_run_alone).
+    return train_tiny_run(tmp_path_factory.mktemp("vae") / "run", "eval.iwae_k=256")
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +95,16 @@ def tiles(monkeypatch) -> list:
 @pytest.mark.slow
 def test_evaluate_with_a_larger_k_bounds_the_elbo_and_leaves_the_run_alone(vae_run, tmp_path):
     before = snapshot(vae_run)
-    task_by_run_py("evaluate", vae_run, tmp_path, "eval.iwae_k=64")
+    task_by_run_py("evaluate", vae_run, tmp_path, "eval.iwae_k=1024")
     assert snapshot(vae_run) == before
     metrics, trained = read_metrics(tmp_path), read_metrics(vae_run)
-    assert metrics["iwae_k"] == 64 and metrics["device"] == "cpu" and metrics["run_dir"] == str(vae_run)
+    assert metrics["iwae_k"] == 1024 and metrics["device"] == "cpu" and metrics["run_dir"] == str(vae_run)
     assert metrics["test_log_likelihood"] >= metrics["test_elbo"]
     assert metrics["test_log_likelihood"] >= trained["test_elbo"]
-    assert metrics["test_elbo"] == pytest.approx(trained["test_elbo"], rel=0.05)  # same test images, same view
+    # Same checkpoint, test images and view: the two ELBOs (about -437) differ by Monte Carlo noise
+    # alone, whose standard deviation over 20 seeds is 0.113 nat at K = 256 and 0.046 at K = 1024,
+    # 0.12 for the difference; 0.6 is five of it (at K = 8 and 64 it was 0.75).
+    assert metrics["test_elbo"] == pytest.approx(trained["test_elbo"], abs=0.6)
 
 
 def test_evaluate_returns_the_test_elbo_with_the_runs_own_k(cvae_run, tmp_path):
@@ -123,12 +128,16 @@ def test_evaluate_records_that_the_data_are_not_the_official_release(tmp_path):
 @pytest.mark.slow  # a run of its own
 def test_a_gaussian_run_reports_bits_per_dim_and_dequantizes_image_files(tmp_path, tiles):
     run_dir = train_tiny_run(
-        tmp_path / "run", "likelihood=gaussian", "dataset=mnist", "net=mlp", "likelihood.scale_mode=per_pixel"
+        tmp_path / "run",
+        *("likelihood=gaussian", "dataset=mnist", "net=mlp", "likelihood.scale_mode=per_pixel", "eval.iwae_k=512"),
     )
     task_in_process("evaluate", run_dir, tmp_path / "evaluate")
     metrics, trained = read_metrics(tmp_path / "evaluate"), read_metrics(run_dir)
     assert 0 < metrics["test_bits_per_dim"] <= metrics["test_bits_per_dim_elbo"]
-    assert metrics["test_bits_per_dim_elbo"] == pytest.approx(trained["test_bits_per_dim_elbo"], rel=0.05)
+    # Both at the run's K = 512 (about 8.54 bits/dim): Monte Carlo noise apart, of standard deviation
+    # 0.00017 bits/dim over 40 seeds, 0.00024 for the difference; 0.0012 is five of it (0.66 nat, where
+    # 1 nat is 0.0018 bits/dim; at K = 8 it was 0.0018).
+    assert metrics["test_bits_per_dim_elbo"] == pytest.approx(trained["test_bits_per_dim_elbo"], abs=0.0012)
     image = str(write_png(tmp_path / "a.png", 28, 28))
     tiles.clear()  # the training run drew its own figures
     task_in_process("reconstruct", run_dir, tmp_path / "reconstruct", f"task.images=[{image}]")
