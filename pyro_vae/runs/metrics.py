@@ -16,11 +16,6 @@ from .progress import phase
 
 log = logging.getLogger(__name__)
 
-# eval.val_iwae_k=null takes min(eval.iwae_k, this). The validation bound ranks settings against each
-# other, all at the same K, so it needs no K = 1000: on the default run K = 100 costs a tenth of the
-# test bound (docs/performance.md, "Where the evaluation's time goes", gives its distance to K = 1000).
-DEFAULT_VAL_IWAE_K = 100
-
 
 def validation_metrics(
     vae: VAE,
@@ -31,22 +26,18 @@ def validation_metrics(
     across: Optional[Shards] = None,
 ) -> Dict[str, Any]:
     """The importance-sampled bound on log p(x) of the validation images, with ``eval.val_iwae_k``
-    samples each: the figure to choose settings by, which leaves the test images out of every choice.
+    samples each: the figure to rank settings by, which leaves the test images out of every choice.
+    Left null it is not estimated (a run is chosen by its validation ELBO; the screens that rank by
+    this bound set it), and the log says how to ask for it: at K = 100 it costs a tenth of the
+    test bound (docs/performance.md, "Where the evaluation's time goes").
     ``across``: the images are this process's shard (``evaluate``)."""
-    k = validation_samples(cfg)
+    k = cfg.eval.val_iwae_k
+    if k is None:
+        log.info("validation bound: not estimated; set eval.val_iwae_k (e.g. 100) to rank runs by val_log_likelihood")
+        return {}
     val = _estimate(vae, images, labels, cfg, num_data, k, "validation bound", across)
     log.info("validation log-likelihood %.2f (K=%d)", val.log_likelihood, k)
     return {"val_log_likelihood": val.log_likelihood, "val_iwae_k": k}
-
-
-def validation_samples(cfg: DictConfig) -> int:
-    """K of the validation bound: ``eval.val_iwae_k``, or where it is null min(``eval.iwae_k``, 100), so
-    that a quick run's lowered ``eval.iwae_k`` lowers it too; the log says which and how to change it."""
-    if cfg.eval.val_iwae_k is not None:
-        return cfg.eval.val_iwae_k
-    k = min(cfg.eval.iwae_k, DEFAULT_VAL_IWAE_K)
-    log.info("validation bound with K=%d: min(eval.iwae_k, %d); set eval.val_iwae_k to choose", k, DEFAULT_VAL_IWAE_K)
-    return k
 
 
 def test_metrics(
