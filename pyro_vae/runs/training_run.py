@@ -57,13 +57,8 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Op
     from .fabric_launch import ProcessFailed, launch  # Lightning, imported only when used
 
     device = resolve_device(cfg.device)
-    if cfg.trainer.precision == "bf16-mixed" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(
-            f"trainer.precision=bf16-mixed: {torch.cuda.get_device_name(device)} has no bfloat16 arithmetic; "
-            "use trainer.precision=32-true"
-        )
-    if cfg.trainer.precision == "bf16-mixed" and device.type == "cpu" and (refusal := bf16_refusal()):
-        raise ConfigError(refusal)  # bfloat16 emulated: 5x to 18x slower (cpu_features.py)
+    if cfg.trainer.precision == "bf16-mixed" and (refusal := _bf16_refusal(device)):
+        raise ConfigError(refusal)
     if strategy(cfg.trainer) == "ddp_spawn":
         _prepare(cfg, run_dir, torch.device("cpu"))
         begin()
@@ -72,6 +67,17 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Op
         return launch(cfg.trainer, device, train_in_process, cfg, run_dir, begin, job_logging=_job_logging())
     except ProcessFailed as exc:
         raise ProcessFailed(f"a process of the run failed ({exc}); {where_it_stopped(run_dir)}") from None
+
+
+def _bf16_refusal(device: torch.device) -> Optional[str]:
+    """Why ``device`` cannot run bf16-mixed: a GPU without bfloat16 arithmetic, or a CPU that would
+    emulate it, 5x to 18x slower (:mod:`.cpu_features`); None where it can."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return (
+            f"trainer.precision=bf16-mixed: {torch.cuda.get_device_name(device)} has no bfloat16 arithmetic; "
+            "use trainer.precision=32-true"
+        )
+    return bf16_refusal() if device.type == "cpu" else None
 
 
 def train_in_process(processes: Processes, cfg: DictConfig, run_dir: Path, begin: Begin) -> Optional[float]:
