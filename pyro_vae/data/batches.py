@@ -35,14 +35,26 @@ class MinibatchSampler:
         """Epoch ``number`` in an order drawn from ``seed`` and ``number`` alone, split for data parallelism:
         process ``rank`` of ``world_size`` takes its contiguous part of every global batch of ``batch_size``,
         so the processes cover the epoch once, in global batches that do not depend on their number."""
+        return map(self.batch, self.epoch_indices(number, seed, rank, world_size))
+
+    def epoch_indices(self, number: int, seed: int, rank: int = 0, world_size: int = 1) -> Iterator[torch.Tensor]:
+        """The indices of :meth:`epoch`'s batches: a loop that reads a batch ahead (Lightning's) takes these
+        and makes each batch with :meth:`batch` in its step, so that dynamic binarization draws from the
+        global stream in the order the steps do."""
         generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, number]).generate_state(1)[0]))
         order = torch.randperm(len(self.source), generator=generator).to(self.source.device)
         local = self.batch_size // world_size
-        return self._batches(order, rank * local, local)
+        return self._indices(order, rank * local, local)
+
+    def batch(self, index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The (images, labels) at ``index``, the images transformed."""
+        return self.transform(self.source[index]), self.labels[index]
 
     def _batches(self, order: torch.Tensor, offset: int, size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        return map(self.batch, self._indices(order, offset, size))
+
+    def _indices(self, order: torch.Tensor, offset: int, size: int) -> Iterator[torch.Tensor]:
         """Per step, the ``size`` indices of ``order`` from ``offset`` within the step's global batch."""
         for step in range(len(self)):
             start = step * self.batch_size + offset
-            index = order[start : start + size]
-            yield self.transform(self.source[index]), self.labels[index]
+            yield order[start : start + size]

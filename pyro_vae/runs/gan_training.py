@@ -29,7 +29,7 @@ from .optimizers import fused_adam_runs_on
 from .reporting import write_history, write_metrics
 from .run_record import Begin, nothing_to_begin
 from .settings import apply_threads, resolve_device
-from .training import TrainingState
+from .loop.state import TrainingState
 from .training_run import check_batch_size
 
 log = logging.getLogger(__name__)

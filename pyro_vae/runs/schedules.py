@@ -1,7 +1,7 @@
 """Learning-rate schedules by the name used in ``conf/schedule/``, stepped once per epoch."""
 
 import math
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from omegaconf import DictConfig
@@ -55,18 +55,6 @@ def make_schedule(schedule: DictConfig, optimizer: torch.optim.Optimizer) -> Opt
     """The scheduler of ``schedule=NAME`` (``schema.OPTIONS``), or None for a constant rate."""
     declared = option("schedule", schedule.name)
     return declared.component()(schedule, optimizer) if declared.builds else None
-
-
-def epochs_without_improvement(val_elbos: Sequence[float], threshold: float) -> int:
-    """Epochs since the validation ELBO last beat its best by more than ``threshold`` nats, counted
-    by the plateau schedule's rule, so that early stopping means by patience what the schedule does."""
-    best, count = -math.inf, 0
-    for value in val_elbos:
-        if value > best + threshold:
-            best, count = value, 0
-        else:
-            count += 1
-    return count
 
 
 def step_schedule(scheduler: Optional[LRScheduler], val_elbo: float) -> None:

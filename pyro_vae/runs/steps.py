@@ -11,7 +11,7 @@ so the first is only a faster route to the second.
 """
 
 import contextlib
-from typing import Any, Dict, Optional, Protocol
+from typing import Any, Callable, Dict, Optional, Protocol
 
 import torch
 from omegaconf import DictConfig
@@ -41,8 +41,7 @@ class TrainingStep(Protocol):
 
 
 class ElboLoss(torch.nn.Module):
-    """The objective's loss on a minibatch as a module's forward, so that an engine that wraps the module
-    (DDP's gradient reduction, autocast) sees every parameter of ``vae`` and every loss."""
+    """The objective's loss on a minibatch as a module's forward."""
 
     def __init__(self, vae: VAE, objective: ELBO) -> None:
         super().__init__()
@@ -59,17 +58,15 @@ class ElboLoss(torch.nn.Module):
 
 
 class TorchOptimizerStep:
-    """``step(x, y, kl_weight)``: one update by ``objective`` and a torch ``optimizer``;
-    returns the loss (minus the bound of the whole training set) as a device tensor. With a
-    ``fabric`` (``pyro_vae.runs.processes``) the loss module runs wrapped by it: gradients averaged
-    over the processes, matrix products in the precision it was given."""
+    """``step(x, y, kl_weight)``: one update by ``objective`` and a torch ``optimizer``; returns the loss
+    (minus the bound of the whole training set) as a device tensor. ``backward``: the training loop's
+    (Lightning's ``manual_backward``, which a data-parallel run needs), or the tensor's own."""
 
-    def __init__(self, vae: VAE, objective: ELBO, optimizer: torch.optim.Optimizer, fabric=None) -> None:
-        self.optimizer = optimizer
-        self.loss: torch.nn.Module = ElboLoss(vae, objective)
-        self.backward = torch.Tensor.backward
-        if fabric is not None:
-            self.loss, self.backward = fabric.setup_module(self.loss), fabric.backward
+    def __init__(
+        self, vae: VAE, objective: ELBO, optimizer: torch.optim.Optimizer, backward: Callable = torch.Tensor.backward
+    ) -> None:
+        self.optimizer, self.backward = optimizer, backward
+        self.loss = ElboLoss(vae, objective)
 
     def __call__(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
@@ -121,11 +118,10 @@ def kl_weighting(kl_weight: float):
     return KLWeighting(kl_weight) if kl_weight != 1 else contextlib.nullcontext()
 
 
-def make_step(vae: VAE, cfg: DictConfig, fabric=None) -> TrainingStep:
-    """The training step of ``cfg`` (``svi_step``, ``objective``, ``optimizer``, ``lr``) for ``vae``,
-    whose ``num_data`` is the size of its training set; under ``fabric`` for ``trainer.*`` (svi_step=torch)."""
+def make_step(vae: VAE, cfg: DictConfig) -> TrainingStep:
+    """The training step of ``cfg`` (``svi_step``, ``objective``, ``optimizer``, ``lr``) for ``vae``, whose
+    ``num_data`` is the size of its training set, outside a training loop (benchmarks, tests)."""
     if cfg.svi_step == "pyro":
         return PyroSVIStep(vae, make_objective(cfg.objective, textbook=True), cfg.optimizer, cfg.lr)
-    objective = make_objective(cfg.objective)
     optimizer = make_optimizer(cfg.optimizer, cfg.lr, vae.parameters(), vae.num_data)
-    return TorchOptimizerStep(vae, objective, optimizer, fabric)
+    return TorchOptimizerStep(vae, make_objective(cfg.objective), optimizer)

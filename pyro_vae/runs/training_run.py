@@ -27,7 +27,8 @@ from .run_record import Begin, nothing_to_begin
 from .schema import option
 from .settings import apply_threads, resolve_device, validate
 from .tensorboard_logger import NO_LOGGER, make_logger
-from .training import TrainingState, fit
+from .loop.state import TrainingState
+from .loop.vae_training import fit
 
 log = logging.getLogger(__name__)
 

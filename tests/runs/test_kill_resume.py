@@ -22,24 +22,18 @@ from ..helpers import ROOT, run_py, run_python, tiny
 
 KILL_AFTER_STEPS_OF_EPOCH_2 = """
 import os, runpy, signal, sys
-import pyro_vae.runs.training as training
+from pyro_vae.runs.loop.vae_training import VAETraining
 
 SIGNAL = signal.Signals[os.environ.get("KILL_SIGNAL", "SIGKILL")]
 
-run_epoch = training.run_epoch
+training_step = VAETraining.training_step
 
-def run_epoch_killed_in_epoch_2(step, sampler, epoch, cfg, run_dir, *rest):
-    steps = []
+def training_step_killed_in_epoch_2(module, index, step):
+    if module.current_epoch + 1 == 2 and step == 3:
+        os.kill(os.getpid(), SIGNAL)
+    return training_step(module, index, step)
 
-    def step_then_kill(x, y, kl_weight):
-        steps.append(1)
-        if epoch == 2 and len(steps) == 4:
-            os.kill(os.getpid(), SIGNAL)
-        return step(x, y, kl_weight)
-
-    return run_epoch(step_then_kill, sampler, epoch, cfg, run_dir, *rest)
-
-training.run_epoch = run_epoch_killed_in_epoch_2
+VAETraining.training_step = training_step_killed_in_epoch_2
 sys.argv = ["run.py", *sys.argv[1:]]
 runpy.run_path("run.py", run_name="__main__")
 """

@@ -7,15 +7,17 @@ import pytest
 import torch
 
 import pyro_vae
-import pyro_vae.runs.training as training
+import pyro_vae.runs.loop.vae_training as training
 from pyro_vae.errors import ConfigError, DivergenceError
 from pyro_vae.modelling.estimators import Evaluation
 from pyro_vae.modelling.objectives import DeviceTrace_ELBO
 from pyro_vae.modelling.vae import VAE
 from pyro_vae.runs import checkpoints
 from pyro_vae.runs.builders import build_vae, load_dataset, pixel_transform
-from pyro_vae.runs.schedules import burda_factor, epochs_without_improvement, make_schedule, step_schedule
-from pyro_vae.runs.training import TrainingState, fit
+from pyro_vae.runs.loop.early_stopping import StopWithoutImprovement
+from pyro_vae.runs.schedules import burda_factor, make_schedule, step_schedule
+from pyro_vae.runs.loop.state import TrainingState
+from pyro_vae.runs.loop.vae_training import fit
 from pyro_vae.runs.training_run import run_experiment
 
 from ..helpers import compose_config, compose_tiny, read_history, read_metrics, run_py, tiny
@@ -285,6 +287,13 @@ def test_plateau_counts_only_improvements_larger_than_the_threshold(gain, rates)
     val_elbos = [-100.0, -100.01, -100.0 + gain, -100.2, -100.3]
     assert plateau_rates(val_elbos, patience=2) == rates
     assert epochs_without_improvement(val_elbos, 0.1) == (2 if gain > 0.1 else 4)
+
+
+def epochs_without_improvement(val_elbos, threshold: float) -> int:
+    """Early stopping's count after ``val_elbos``, as a resumed run restores it from its history."""
+    stopping = StopWithoutImprovement(patience=100, threshold=threshold)
+    stopping.start_from([{"val_elbo": value} for value in val_elbos])
+    return stopping.wait_count
 
 
 def test_plateau_threshold_zero_counts_any_gain():

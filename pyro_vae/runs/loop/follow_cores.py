@@ -1,0 +1,16 @@
+"""threads=null as a callback: torch's threads follow the cores other processes leave idle
+(:class:`~pyro_vae.runs.cores.ThreadsFollowLoad`), re-read every ``LOSS_CHECK_EVERY`` steps."""
+
+import lightning.pytorch as pl
+
+from ..cores import ThreadsFollowLoad
+from .divergence import LOSS_CHECK_EVERY
+
+
+class FollowIdleCores(pl.Callback):
+    def __init__(self, threads: ThreadsFollowLoad) -> None:
+        self.threads = threads
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, index: int) -> None:
+        if (index + 1) % LOSS_CHECK_EVERY == 0 or index + 1 == trainer.num_training_batches:
+            self.threads.update()

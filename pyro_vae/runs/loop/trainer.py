@@ -1,0 +1,60 @@
+"""Lightning's ``Trainer`` for a run: ``trainer.*`` (devices, nodes, strategy, precision), the run's
+callbacks, the durable checkpoint writer, a bar on a terminal; nothing of Lightning's own defaults that
+would write files or draw random numbers (no sanity validation, no logger folder of its own)."""
+
+import logging
+import warnings
+from typing import List, Optional
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.strategies import DDPStrategy
+from omegaconf import DictConfig
+
+from ..trainer_settings import strategy
+from .checkpointing import DurableCheckpointIO
+from .progress_bar import EpochBar, shows_progress
+
+# Lightning announces its accelerators and tips at INFO on every process; the run says what it trains on.
+for name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning"):
+    logging.getLogger(name).setLevel(logging.WARNING)
+# The run directory holds the run's other files, and resumed runs write into it again.
+warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+# Lightning 2.6 asks torch's pytree in a way torch 2.14 deprecates; nothing a user can act on.
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated")
+
+
+def make_trainer(
+    cfg: DictConfig,
+    device: torch.device,
+    callbacks: List[pl.Callback],
+    loggers: Optional[List] = None,
+    max_epochs: Optional[int] = None,
+) -> pl.Trainer:
+    """The Trainer of ``cfg.trainer`` on ``device``'s kind, for ``max_epochs`` (``cfg.epochs``)."""
+    bar = [EpochBar()] if shows_progress() else []
+    return pl.Trainer(
+        accelerator=device.type,
+        devices=[device.index or 0] if device.type == "cuda" and cfg.trainer.devices == 1 else cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=_strategy(cfg.trainer, device),
+        precision=str(cfg.trainer.precision),
+        max_epochs=cfg.epochs if max_epochs is None else max_epochs,
+        callbacks=[*bar, *callbacks],
+        logger=loggers or False,
+        plugins=[DurableCheckpointIO()],
+        enable_progress_bar=bool(bar),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        log_every_n_steps=1,
+        default_root_dir=None,
+    )
+
+
+def _strategy(trainer: DictConfig, device: torch.device):
+    chosen = strategy(trainer)
+    if chosen.startswith("ddp"):
+        start_method = "spawn" if chosen == "ddp_spawn" else "popen"
+        return DDPStrategy(start_method=start_method, process_group_backend="nccl" if device.type == "cuda" else "gloo")
+    return "auto"
