@@ -25,11 +25,11 @@ from ..modelling.gan import GAN, discriminator_loss, generator_loss
 from . import checkpoints, gan_figures
 from .builders import build_gan, load_dataset, pixel_transform
 from .interrupts import interruptible
+from .loop.state import TrainingState
 from .optimizers import fused_adam_runs_on
 from .reporting import write_history, write_metrics
 from .run_record import Begin, nothing_to_begin
 from .settings import apply_threads, resolve_device
-from .loop.state import TrainingState
 from .training_run import check_batch_size
 
 log = logging.getLogger(__name__)

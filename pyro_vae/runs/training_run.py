@@ -19,6 +19,8 @@ from . import checkpoints, figures
 from .builders import build_vae, load_dataset, pixel_transform, training_bound_name
 from .cpu_features import bf16_refusal
 from .interrupts import where_it_stopped
+from .loop.state import TrainingState
+from .loop.vae_training import fit
 from .metrics import test_metrics, validation_metrics
 from .processes import ONE_PROCESS, Processes, rank_seed, strategy, uses_fabric
 from .reporting import write_history, write_metrics
@@ -27,8 +29,6 @@ from .run_record import Begin, nothing_to_begin
 from .schema import option
 from .settings import apply_threads, resolve_device, validate
 from .tensorboard_logger import NO_LOGGER, make_logger
-from .loop.state import TrainingState
-from .loop.vae_training import fit
 
 log = logging.getLogger(__name__)
 

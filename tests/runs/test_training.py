@@ -15,9 +15,9 @@ from pyro_vae.modelling.vae import VAE
 from pyro_vae.runs import checkpoints
 from pyro_vae.runs.builders import build_vae, load_dataset, pixel_transform
 from pyro_vae.runs.loop.early_stopping import StopWithoutImprovement
-from pyro_vae.runs.schedules import burda_factor, make_schedule, step_schedule
 from pyro_vae.runs.loop.state import TrainingState
 from pyro_vae.runs.loop.vae_training import fit
+from pyro_vae.runs.schedules import burda_factor, make_schedule, step_schedule
 from pyro_vae.runs.training_run import run_experiment
 
 from ..helpers import compose_config, compose_tiny, read_history, read_metrics, run_py, tiny

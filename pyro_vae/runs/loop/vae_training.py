@@ -76,7 +76,9 @@ class VAETraining(pl.LightningModule):
         textbook = cfg.svi_step == "pyro"
         self.objective = make_objective(cfg.objective, textbook=textbook)
         # svi_step=pyro: pyro.infer.SVI keeps one optimizer per parameter; the torch step waits for the Trainer's.
-        self.step: Optional[TrainingStep] = PyroSVIStep(vae, self.objective, cfg.optimizer, cfg.lr) if textbook else None
+        self.step: Optional[TrainingStep] = (
+            PyroSVIStep(vae, self.objective, cfg.optimizer, cfg.lr) if textbook else None
+        )
         self.resumed: Optional[Dict[str, Any]] = None
         self.loss_total = torch.zeros(())
         self.epoch_start = 0.0
@@ -150,7 +152,11 @@ class VAETraining(pl.LightningModule):
             # Bayesian decoder that includes KL(q(W) || p(W)) / num_data, as val_elbo does.
             "train_elbo": -loss_total / self.num_data / len(self.sampler),
             "val_elbo": val.elbo,
-            **({"val_elbo_given_weights": val.elbo_given_weights, "weight_kl": val.weight_kl} if self.vae.bayesian else {}),
+            **(
+                {"val_elbo_given_weights": val.elbo_given_weights, "weight_kl": val.weight_kl}
+                if self.vae.bayesian
+                else {}
+            ),
             "epoch_seconds": seconds,
             "images_per_second": len(self.sampler) * cfg.batch_size / seconds,
             "lr": self.epoch_lr,
