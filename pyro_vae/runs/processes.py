@@ -1,22 +1,19 @@
-"""One training run over several processes, by Lightning Fabric: DDP, its launchers, SLURM and
-mixed precision, around the project's own loop (``trainer.*`` in conf/config.yaml). This module
-joins the processes' figures (:mod:`.trainer_settings` reads the settings, without torch);
-``fabric_launch`` starts them.
+"""The processes of one training run (``trainer.*``): which one this is, and the sums and
+concatenations that make every evaluation figure the whole data set's.
 
-Fabric rather than bare ``torch.distributed``: it starts the processes (``ddp_spawn``), reads the
-ranks that ``srun`` or ``torchrun`` gives them (``ddp``), wraps the loss module in
-``DistributedDataParallel`` and runs its forward under autocast, all without a launcher or a
-gradient exchange of the project's own. One process with float32 (the default) uses none of it.
-
-:class:`Processes` is what the loop asks of the group: which shard of the data is this
-process's, and the sums and concatenations that make every figure the whole data set's.
+Lightning's Trainer joins the processes (DDP over gloo or nccl) and averages the gradients;
+:mod:`.spawn` starts them for ``trainer.strategy=ddp_spawn``, and srun or torchrun do for ``ddp``.
+:class:`Processes` is what the run asks of the group beside training: which shard of an evaluation
+split is this process's, and the collectives over ``torch.distributed`` that join the shards' figures.
 """
 
+import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 # What trainer.* asks for, read without torch (run.py and settings.validate ask it before torch is loaded).
 from .trainer_settings import (  # noqa: F401
@@ -25,19 +22,17 @@ from .trainer_settings import (  # noqa: F401
     leave_the_log_to_rank_zero,
     started_outside,
     strategy,
-    uses_fabric,
     world_size,
 )
 
 
 @dataclass
 class Processes:
-    """This process's place in the run: ``rank`` of ``world_size``, and the Fabric that joins them
-    (None for one float32 process). Rank 0 writes every file."""
+    """This process's place in the run: ``rank`` of ``world_size``, on ``device``. Rank 0 writes every file."""
 
     rank: int = 0
     world_size: int = 1
-    fabric: Any = None
+    device: Optional[torch.device] = None
 
     @property
     def writes(self) -> bool:
@@ -53,7 +48,7 @@ class Processes:
         """``values`` summed over the processes, in float64."""
         if self.world_size == 1:
             return values
-        stacked = torch.tensor(list(values.values()), dtype=torch.float64, device=self.fabric.device)
+        stacked = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(stacked)
         return dict(zip(values, stacked.tolist()))
 
@@ -82,7 +77,7 @@ class Processes:
     def barrier(self) -> None:
         """Wait until every process is here."""
         if self.world_size > 1:
-            self.fabric.barrier()
+            torch.distributed.barrier()
 
     def gather_objects(self, value: Any) -> List[Any]:
         """Every process's ``value`` (picklable), in rank order."""
@@ -94,6 +89,18 @@ class Processes:
 
 
 ONE_PROCESS = Processes()
+
+
+def external_processes(trainer: DictConfig, device: torch.device) -> Processes:
+    """This process's place among those srun or torchrun started (``trainer.strategy=ddp``)."""
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+    local = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
+    return Processes(rank, world_size(trainer), on_local_device(device, local))
+
+
+def on_local_device(device: torch.device, local_rank: int) -> torch.device:
+    """The device of the process ``local_rank`` of its node: its own GPU, or the CPU."""
+    return torch.device("cuda", local_rank) if device.type == "cuda" else device
 
 
 def rank_seed(seed: int, rank: int) -> int:

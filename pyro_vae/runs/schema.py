@@ -299,9 +299,10 @@ class ScaledLikelihoodConfig(LikelihoodConfig):
 
 @dataclass
 class LoggerConfig:
-    """logger=none."""
+    """logger=none, and logger=csv: the Lightning logger its ``_target_`` builds (pyro_vae.runs.loop.loggers)."""
 
     name: str = MISSING
+    _target_: Optional[str] = None
 
 
 @dataclass
@@ -309,6 +310,13 @@ class TensorBoardConfig(LoggerConfig):
     """logger=tensorboard: also how often images are logged."""
 
     image_every: int = MISSING
+
+
+@dataclass
+class MLflowConfig(LoggerConfig):
+    """logger=mlflow: also where the runs are stored."""
+
+    tracking_uri: Optional[str] = None
 
 
 @dataclass
@@ -395,6 +403,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    # A user's own Lightning callbacks, each built from its _target_ (pyro_vae.runs.loop.user_callbacks).
+    callbacks: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -482,7 +492,9 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
     },
     "logger": {
         "none": Option(LoggerConfig),
-        "tensorboard": Option(TensorBoardConfig, "pyro_vae.runs.tensorboard_logger:TensorBoardLogger"),
+        "csv": Option(LoggerConfig),
+        "tensorboard": Option(TensorBoardConfig),
+        "mlflow": Option(MLflowConfig),
     },
     "task": {
         "train": Option(TaskConfig, "pyro_vae.runs.training_run:train"),

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..setting_types import MIN_WEIGHT_SCALE, Binarization
 from .memory_estimate import memory_refusal
 from .schema import OPTIONS, likelihood_free, option
-from .trainer_settings import started_outside, strategy, uses_fabric, world_size
+from .trainer_settings import beyond_one_float32_process, require_logger_package, started_outside, strategy, world_size
 from .values import is_integer, is_number, positive_int
 
 if TYPE_CHECKING:
@@ -277,7 +277,11 @@ GAN_UNUSED: List[Tuple[str, Any, str]] = [
     ("early_stopping.patience", None, f"{ELBO_FREE} on the validation images to stop by"),
     ("eval.iwae_k", 1000, "model=gan has no likelihood to estimate log p(x) of"),
     ("eval.val_iwae_k", None, "model=gan has no likelihood to estimate log p(x) of"),
-    ("logger", "none", "TensorBoard shows a VAE's bounds and reconstructions; model=gan writes history.csv"),
+    (
+        "logger",
+        ("csv", "none"),
+        "TensorBoard and MLflow show a VAE's bounds and reconstructions; model=gan logs to csv",
+    ),
     *(
         (name, default, "model=gan trains in one float32 process")
         for name, default in (("trainer.devices", 1), ("trainer.num_nodes", 1), ("trainer.precision", "32-true"))
@@ -291,7 +295,7 @@ def _gan_unused_refusal(cfg: DictConfig) -> Optional[str]:
         return None
     for name, default, reason in GAN_UNUSED:
         value = cfg[name].name if name in OPTIONS else _shown(OmegaConf.select(cfg, name))
-        if value != default:
+        if value not in (default if isinstance(default, tuple) else (default,)):  # a tuple: the values allowed
             return f"{name}={_override_text(value)}: {reason}; drop it with model={cfg.model.name}"
     return None
 
@@ -368,7 +372,7 @@ RULES: List[Callable[[DictConfig], Optional[str]]] = [
         "srun or torchrun --nproc_per_node={cfg.trainer.devices}, or use trainer.strategy=ddp_spawn on one node",
     ),
     _rule(
-        lambda cfg: uses_fabric(cfg.trainer) and cfg.svi_step != "torch",
+        lambda cfg: beyond_one_float32_process(cfg.trainer) and cfg.svi_step != "torch",
         "svi_step={cfg.svi_step} steps outside the module that DDP and autocast wrap; use svi_step=torch with "
         "trainer.devices, trainer.num_nodes or trainer.precision",
     ),
@@ -472,10 +476,7 @@ def validate(cfg: DictConfig) -> None:
         refusal = rule(cfg)
         if refusal:
             raise ConfigError(refusal)
-    if cfg.logger.name == "tensorboard":
-        from .tensorboard_logger import require_tensorboard
-
-        require_tensorboard()
+    require_logger_package(cfg.logger.name)
 
 
 def _shown(value: Any) -> Any:

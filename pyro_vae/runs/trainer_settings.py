@@ -2,10 +2,14 @@
 and the environment alone: ``run.py`` and ``settings.validate`` ask it before torch is loaded, and
 :mod:`.processes` (the group itself, which needs torch) re-exports it."""
 
+import importlib
 import logging
 import os
 
 from omegaconf import DictConfig
+
+from ..errors import ConfigError
+from .commands import pip_install_extra
 
 SINGLE_PRECISION = "32-true"
 
@@ -14,7 +18,7 @@ def world_size(trainer: DictConfig) -> int:
     return trainer.devices * trainer.num_nodes
 
 
-def uses_fabric(trainer: DictConfig) -> bool:
+def beyond_one_float32_process(trainer: DictConfig) -> bool:
     return world_size(trainer) > 1 or trainer.precision != SINGLE_PRECISION
 
 
@@ -49,3 +53,21 @@ def leave_the_log_to_rank_zero() -> None:
     for handler in [handler for handler in root.handlers if isinstance(handler, logging.FileHandler)]:
         root.removeHandler(handler)
     logging.getLogger("pyro_vae").setLevel(logging.WARNING)
+
+
+# The package each logger= needs beyond the project's own requirements, and how it is installed.
+LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "extra"), "mlflow": ("mlflow", "package")}
+
+
+def require_logger_package(logger: str) -> None:
+    """Refuse ``logger=NAME`` in one line, before any work, when the package it writes with is missing."""
+    if logger not in LOGGER_PACKAGES:
+        return
+    package, kind = LOGGER_PACKAGES[logger]
+    try:
+        importlib.import_module(package)
+    except ImportError as exc:
+        install = pip_install_extra(package) if kind == "extra" else f"pip install {package}"
+        raise ConfigError(
+            f"logger={logger}: the {package} package is not installed; {install} or use logger=none"
+        ) from exc

@@ -5,11 +5,12 @@
 
 import logging
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import pyro
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import DataSplits
@@ -19,16 +20,17 @@ from . import checkpoints, figures
 from .builders import build_vae, load_dataset, pixel_transform, training_bound_name
 from .cpu_features import bf16_refusal
 from .interrupts import where_it_stopped
+from .loop.loggers import finish_logging, make_loggers
 from .loop.state import TrainingState
+from .loop.user_callbacks import build_callbacks
 from .loop.vae_training import fit
 from .metrics import test_metrics, validation_metrics
-from .processes import ONE_PROCESS, Processes, rank_seed, strategy, uses_fabric
+from .processes import Processes, external_processes, rank_seed, strategy, world_size
 from .reporting import write_history, write_metrics
 from .run_directory import check_output_dir
 from .run_record import Begin, nothing_to_begin
 from .schema import option
 from .settings import apply_threads, resolve_device, validate
-from .tensorboard_logger import NO_LOGGER, make_logger
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +49,26 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Op
     """``task=train`` on settings and a directory already checked: :func:`run_experiment`'s work.
     ``begin`` is called once the data and every checkpoint of a resumed run have been checked.
     A model with a training task of its own (model=gan, which has no ELBO) is trained by that task.
-    ``trainer.*`` beyond one float32 process runs :func:`train_in_process` under Lightning Fabric
-    (``pyro_vae.runs.processes``); with ddp_spawn this process checks, holds the run directory and
-    waits, while the processes it starts train."""
+    Lightning's Trainer trains; with ``trainer.strategy=ddp_spawn`` this process checks, holds the run
+    directory and waits, while the processes it starts (:mod:`.spawn`) each run :func:`train_in_process`;
+    with ``ddp`` srun or torchrun started this one among them."""
     declared = option("model", cfg.model.name)
     if declared.trains is not None:
         return declared.component("trains")(cfg, run_dir, begin)
-    if not uses_fabric(cfg.trainer):
-        return train_in_process(ONE_PROCESS, cfg, run_dir, begin)
-    from .fabric_launch import ProcessFailed, launch  # Lightning, imported only when used
-
     device = resolve_device(cfg.device)
     if cfg.trainer.precision == "bf16-mixed" and (refusal := _bf16_refusal(device)):
         raise ConfigError(refusal)
-    if strategy(cfg.trainer) == "ddp_spawn":
-        _prepare(cfg, run_dir, torch.device("cpu"))
-        begin()
-        begin = nothing_to_begin
+    callbacks = build_callbacks(cfg)  # a user's own: refused before any work
+    if world_size(cfg.trainer) == 1:
+        return train_in_process(Processes(device=device), cfg, run_dir, begin, callbacks)
+    if strategy(cfg.trainer) == "ddp":
+        return train_in_process(external_processes(cfg.trainer, device), cfg, run_dir, begin, callbacks)
+    from .spawn import ProcessFailed, launch
+
+    _prepare(cfg, run_dir, torch.device("cpu"))
+    begin()
     try:
-        return launch(cfg.trainer, device, train_in_process, cfg, run_dir, begin, job_logging=_job_logging())
+        return launch(cfg.trainer, device, train_in_process, cfg, run_dir, nothing_to_begin, job_logging=_job_logging())
     except ProcessFailed as exc:
         raise ProcessFailed(f"a process of the run failed ({exc}); {where_it_stopped(run_dir)}") from None
 
@@ -81,11 +84,15 @@ def _bf16_refusal(device: torch.device) -> Optional[str]:
     return bf16_refusal() if device.type == "cpu" else None
 
 
-def train_in_process(processes: Processes, cfg: DictConfig, run_dir: Path, begin: Begin) -> Optional[float]:
-    """This process's part of :func:`train`: all of it for one process; rank 0 writes the outputs."""
-    device = processes.fabric.device if processes.fabric is not None else resolve_device(cfg.device)
+def train_in_process(
+    processes: Processes, cfg: DictConfig, run_dir: Path, begin: Begin, callbacks: Optional[List[Callback]] = None
+) -> Optional[float]:
+    """This process's part of :func:`train`: all of it for one process; rank 0 writes the outputs.
+    ``callbacks``: the user's (``callbacks.*``), built in each process where None."""
+    device = processes.device
     threads = apply_threads(cfg.threads)
     data, vae = _prepare(cfg, run_dir, device)
+    callbacks = build_callbacks(cfg) if callbacks is None else callbacks
     if processes.rank:
         pyro.set_rng_seed(rank_seed(cfg.seed, processes.rank))
     begin()
@@ -102,8 +109,8 @@ def train_in_process(processes: Processes, cfg: DictConfig, run_dir: Path, begin
         torch.get_num_threads(),
     )
 
-    logger = make_logger(cfg, run_dir) if processes.writes else NO_LOGGER
-    state = fit(vae, data, transform, cfg, run_dir, logger, processes, threads)
+    loggers = make_loggers(cfg, run_dir, _epochs_done(cfg, run_dir)) if processes.writes else []
+    state = fit(vae, data, transform, cfg, run_dir, processes, threads, loggers, callbacks)
     if state.divergence is not None:
         if not processes.writes:
             raise DivergenceError(state.divergence)
@@ -136,7 +143,7 @@ def train_in_process(processes: Processes, cfg: DictConfig, run_dir: Path, begin
     }
     write_history(run_dir / "history.csv", state.history)
     write_metrics(run_dir / "metrics.json", metrics)
-    logger.finish(metrics)
+    finish_logging(loggers, cfg, metrics)
     train_figure_images = transform.fixed(data.train.images[:16], "figures")
     figures.write_all(
         vae,
@@ -163,6 +170,11 @@ def _prepare(cfg: DictConfig, run_dir: Path, device: torch.device) -> Tuple[Data
     if cfg.resume:
         checkpoints.check_resume_fits(vae, run_dir)
     return data, vae
+
+
+def _epochs_done(cfg: DictConfig, run_dir: Path) -> int:
+    """The epochs a resumed run has already trained (and shown to its loggers)."""
+    return len(checkpoints.read(run_dir / checkpoints.LAST)["history"]) if cfg.resume else 0
 
 
 def _job_logging() -> Any:

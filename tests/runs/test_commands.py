@@ -12,7 +12,7 @@ import pytest
 from pyro_vae.errors import ConfigError
 from pyro_vae.runs import checkpoints, commands, interrupts
 from pyro_vae.runs.config import compose_config
-from pyro_vae.runs.tensorboard_logger import require_tensorboard
+from pyro_vae.runs.trainer_settings import require_logger_package
 
 
 @pytest.fixture
@@ -71,4 +71,4 @@ def test_the_refusals_that_name_a_command_name_it_in_the_pages_form(checkout, mo
         compose_config(["latent_dim=2,10"])
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard raises ImportError
     with pytest.raises(ConfigError, match=r'; \.venv/bin/pip install -e "\.\[tensorboard\]" or use logger=none$'):
-        require_tensorboard()
+        require_logger_package("tensorboard")

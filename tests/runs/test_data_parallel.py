@@ -1,8 +1,11 @@
-"""Data-parallel training on the CPU: two processes (gloo) started by Lightning Fabric.
+"""Data-parallel training on the CPU: two processes (gloo) started by :mod:`pyro_vae.runs.spawn`, each
+fitting a LightningModule in the Trainer of :func:`pyro_vae.runs.loop.trainer.make_trainer` (DDP), whose
+step is built as ``VAETraining`` builds it: ``TorchOptimizerStep`` on the Trainer's optimizer, with
+``manual_backward``.
 
 The gradient each process applies is checked against the gradient of the whole global batch
 computed in this process by the project's own training step (``make_step``: the step of a
-one-process float32 run, svi_step=torch on objective=trace, without Fabric), on the same draws of z:
+one-process float32 run, svi_step=torch on objective=trace, without a Trainer), on the same draws of z:
 both sides draw their noise from one table of standard normals, each process the rows of its part
 of the batch. The reference shares the step's code, so it pins the splitting and the gradient
 exchange, not the step itself (tests/modelling/test_svi.py checks that against pyro.infer.SVI on
@@ -18,20 +21,24 @@ import sys
 import time
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from torch.distributions import normal
+from torch.nn.parallel import DistributedDataParallel
 
 import pyro_vae
 from pyro_vae.data.batches import MinibatchSampler
 from pyro_vae.errors import ConfigError
 from pyro_vae.runs import checkpoints
-from pyro_vae.runs.builders import build_vae
+from pyro_vae.runs.builders import build_vae, make_objective
 from pyro_vae.runs.config import compose_config
-from pyro_vae.runs.fabric_launch import launch
+from pyro_vae.runs.loop.trainer import make_trainer
+from pyro_vae.runs.optimizers import make_optimizer
 from pyro_vae.runs.processes import Processes, follows_rank_zero
 from pyro_vae.runs.settings import validate
-from pyro_vae.runs.steps import make_step
+from pyro_vae.runs.spawn import launch
+from pyro_vae.runs.steps import TorchOptimizerStep, make_step
 
 from ..helpers import ROOT, read_history, read_metrics, run_py, run_py_refused, tiny
 
@@ -39,8 +46,10 @@ NUM_DATA, GLOBAL_BATCH, STEPS = 1000, 8, 3
 SHAPE = (1, 6, 6)
 
 
-def _cfg():
-    return compose_config(["latent_dim=3", "net.widths=[16]", f"batch_size={GLOBAL_BATCH}", "device=cpu"])
+def _cfg(processes: int = 1):
+    return compose_config(
+        ["latent_dim=3", "net.widths=[16]", f"batch_size={GLOBAL_BATCH}", "device=cpu", f"trainer.devices={processes}"]
+    )
 
 
 def _batches():
@@ -57,37 +66,108 @@ def _drawing(noise_rows):
     return lambda shape, dtype, device: queue.pop(0).reshape(shape).to(dtype=dtype, device=device)
 
 
-def _train(processes: Processes, images: torch.Tensor, noise: torch.Tensor):
-    """STEPS steps by the project's training step on this process's part of each global batch; the
-    gradient applied at the first step and the weights after the last, in every process."""
+def _fresh_vae(cfg):
     torch.manual_seed(0)
-    cfg = _cfg()
     vae = build_vae(cfg, SHAPE, 10)
     vae.num_data = NUM_DATA
-    step = make_step(vae, cfg, processes.fabric)
+    return vae
+
+
+def _weights(vae):
+    return {name: p.detach().clone() for name, p in vae.named_parameters()}
+
+
+class _Batches:
+    """The batches in order, as one iterable (a list would be taken for one loader per batch)."""
+
+    def __init__(self, batches: torch.Tensor) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+class _StepTraining(pl.LightningModule):
+    """The step of ``VAETraining`` in Lightning's loop: manual optimization, ``TorchOptimizerStep`` on the
+    Trainer's own optimizer with ``manual_backward``; ``batches``: this process's rows of each global batch.
+    Keeps the gradient the first step applied."""
+
+    def __init__(self, vae, cfg, batches: torch.Tensor) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.vae, self.cfg, self.batches = vae, cfg, batches
+        self.objective = make_objective(cfg.objective)
+        self.step = None
+        self.first_gradients = None
+        self.wrapped_by_ddp, self.steps_taken = False, 0
+
+    def train_dataloader(self) -> _Batches:
+        return _Batches(self.batches)
+
+    def configure_optimizers(self):
+        return make_optimizer(self.cfg.optimizer, self.cfg.lr, self.vae.parameters(), self.vae.num_data)
+
+    def on_fit_start(self) -> None:
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        self.step = TorchOptimizerStep(self.vae, self.objective, optimizer, self.manual_backward)
+        self.wrapped_by_ddp = isinstance(self.trainer.strategy.model, DistributedDataParallel)
+
+    def training_step(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        loss = self.step(x, None)
+        self.steps_taken += 1
+        if index == 0:  # the next step's zero_grad drops it
+            self.first_gradients = {name: p.grad.clone() for name, p in self.vae.named_parameters()}
+        return loss
+
+
+def _train(processes: Processes, images: torch.Tensor, noise: torch.Tensor, workdir: Path):
+    """STEPS steps by the project's training step in Lightning's Trainer (DDP over the processes) on this
+    process's part of each global batch; the gradient applied at the first step and the weights after
+    the last, of every process."""
+    # Given no ModelCheckpoint, the Trainer adds one of its own, which would write under the working directory
+    # (it saves nothing here, as a raw optimizer's steps leave global_step at 0, but no file lands in the repository).
+    os.chdir(workdir)
+    cfg = _cfg(processes.world_size)
+    vae = _fresh_vae(cfg)
     local = GLOBAL_BATCH // processes.world_size
     rows = slice(processes.rank * local, (processes.rank + 1) * local)
     normal._standard_normal = _drawing(noise[:, rows])
-    gradients = None
-    for index in range(STEPS):
-        step(images[index, rows], None)
-        if index == 0:
-            gradients = {name: p.grad.clone() for name, p in vae.named_parameters()}
-    weights = {name: p.detach().clone() for name, p in vae.named_parameters()}
-    return processes.gather_objects((gradients, weights))
+    module = _StepTraining(vae, cfg, images[:, rows])
+    trainer = make_trainer(cfg, torch.device("cpu"), callbacks=[], max_epochs=1)
+    trainer.fit(module)
+    assert module.wrapped_by_ddp and module.steps_taken == STEPS, (
+        f"{module.steps_taken} steps, DistributedDataParallel: {module.wrapped_by_ddp}"
+    )
+    return processes.gather_objects((module.first_gradients, _weights(vae)))
+
+
+def _one_process(images: torch.Tensor, noise: torch.Tensor):
+    """The reference: STEPS steps of ``make_step`` on the whole of each batch, in this process, without a
+    Trainer; the gradient applied at the first step and the weights after the last."""
+    vae = _fresh_vae(_cfg())
+    step = make_step(vae, _cfg())
+    original = normal._standard_normal
+    normal._standard_normal = _drawing(noise)
+    try:
+        gradients = None
+        for index in range(STEPS):
+            step(images[index], None)
+            if index == 0:
+                gradients = {name: p.grad.clone() for name, p in vae.named_parameters()}
+    finally:
+        normal._standard_normal = original
+    return gradients, _weights(vae)
 
 
 @pytest.fixture(scope="module")
-def two_processes_and_one():
+def two_processes_and_one(tmp_path_factory):
     images, noise = _batches()
-    trainer = compose_config(["trainer.devices=2"]).trainer
-    by_rank = launch(trainer, torch.device("cpu"), _train, images, noise)
-    original = normal._standard_normal
-    try:
-        [single] = _train(Processes(), images, noise)
-    finally:
-        normal._standard_normal = original
-    return by_rank, single
+    trainer = _cfg(2).trainer
+    by_rank = launch(trainer, torch.device("cpu"), _train, images, noise, tmp_path_factory.mktemp("trainer"))
+    return by_rank, _one_process(images, noise)
 
 
 @pytest.mark.slow  # two spawned processes
@@ -111,11 +191,7 @@ def test_after_a_few_steps_the_weights_agree_with_one_process(two_processes_and_
 def test_the_reference_gradient_is_not_one_process_half_of_the_batch(two_processes_and_one):
     """The check above can fail: a process's own half-batch gradient differs from the global one."""
     images, noise = _batches()
-    original = normal._standard_normal
-    try:
-        [(half_gradients, _)] = _train(Processes(), images[:, : GLOBAL_BATCH // 2], noise[:, : GLOBAL_BATCH // 2])
-    finally:
-        normal._standard_normal = original
+    half_gradients, _ = _one_process(images[:, : GLOBAL_BATCH // 2], noise[:, : GLOBAL_BATCH // 2])
     _, (single_gradients, _) = two_processes_and_one
     assert any(not torch.allclose(half_gradients[n], g, rtol=1e-3) for n, g in single_gradients.items())
 

@@ -25,7 +25,7 @@ from pyro_vae.runs.settings import validate
 from ..helpers import ROOT, compose_config, md5, run_py_refused, snapshot, tiny_cifar10
 
 TOP_LEVEL = (
-    "batch_size, dataset, decoder, device, early_stopping, epochs, eval, guide, kl_warmup_epochs, kl_weight, "
+    "batch_size, callbacks, dataset, decoder, device, early_stopping, epochs, eval, guide, kl_warmup_epochs, kl_weight, "
     "latent_dim, likelihood, logger, lr, model, net, objective, optimizer, prior, quality, resume, schedule, seed, "
     "svi_step, "
     "task, "
@@ -358,7 +358,7 @@ def test_the_limits_themselves_are_accepted(overrides):
 def test_a_config_built_in_python_with_an_unknown_option_is_refused_by_validate():
     cfg = compose_config()
     cfg.logger.name = "wandb"
-    with pytest.raises(ConfigError, match=exactly("logger=wandb: choose one of none, tensorboard")):
+    with pytest.raises(ConfigError, match=exactly("logger=wandb: choose one of none, csv, tensorboard, mlflow")):
         validate(cfg)
 
 

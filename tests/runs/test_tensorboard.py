@@ -13,7 +13,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from pyro_vae.errors import ConfigError
-from pyro_vae.runs import training
+from pyro_vae.runs.loop import vae_training as training
 from pyro_vae.runs.run_directory import RunDirectoryInUse
 from pyro_vae.runs.settings import validate
 from pyro_vae.runs.training_run import run_experiment

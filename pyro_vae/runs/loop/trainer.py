@@ -8,10 +8,11 @@ from typing import List, Optional
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
-from ..trainer_settings import strategy
+from ..trainer_settings import world_size
 from .checkpointing import DurableCheckpointIO
 from .progress_bar import EpochBar, shows_progress
 
@@ -35,7 +36,7 @@ def make_trainer(
     bar = [EpochBar()] if shows_progress() else []
     return pl.Trainer(
         accelerator=device.type,
-        devices=[device.index or 0] if device.type == "cuda" and cfg.trainer.devices == 1 else cfg.trainer.devices,
+        devices=[device.index or 0] if device.type == "cuda" and world_size(cfg.trainer) == 1 else cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,
         strategy=_strategy(cfg.trainer, device),
         precision=str(cfg.trainer.precision),
@@ -44,6 +45,7 @@ def make_trainer(
         logger=loggers or False,
         plugins=[DurableCheckpointIO()],
         enable_progress_bar=bool(bar),
+        enable_checkpointing=any(isinstance(callback, ModelCheckpoint) for callback in callbacks),
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
@@ -53,8 +55,7 @@ def make_trainer(
 
 
 def _strategy(trainer: DictConfig, device: torch.device):
-    chosen = strategy(trainer)
-    if chosen.startswith("ddp"):
-        start_method = "spawn" if chosen == "ddp_spawn" else "popen"
-        return DDPStrategy(start_method=start_method, process_group_backend="nccl" if device.type == "cuda" else "gloo")
+    """DDP for several processes, which srun, torchrun or :mod:`..spawn` started: Lightning joins them."""
+    if world_size(trainer) > 1:
+        return DDPStrategy(process_group_backend="nccl" if device.type == "cuda" else "gloo")
     return "auto"

@@ -10,11 +10,12 @@ default), one backward and one torch optimizer step, in that order, as ``pyro.in
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import lightning.pytorch as pl
 import pyro
 import torch
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from ...data import DataSplits, PixelTransform
@@ -30,15 +31,16 @@ from ..processes import ONE_PROCESS, Processes
 from ..run_directory import BEST, LAST
 from ..schedules import make_schedule, step_schedule
 from ..steps import PyroSVIStep, TorchOptimizerStep, TrainingStep
-from ..tensorboard_logger import NO_LOGGER, RunLogger
 from .checkpointing import RECORDS, RunCheckpoint, improved
 from .divergence import DivergenceCheck, divergence_message, validation_divergence
 from .early_stopping import StopWithoutImprovement
 from .epoch_batches import EpochBatches
 from .follow_cores import FollowIdleCores
+from .loggers import epoch_scalars
 from .random_streams import KEY as RANDOM_STREAMS
 from .random_streams import RandomStreams
 from .state import TrainingState
+from .tensorboard_figures import TensorBoardImages
 from .trainer import make_trainer
 
 log = logging.getLogger(__name__)
@@ -62,11 +64,10 @@ class VAETraining(pl.LightningModule):
         cfg: DictConfig,
         run_dir: Path,
         processes: Processes,
-        logger: RunLogger,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.vae, self.cfg, self.run_dir, self.processes, self.run_logger = vae, cfg, run_dir, processes, logger
+        self.vae, self.cfg, self.run_dir, self.processes = vae, cfg, run_dir, processes
         self.data = data
         self.num_data = vae.num_data = len(data.train)  # the data plate scales each minibatch to the training set
         self.sampler = transform.minibatches(data.train, cfg.batch_size)
@@ -167,6 +168,8 @@ class VAETraining(pl.LightningModule):
         step_schedule(self.lr_schedulers(), val.elbo)
         # For RunCheckpoint and early stopping; in float64, as the history compares it.
         self.log("val_elbo", torch.tensor(val.elbo, dtype=torch.float64), logger=False)
+        scalars = epoch_scalars(row, val.kl, val.reconstruction)
+        self.log_dict({tag: torch.tensor(value, dtype=torch.float64) for tag, value in scalars.items()}, logger=True)
         log.info(
             "epoch %d/%d  train ELBO %.2f  val ELBO %.2f%s  (%.1f s, %.0f images/s, lr %.2g)",
             epoch,
@@ -178,8 +181,6 @@ class VAETraining(pl.LightningModule):
             row["images_per_second"],
             self.epoch_lr,
         )
-        if self.processes.writes:
-            self.run_logger.epoch(self.vae, row, val, self.val_images, self.val_labels)
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         record = checkpoints.model_record(self.vae, self.cfg, self.data.image_shape, self.data.num_classes)
@@ -228,16 +229,17 @@ def fit(
     transform: PixelTransform,
     cfg: DictConfig,
     run_dir: Path,
-    logger: RunLogger = NO_LOGGER,
     processes: Processes = ONE_PROCESS,
     threads: Optional[ThreadsFollowLoad] = None,
-    callbacks: List[pl.Callback] = (),
+    loggers: Sequence[Logger] = (),
+    callbacks: Sequence[pl.Callback] = (),
 ) -> TrainingState:
     """Train ``vae`` for up to ``cfg.epochs`` epochs in Lightning's loop, writing ``checkpoint.pt`` (best
     validation ELBO) and ``last.pt`` (every epoch). An epoch that diverges is not saved: training stops with
     ``state.divergence`` set. SIGINT and SIGTERM raise :class:`RunInterrupted`, never in the middle of a save.
     Data-parallel (``processes``): each process trains on its part of every global batch and validates on
-    its shard of the validation images; every figure is the whole split's, and rank 0 alone writes."""
+    its shard of the validation images; every figure is the whole split's, and rank 0 alone writes.
+    ``loggers`` see each epoch's figures; ``callbacks`` join the run's own (``callbacks.*`` of the config)."""
     device = data.train.images.device
     if device.type == "cpu":
         # Adam's moments of weights whose gradient has become exactly zero (those of dead ReLU
@@ -245,7 +247,7 @@ def fit(
         # slower: epochs of the default network at batch 20 went 2.1 s, 2.8 s, 4.2 s without
         # this and stay at 2.1 s with it, with the same figures (subnormals are below 1.2e-38).
         torch.set_flush_denormal(True)
-    module = VAETraining(vae, data, transform, cfg, run_dir, processes, logger)
+    module = VAETraining(vae, data, transform, cfg, run_dir, processes)
     # run_directory.check_output_dir has refused a run_dir that this run may not write into.
     record = checkpoints.read(run_dir / LAST, device) if cfg.resume else None
     if record is not None:
@@ -264,7 +266,9 @@ def fit(
                 log.info("early stopping: no better validation ELBO in the last %d epochs", stopping.patience)
                 return module.state
             run_callbacks.append(stopping)
-        trainer = make_trainer(cfg, device, [*run_callbacks, *callbacks])
+        if cfg.logger.name == "tensorboard":
+            run_callbacks.append(TensorBoardImages(cfg.logger.image_every, cfg.seed))
+        trainer = make_trainer(cfg, device, [*run_callbacks, *callbacks], list(loggers))
         _start_after(trainer, module.state.epochs_completed)
         try:
             trainer.fit(module)
