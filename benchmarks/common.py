@@ -96,3 +96,12 @@ def save_results(folder: Path, name: str, figures: Dict[str, Any]) -> Path:
     path = folder / f"{name}.json"
     write_json(path, {"machine": machine(), **figures})
     return path
+
+
+def train_epoch(step: Callable, sampler, epoch: int, seed: int) -> torch.Tensor:
+    """One epoch of the training step over ``sampler``'s batches, in a bare loop: the data path and the step
+    alone (the Trainer's own cost per step is benchmarks/loop_overhead.py's)."""
+    total = torch.zeros(())
+    for x, y in sampler.epoch(epoch, seed):
+        total = total + step(x, y)
+    return total

@@ -4,8 +4,8 @@ the network a run of it uses, against the MNIST shape measured in the same run.
 The shapes: 28x28x1 (MNIST, Fashion-MNIST, KMNIST, the binarized MNIST, Omniglot: the default MLP and
 Bernoulli decoder), 32x32x3 (CIFAR-10, SVHN: ``likelihood=gaussian``, which brings the convolutional
 networks) and 64x64x3 (CelebA and a folder at ``dataset.image_size=64``: the same networks). The images
-are random uint8 of that shape (the cost does not depend on the pixels),
-trained by ``run_epoch`` as ``run.py`` does; the test log-likelihood is ``evaluate`` with K = ``--k``.
+are random uint8 of that shape (the cost does not depend on the pixels), trained by ``common.train_epoch``
+(the step ``run.py`` takes, in a bare loop); the test log-likelihood is ``evaluate`` with K = ``--k``.
 The rounds interleave the shapes, so that a busy spell of a shared machine slows all of them alike: the
 ratios are the figures to read. Prints a table and writes benchmarks/results/data_shapes.json.
 
@@ -21,13 +21,12 @@ from typing import Dict, List
 
 import pyro
 import torch
-from common import add_results_argument, config, save_results, table
+from common import add_results_argument, config, save_results, table, train_epoch
 
 from pyro_vae.data.splits import LabelledImages
 from pyro_vae.modelling.estimators import evaluate
 from pyro_vae.runs.builders import build_vae, pixel_transform
 from pyro_vae.runs.steps import make_step
-from pyro_vae.runs.training import run_epoch
 
 # shape name -> (image shape, the overrides of a run of such data: its likelihood and network)
 SHAPES = {
@@ -55,9 +54,9 @@ def measure(shape, overrides: List[str], steps: int, test_images: int, k: int, r
             LabelledImages(batches, torch.zeros(len(batches), dtype=torch.long)), cfg.batch_size
         )
 
-    run_epoch(step, sampler(images[: 2 * cfg.batch_size]), 1, cfg, run_dir)  # warm-up
+    train_epoch(step, sampler(images[: 2 * cfg.batch_size]), 1, cfg.seed)  # warm-up
     start = time.perf_counter()
-    run_epoch(step, sampler(images[2 * cfg.batch_size :]), 2, cfg, run_dir)
+    train_epoch(step, sampler(images[2 * cfg.batch_size :]), 2, cfg.seed)
     train = steps * cfg.batch_size / (time.perf_counter() - start)
     test = transform.fixed(images[:test_images], "test")
     start = time.perf_counter()

@@ -2,7 +2,7 @@
 data path of Pyro's VAE tutorial, measured in the same run.
 
 Project: the uint8 training split held as one tensor on the device, shuffled minibatches drawn
-by indexing it and binarized on the fly, one training step per batch (``run_epoch``, as in
+by indexing it and binarized on the fly, one training step per batch (``common.train_epoch``, as in
 ``run.py``). Tutorial: ``torchvision.datasets.MNIST`` with ``ToTensor``, a ``DataLoader``
 (batch 128, shuffled, one worker as in the tutorial) and ``SVI.step`` with ``pyro.optim.Adam``.
 Both train the same network on dynamically binarized images with the same batch size.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyro
 import torch
-from common import add_results_argument, config, save_results, table
+from common import add_results_argument, config, save_results, table, train_epoch
 from pyro.infer import SVI, Trace_ELBO
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
@@ -28,7 +28,6 @@ from torchvision import datasets, transforms
 from pyro_vae.data import mnist
 from pyro_vae.runs.builders import build_vae, load_dataset, pixel_transform
 from pyro_vae.runs.steps import make_step
-from pyro_vae.runs.training import run_epoch
 
 
 def fresh_vae(cfg):
@@ -44,7 +43,7 @@ def project_epoch(cfg, run_dir: Path) -> float:
     vae.num_data = len(data.train)
     step = make_step(vae, cfg)
     start = time.perf_counter()
-    run_epoch(step, sampler, 1, cfg, run_dir).item()
+    train_epoch(step, sampler, 1, cfg.seed).item()
     return len(sampler) * cfg.batch_size / (time.perf_counter() - start)
 
 

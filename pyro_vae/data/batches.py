@@ -58,3 +58,24 @@ class MinibatchSampler:
         for step in range(len(self)):
             start = step * self.batch_size + offset
             yield order[start : start + size]
+
+
+class ShuffledIndices:
+    """The batch indices of one epoch of ``sampler``, in an order drawn from torch's global stream when the
+    first batch is read (after the previous epoch's work, not when a loop makes the iterator), for a loop
+    that reads a batch ahead and makes the batch in its step (Lightning's: the GAN, the feature classifier)."""
+
+    def __init__(self, sampler: MinibatchSampler) -> None:
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        size, source = self.sampler.batch_size, self.sampler.source
+        # The loops before Lightning's drew two orders an epoch and used the second (``tqdm.auto`` made an
+        # iterator of the sampler, unused, before the one it iterated); drawing both keeps their figures.
+        torch.randperm(len(source), device=source.device)
+        order = torch.randperm(len(source), device=source.device)
+        for step in range(len(self.sampler)):
+            yield order[step * size : (step + 1) * size]

@@ -7,26 +7,36 @@ batch is binarized afresh (a Bernoulli draw of each pixel's grey level, as ``dat
 draws it): both kinds are then in distribution, and the figures of the two kinds compare. Colour data
 has no binary view (its likelihoods model grey levels), so it trains on the images as they are.
 
-Adam with a cosine decay of the learning rate over ``epochs``; after each epoch the accuracy on the
-validation split (the mean over its grey and binary views) is measured, and the weights of the best
-epoch are kept: the validation split, never the test split, chooses. All draws come from ``seed``.
+Adam with a cosine decay of the learning rate over ``epochs``, stepped every batch, in Lightning's
+Trainer; after each epoch the accuracy on the validation split (the mean over its grey and binary
+views) is measured, and the weights of the best epoch are kept: the validation split, never the test
+split, chooses. All draws come from ``seed``.
 """
 
 import copy
 import logging
+import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+import lightning.pytorch as pl
 import torch
-from tqdm.auto import tqdm
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
-from ..data.batches import MinibatchSampler
+from ..data.batches import MinibatchSampler, ShuffledIndices
 from ..data.splits import DataSplits, LabelledImages
 from ..data.transform import Binarization, Observation, PixelTransform
 from .classifier import FeatureClassifier, as_pixels, lenet, resnet
 
 log = logging.getLogger(__name__)
+# Lightning announces its accelerators and tips at INFO; the classifier's own lines say what it trains.
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+# Lightning 2.6 asks torch's pytree in a way torch 2.14 deprecates; nothing a user can act on.
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated")
 
 # Raise it whenever training changes in a way the fields below do not show: every cached classifier
 # is then retrained.
@@ -99,6 +109,53 @@ def _accuracy(classifier: FeatureClassifier, images: torch.Tensor, labels: torch
     return (classifier.predict(images) == labels.to(images.device)).float().mean().item()
 
 
+class ClassifierTraining(pl.LightningModule):
+    """The classifier's steps (cross-entropy, Adam, the cosine rate stepped every batch) and, after each
+    epoch, its accuracies on ``data.val``; keeps the weights of the best epoch."""
+
+    def __init__(
+        self, classifier: FeatureClassifier, sampler: MinibatchSampler, data: DataSplits, recipe: Recipe, seed: int
+    ) -> None:
+        super().__init__()
+        self.classifier, self.sampler, self.data, self.recipe, self.seed = classifier, sampler, data, recipe, seed
+        self.best: Optional[Dict[str, torch.Tensor]] = None
+        self.best_val: Optional[Dict[str, float]] = None
+        self.best_epoch = 0
+
+    def train_dataloader(self) -> ShuffledIndices:
+        return ShuffledIndices(self.sampler)
+
+    def configure_optimizers(self) -> Dict[str, Any]:
+        optimizer = torch.optim.Adam(self.classifier.parameters(), lr=self.recipe.lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.recipe.epochs * len(self.sampler))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def training_step(self, index: torch.Tensor, step: int) -> torch.Tensor:
+        images, labels = self.sampler.batch(index)
+        return torch.nn.functional.cross_entropy(self.classifier(images), labels)
+
+    def on_train_epoch_end(self) -> None:
+        epoch = self.current_epoch + 1
+        val = accuracies(self.classifier, self.data.val, "val", self.recipe, self.seed)
+        log.info("feature classifier epoch %d/%d: validation %s", epoch, self.recipe.epochs, _percent(val))
+        if self.best_val is None or _score(val) > _score(self.best_val):
+            self.best, self.best_val, self.best_epoch = copy.deepcopy(self.classifier.state_dict()), val, epoch
+
+
+class EpochBar(TQDMProgressBar):
+    """``classifier epoch 3/5`` on the terminal's stderr, gone when the epoch ends (the log has its line)."""
+
+    def init_train_tqdm(self) -> Tqdm:
+        return Tqdm(desc="classifier epoch", leave=False, dynamic_ncols=True, file=sys.stderr, smoothing=0)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, module)
+        self.train_progress_bar.set_description(f"classifier epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+    def get_metrics(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict:
+        return {}
+
+
 def train_classifier(data: DataSplits, recipe: Recipe, seed: int, device: torch.device) -> Trained:
     """Train ``recipe``'s classifier on ``data.train``, keeping the epoch best on ``data.val``; the
     caller's random state is left as it was."""
@@ -109,26 +166,32 @@ def train_classifier(data: DataSplits, recipe: Recipe, seed: int, device: torch.
         sampler = MinibatchSampler(
             data.train.images.to(device), data.train.labels.to(device), recipe.batch_size, _view(recipe)
         )
-        optimizer = torch.optim.Adam(classifier.parameters(), lr=recipe.lr)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs * len(sampler))
-        best, best_val, best_epoch = None, None, 0
+        module = ClassifierTraining(classifier, sampler, data, recipe, seed)
         log.info("feature classifier: %d epochs of %d batches, trained once and cached", recipe.epochs, len(sampler))
-        for epoch in range(1, recipe.epochs + 1):
-            classifier.train()
-            progress = tqdm(sampler, desc=f"classifier epoch {epoch}/{recipe.epochs}", leave=False, disable=None)
-            for images, labels in progress:
-                loss = torch.nn.functional.cross_entropy(classifier(images), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-            val = accuracies(classifier, data.val, "val", recipe, seed)
-            log.info("feature classifier epoch %d/%d: validation %s", epoch, recipe.epochs, _percent(val))
-            if best_val is None or _score(val) > _score(best_val):
-                best, best_val, best_epoch = copy.deepcopy(classifier.state_dict()), val, epoch
-    classifier.load_state_dict(best)
-    classifier.eval()
-    return Trained(classifier, best_val, best_epoch, time.perf_counter() - start)
+        if len(sampler):
+            _trainer(device, recipe.epochs).fit(module)
+        else:  # fewer training images than a batch: no step, and every epoch would keep the untrained weights
+            module.on_train_epoch_end()
+    classifier.load_state_dict(module.best)
+    classifier.to(device).eval()  # Lightning's teardown leaves the module on the CPU
+    return Trained(classifier, module.best_val, module.best_epoch, time.perf_counter() - start)
+
+
+def _trainer(device: torch.device, epochs: int) -> pl.Trainer:
+    """One device, no files of Lightning's own (no logger, no checkpoints), a bar only on a terminal."""
+    bar = [EpochBar()] if sys.stderr.isatty() else []
+    return pl.Trainer(
+        accelerator=device.type,
+        devices=[device.index or 0] if device.type == "cuda" else 1,
+        max_epochs=epochs,
+        callbacks=bar,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=bool(bar),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
 
 
 def _view(recipe: Recipe):

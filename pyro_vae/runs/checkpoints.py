@@ -10,7 +10,7 @@ from typing import Any, Dict, Union
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..modelling.gan import GAN
 from ..modelling.vae import VAE
 from .atomic import save_torch
@@ -103,21 +103,6 @@ def _renamed_settings(config: Dict[str, Any]) -> None:
             settings[new] = settings.pop(old)
 
 
-def rng_state(device: torch.device) -> Dict[str, torch.Tensor]:
-    """The random streams a resumed run goes on with: torch's, and the GPU's when it trains on one."""
-    state = {"rng": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda_rng"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def restore_rng(record: Dict[str, Any], device: torch.device) -> None:
-    """Put back the streams that :func:`rng_state` stored in ``record``."""
-    torch.set_rng_state(record["rng"])
-    if device.type == "cuda" and "cuda_rng" in record:
-        torch.cuda.set_rng_state(record["cuda_rng"], device)
-
-
 def vae_from_record(record: Dict[str, Any], path: Path) -> Union[VAE, GAN]:
     """The model that ``record`` (read from ``path``) describes, with its weights: a VAE, or a GAN (model=gan)."""
     missing = [key for key in ("config", "image_shape", "num_classes", "state_dict") if key not in record]
@@ -164,19 +149,3 @@ def check_resume_fits(model: Union[VAE, GAN], run_dir: Path) -> None:
     for path in (run_dir / LAST, run_dir / BEST):
         if path.exists():
             check_fits(model, read(path), path)
-
-
-def resume_record(model: Union[VAE, GAN], step: Any, run_dir: Path, device: torch.device) -> Dict[str, Any]:
-    """``last.pt`` of ``run_dir`` loaded into ``model`` and the training ``step``'s optimizers, the random
-    streams restored; the record, for what else the loop keeps (its history, a schedule)."""
-    record = read(run_dir / LAST, device)
-    try:
-        model.load_state_dict(record["state_dict"])
-        step.load_state_dict(record["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ConfigError(
-            f"resume=true: {run_dir / LAST} holds a different network or optimizer; resume with the settings of "
-            "that run"
-        ) from exc
-    restore_rng(record, device)
-    return record

@@ -42,6 +42,14 @@ def run_py(*args: str) -> str:
 def pip_install_extra(extra: str) -> str:
     """The command that installs the project with ``extra`` into this interpreter's environment, e.g.
     ``.venv/bin/pip install -e ".[tensorboard]"`` (``python -m pip`` where no pip sits beside it)."""
+    return f'{_pip()} install -e "{shown(ROOT)}[{extra}]"'
+
+
+def pip_install(package: str) -> str:
+    """The command that installs ``package`` into this interpreter's environment: ``.venv/bin/pip install mlflow``."""
+    return f"{_pip()} install {package}"
+
+
+def _pip() -> str:
     pip = Path(sys.executable).with_name("pip") if sys.executable else None
-    installer = shlex.join([program(pip)] if pip is not None and pip.is_file() else [python(), "-m", "pip"])
-    return f'{installer} install -e "{shown(ROOT)}[{extra}]"'
+    return shlex.join([program(pip)] if pip is not None and pip.is_file() else [python(), "-m", "pip"])

@@ -9,7 +9,7 @@ import os
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
-from .commands import pip_install_extra
+from .commands import pip_install, pip_install_extra
 
 SINGLE_PRECISION = "32-true"
 
@@ -67,7 +67,7 @@ def require_logger_package(logger: str) -> None:
     try:
         importlib.import_module(package)
     except ImportError as exc:
-        install = pip_install_extra(package) if kind == "extra" else f"pip install {package}"
+        install = pip_install_extra(package) if kind == "extra" else pip_install(package)
         raise ConfigError(
             f"logger={logger}: the {package} package is not installed; {install} or use logger=none"
         ) from exc

@@ -129,6 +129,23 @@ def test_the_same_seed_trains_the_same_weights(grey, cached, tmp_path):
     assert all(torch.equal(value, stored[name]) for name, value in again.state_dict().items())
 
 
+def test_training_leaves_the_callers_random_state_as_it_was(grey):
+    state = torch.get_rng_state()
+    trained = classifier_training.train_classifier(grey, dataclasses.replace(GREY, epochs=1), 0, CPU)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert trained.best_epoch == 1 and not trained.classifier.training and trained.classifier.head.weight.device == CPU
+
+
+def test_fewer_training_images_than_a_batch_keep_the_untrained_weights(grey):
+    """No full batch, no step: every epoch would keep the untrained weights, so epoch 1 is chosen."""
+    recipe = dataclasses.replace(GREY, batch_size=len(grey.train) + 1)
+    trained = classifier_training.train_classifier(grey, recipe, 0, CPU)
+    torch.manual_seed(0)
+    untrained = recipe.build(grey.image_shape, grey.num_classes).state_dict()
+    assert trained.best_epoch == 1 and set(trained.val) == {"accuracy", "binary_accuracy"}
+    assert all(torch.equal(value, untrained[name]) for name, value in trained.classifier.state_dict().items())
+
+
 def _damage(path: Path, how: str) -> None:
     entry = torch.load(path, weights_only=True)
     if how == "truncated":

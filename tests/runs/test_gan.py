@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 import pyro_vae
 from pyro_vae.errors import ConfigError, DivergenceError, RunInterrupted
 from pyro_vae.modelling.gan import GAN
-from pyro_vae.runs import checkpoints, gan_training
+from pyro_vae.runs import checkpoints
+from pyro_vae.runs.loop.gan_training import GANTraining
 from pyro_vae.runs.schema import OPTIONS
 from pyro_vae.runs.settings import GAN_UNUSED, validate
 from pyro_vae.runs.tasks import evaluate_run, interpolate_run, reconstruct_run
@@ -100,6 +101,14 @@ def test_resume_continues_exactly(tmp_path):
     assert read_metrics(tmp_path / "resumed")["epochs_completed"] == 2
 
 
+def test_resuming_a_finished_run_trains_nothing_and_draws_the_same_samples(tmp_path):
+    run_experiment(compose_config(gan_tiny()), tmp_path)
+    samples, last = (tmp_path / "figures" / "samples.png").read_bytes(), (tmp_path / checkpoints.LAST).read_bytes()
+    run_experiment(compose_config(gan_tiny("resume=true")), tmp_path)
+    assert (tmp_path / checkpoints.LAST).read_bytes() == last
+    assert (tmp_path / "figures" / "samples.png").read_bytes() == samples  # from the random streams last.pt holds
+
+
 def test_a_tiny_run_on_the_cifar10_archive(tmp_path, monkeypatch):
     """Colour 32x32 images, seen as grey levels (dataset.binarize=none)."""
     cifar = [o for o in tiny_cifar10(tmp_path, monkeypatch) if not o.startswith(("net.", "eval."))]
@@ -115,12 +124,14 @@ def test_a_tiny_run_on_the_cifar10_archive(tmp_path, monkeypatch):
 
 
 def test_the_settings_a_gan_refuses_are_the_defaults():
-    """GAN_UNUSED's values are what conf/ gives, so that model=gan on its own is accepted."""
+    """GAN_UNUSED's values (or one of those it allows, a tuple) are what conf/ gives, so that model=gan on its
+    own is accepted."""
     defaults = compose_config(["model=gan"])
     validate(defaults)
     for name, default, _ in GAN_UNUSED:
         value = defaults[name].name if name in OPTIONS else OmegaConf.select(defaults, name)
-        assert (list(value) if OmegaConf.is_list(value) else value) == default, name
+        value = list(value) if OmegaConf.is_list(value) else value
+        assert value in default if isinstance(default, tuple) else value == default, name
 
 
 @pytest.mark.parametrize(
@@ -156,15 +167,15 @@ def test_run_py_refuses_a_vae_setting_with_model_gan_before_reading_data(tmp_pat
 
 def test_ctrl_c_stops_after_the_saved_epoch_with_the_resume_command(tmp_path, monkeypatch):
     """SIGINT in epoch 2 leaves epoch 1 in last.pt and says how to go on; resuming finishes the run."""
-    train_epoch, interrupted = gan_training.run_epoch, []
+    training_step, interrupted = GANTraining.training_step, []
 
-    def interrupted_in_epoch_2(step, sampler, epoch, cfg):
-        if epoch == 2 and not interrupted:  # once: the resumed run trains epoch 2 in full
-            interrupted.append(epoch)
+    def interrupted_in_epoch_2(module, index, step):
+        if module.current_epoch + 1 == 2 and not interrupted:  # once: the resumed run trains epoch 2 in full
+            interrupted.append(step)
             signal.raise_signal(signal.SIGINT)
-        return train_epoch(step, sampler, epoch, cfg)
+        return training_step(module, index, step)
 
-    monkeypatch.setattr(gan_training, "run_epoch", interrupted_in_epoch_2)
+    monkeypatch.setattr(GANTraining, "training_step", interrupted_in_epoch_2)
     with pytest.raises(RunInterrupted, match="SIGINT: stopped after epoch 1, saved in .*last.pt; resume with: "):
         run_experiment(compose_config(gan_tiny()), tmp_path)
     assert len(checkpoints.read(tmp_path / checkpoints.LAST)["history"]) == 1
@@ -174,7 +185,7 @@ def test_ctrl_c_stops_after_the_saved_epoch_with_the_resume_command(tmp_path, mo
 
 
 def test_losses_that_are_not_finite_stop_the_run_unsaved(tmp_path, monkeypatch):
-    monkeypatch.setattr(gan_training.AdversarialStep, "__call__", lambda self, x: torch.full((4,), math.nan))
+    monkeypatch.setattr(GANTraining, "adversarial_step", lambda self, x: torch.full((4,), math.nan))
     with pytest.raises(DivergenceError, match="diverged: the losses became \\[nan, nan\\] in epoch 1; lower model.lr"):
         run_experiment(compose_config(gan_tiny()), tmp_path)
     assert read_metrics(tmp_path)["diverged"] is True

@@ -25,7 +25,8 @@ from pyro_vae.runs.settings import validate
 from ..helpers import ROOT, compose_config, md5, run_py_refused, snapshot, tiny_cifar10
 
 TOP_LEVEL = (
-    "batch_size, callbacks, dataset, decoder, device, early_stopping, epochs, eval, guide, kl_warmup_epochs, kl_weight, "
+    "batch_size, callbacks, dataset, decoder, device, early_stopping, epochs, eval, guide, kl_warmup_epochs, "
+    "kl_weight, "
     "latent_dim, likelihood, logger, lr, model, net, objective, optimizer, prior, quality, resume, schedule, seed, "
     "svi_step, "
     "task, "

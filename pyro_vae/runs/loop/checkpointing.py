@@ -16,6 +16,7 @@ import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from ...errors import ConfigError
 from ..atomic import save_torch
 from ..run_directory import BEST, LAST
 
@@ -74,6 +75,13 @@ class RunCheckpoint(ModelCheckpoint):
 
     def _should_skip_saving_checkpoint(self, trainer: pl.Trainer) -> bool:
         return False  # every epoch is saved, including one that the loop ran again after a resume
+
+
+def resume_refusal(run_dir: Path) -> ConfigError:
+    """``last.pt`` of ``run_dir`` does not fit the model or optimizer that the settings build."""
+    return ConfigError(
+        f"resume=true: {run_dir / LAST} holds a different network or optimizer; resume with the settings of that run"
+    )
 
 
 def improved(value: float, history: List[Dict[str, float]], key: str = "val_elbo") -> bool:

@@ -1,8 +1,9 @@
 """Every process's random streams saved with ``last.pt`` and put back on resume, so that a resumed run
-draws what the run never stopped would have drawn (z, dynamic binarization)."""
+draws what the run never stopped would have drawn (z, dynamic binarization). Lightning's loop draws no
+random numbers of its own, so the streams are put back before ``Trainer.fit``."""
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import lightning.pytorch as pl
 import torch
@@ -34,30 +35,29 @@ def saved_fields(rng_by_rank: List[Dict[str, torch.Tensor]]) -> Dict[str, Any]:
     return {**rng_by_rank[0], **({"rng_by_rank": rng_by_rank} if len(rng_by_rank) > 1 else {})}
 
 
+def restore_streams(record: Dict[str, Any], processes: Processes, device: torch.device, seed: int) -> None:
+    """Before a resumed run's first step (or its figures, when it had finished): this rank's streams of
+    ``record`` (``last.pt``). Resumed on another number of processes, the streams are new ones, seeded
+    from the seed and the epoch."""
+    saved_by_rank = record.get("rng_by_rank") or [record]
+    if len(saved_by_rank) == processes.world_size:
+        restore_rng(saved_by_rank[processes.rank], device)
+        return
+    torch.manual_seed(rank_seed(seed + len(record["history"]), processes.rank))
+    if processes.writes:
+        log.warning(
+            "resuming on %d processes a run saved on %d: the order of the data and the global batches are "
+            "those of the saved run, the random draws are new ones",
+            processes.world_size,
+            len(saved_by_rank),
+        )
+
+
 class RandomStreams(pl.Callback):
-    """Gathers every rank's streams into the checkpoint being saved; on resume (``record``, the
-    ``last.pt`` read) restores this rank's before the first step. Resumed on another number of
-    processes, the streams are new ones, seeded from the seed and the epoch."""
+    """Gathers every rank's streams into the checkpoint being saved (``last.pt``)."""
 
-    def __init__(self, processes: Processes, device: torch.device, record: Optional[Dict[str, Any]], seed: int):
-        self.processes, self.device, self.record, self.seed = processes, device, record, seed
-
-    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if self.record is None:
-            return
-        saved_by_rank = self.record.get("rng_by_rank") or [self.record]
-        if len(saved_by_rank) == self.processes.world_size:
-            restore_rng(saved_by_rank[self.processes.rank], self.device)
-            return
-        epochs = len(self.record["history"])
-        torch.manual_seed(rank_seed(self.seed + epochs, self.processes.rank))
-        if self.processes.writes:
-            log.warning(
-                "resuming on %d processes a run saved on %d: the order of the data and the global batches are "
-                "those of the saved run, the random draws are new ones",
-                self.processes.world_size,
-                len(saved_by_rank),
-            )
+    def __init__(self, processes: Processes, device: torch.device) -> None:
+        self.processes, self.device = processes, device
 
     def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: Dict[str, Any]) -> None:
         checkpoint[KEY] = saved_fields(self.processes.gather_objects(rng_state(self.device)))

@@ -59,3 +59,9 @@ def _strategy(trainer: DictConfig, device: torch.device):
     if world_size(trainer) > 1:
         return DDPStrategy(process_group_backend="nccl" if device.type == "cuda" else "gloo")
     return "auto"
+
+
+def start_after(trainer: pl.Trainer, epochs: int) -> None:
+    """Lightning's epoch counter at ``epochs`` completed: a resumed run goes on with the next one."""
+    for progress in (trainer.fit_loop.epoch_progress.current, trainer.fit_loop.epoch_progress.total):
+        progress.ready = progress.started = progress.processed = progress.completed = epochs

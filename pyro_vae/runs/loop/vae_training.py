@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from ...data import DataSplits, PixelTransform
-from ...errors import ConfigError, DivergenceError
+from ...errors import DivergenceError
 from ...modelling.estimators import Evaluation, evaluate
 from ...modelling.vae import VAE
 from .. import checkpoints
@@ -31,17 +31,17 @@ from ..processes import ONE_PROCESS, Processes
 from ..run_directory import BEST, LAST
 from ..schedules import make_schedule, step_schedule
 from ..steps import PyroSVIStep, TorchOptimizerStep, TrainingStep
-from .checkpointing import RECORDS, RunCheckpoint, improved
+from .checkpointing import RECORDS, RunCheckpoint, improved, resume_refusal
 from .divergence import DivergenceCheck, divergence_message, validation_divergence
 from .early_stopping import StopWithoutImprovement
 from .epoch_batches import EpochBatches
 from .follow_cores import FollowIdleCores
 from .loggers import epoch_scalars
 from .random_streams import KEY as RANDOM_STREAMS
-from .random_streams import RandomStreams
+from .random_streams import RandomStreams, restore_streams
 from .state import TrainingState
 from .tensorboard_figures import TensorBoardImages
-from .trainer import make_trainer
+from .trainer import make_trainer, start_after
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class VAETraining(pl.LightningModule):
         try:
             self.vae.load_state_dict(record["state_dict"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise _different_run(self.run_dir) from exc
+            raise resume_refusal(self.run_dir) from exc
         self.resumed = record
         self.state = TrainingState(history=list(record["history"]), untrained_val_elbo=record.get("untrained_val_elbo"))
 
@@ -211,16 +211,10 @@ class VAETraining(pl.LightningModule):
         try:
             self.step.load_state_dict(record["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise _different_run(self.run_dir) from exc
+            raise resume_refusal(self.run_dir) from exc
         scheduler = self.lr_schedulers()
         if scheduler is not None and record.get("scheduler"):
             scheduler.load_state_dict(record["scheduler"])
-
-
-def _different_run(run_dir: Path) -> ConfigError:
-    return ConfigError(
-        f"resume=true: {run_dir / LAST} holds a different network or optimizer; resume with the settings of that run"
-    )
 
 
 def fit(
@@ -256,7 +250,7 @@ def fit(
     with interruptible(run_dir) as saving:
         checkpoint = RunCheckpoint(run_dir, saving, monitor="val_elbo")
         checkpoint.start_from(module.state.history)
-        run_callbacks = [checkpoint, DivergenceCheck(cfg, run_dir), RandomStreams(processes, device, record, cfg.seed)]
+        run_callbacks = [checkpoint, DivergenceCheck(cfg, run_dir), RandomStreams(processes, device)]
         if threads is not None:
             run_callbacks.append(FollowIdleCores(threads))
         if cfg.early_stopping.patience is not None:
@@ -269,15 +263,12 @@ def fit(
         if cfg.logger.name == "tensorboard":
             run_callbacks.append(TensorBoardImages(cfg.logger.image_every, cfg.seed))
         trainer = make_trainer(cfg, device, [*run_callbacks, *callbacks], list(loggers))
-        _start_after(trainer, module.state.epochs_completed)
+        start_after(trainer, module.state.epochs_completed)
+        if record is not None:
+            restore_streams(record, processes, device, cfg.seed)
         try:
             trainer.fit(module)
         except DivergenceError as exc:
             module.state.divergence = str(exc)
+    vae.to(device)  # Lightning's teardown leaves the module on the CPU; evaluation and figures run on the device
     return module.state
-
-
-def _start_after(trainer: pl.Trainer, epochs: int) -> None:
-    """Lightning's epoch counter at ``epochs`` completed: a resumed run goes on with the next one."""
-    for progress in (trainer.fit_loop.epoch_progress.current, trainer.fit_loop.epoch_progress.total):
-        progress.ready = progress.started = progress.processed = progress.completed = epochs
