@@ -15,15 +15,15 @@ from omegaconf import DictConfig
 # Light imports only (no torch, matplotlib or modelling wing): --help, --cfg and a refused setting answer
 # without them; a task loads what it needs when it runs (tests/runs/test_startup.py keeps it so).
 from pyro_vae.errors import PyroVAEError, RunInterrupted
-from pyro_vae.runs.callbacks import failed_sweep_message, remove_folders_made_for
-from pyro_vae.runs.job_process import run_in_child_process, runs_in_a_worker_pool
-from pyro_vae.runs.refusals import check_against_schema, composition_refusal, refusal_line
-from pyro_vae.runs.run_directory import RunDirectoryInUse, check_output_dir
-from pyro_vae.runs.run_lock import hold_run_directory
-from pyro_vae.runs.run_record import RunRecord
-from pyro_vae.runs.schema import option, register_schemas
-from pyro_vae.runs.settings import validate
-from pyro_vae.runs.trainer_settings import follows_rank_zero, leave_the_log_to_rank_zero
+from pyro_vae.runs.configuration.refusals import check_against_schema, composition_refusal, refusal_line
+from pyro_vae.runs.configuration.schema import option, register_schemas
+from pyro_vae.runs.configuration.settings import validate
+from pyro_vae.runs.configuration.trainer_settings import follows_rank_zero, leave_the_log_to_rank_zero
+from pyro_vae.runs.directory.run_directory import RunDirectoryInUse, check_output_dir
+from pyro_vae.runs.directory.run_lock import hold_run_directory
+from pyro_vae.runs.directory.run_record import RunRecord
+from pyro_vae.runs.sweeps.callbacks import failed_sweep_message, remove_folders_made_for
+from pyro_vae.runs.sweeps.job_process import run_in_child_process, runs_in_a_worker_pool
 
 log = logging.getLogger("pyro_vae")
 

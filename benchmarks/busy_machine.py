@@ -28,10 +28,10 @@ from common import ROOT, add_results_argument, save_results, table
 
 STEP_TIMER = r"""
 import json, sys, time, torch
-from pyro_vae.runs.config import compose_config
-from pyro_vae.runs.builders import build_vae
-from pyro_vae.runs.settings import apply_threads
-from pyro_vae.runs.steps import make_step
+from pyro_vae.runs.configuration.config import compose_config
+from pyro_vae.runs.configuration.builders import build_vae
+from pyro_vae.runs.configuration.settings import apply_threads
+from pyro_vae.runs.loop.steps import make_step
 threads, steps = json.loads(sys.argv[1]), int(sys.argv[2])
 apply_threads(threads)
 torch.set_flush_denormal(True)

@@ -11,8 +11,8 @@ import pyro
 import torch
 from omegaconf import DictConfig
 
-from pyro_vae.runs.atomic import write_json
-from pyro_vae.runs.config import compose_config
+from pyro_vae.atomic import write_json
+from pyro_vae.runs.configuration.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

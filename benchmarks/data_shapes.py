@@ -25,8 +25,8 @@ from common import add_results_argument, config, save_results, table, train_epoc
 
 from pyro_vae.data.splits import LabelledImages
 from pyro_vae.modelling.estimators import evaluate
-from pyro_vae.runs.builders import build_vae, pixel_transform
-from pyro_vae.runs.steps import make_step
+from pyro_vae.runs.configuration.builders import build_vae, pixel_transform
+from pyro_vae.runs.loop.steps import make_step
 
 # shape name -> (image shape, the overrides of a run of such data: its likelihood and network)
 SHAPES = {

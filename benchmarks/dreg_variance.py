@@ -18,7 +18,7 @@ from common import add_results_argument, config, save_results, table
 
 from pyro_vae.data import Observation, PixelTransform
 from pyro_vae.modelling.objectives import IWAE_ELBO
-from pyro_vae.runs.builders import build_vae, load_dataset
+from pyro_vae.runs.configuration.builders import build_vae, load_dataset
 
 
 def encoder_gradients(vae, x, k: int, gradient: str, repeats: int) -> torch.Tensor:

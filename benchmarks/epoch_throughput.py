@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from pyro_vae.data import mnist
-from pyro_vae.runs.builders import build_vae, load_dataset, pixel_transform
-from pyro_vae.runs.steps import make_step
+from pyro_vae.runs.configuration.builders import build_vae, load_dataset, pixel_transform
+from pyro_vae.runs.loop.steps import make_step
 
 
 def fresh_vae(cfg):

@@ -23,7 +23,7 @@ import torch
 from common import add_results_argument, config, save_results, table
 from PIL import Image
 
-from pyro_vae.runs.builders import load_dataset
+from pyro_vae.runs.configuration.builders import load_dataset
 
 CLASSES = 10
 SETTINGS = ((28, 1), (64, 3))  # (dataset.image_size, dataset.channels): the default, and colour photos

@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pyro_vae import load
 from pyro_vae.modelling import likelihoods
 from pyro_vae.modelling.estimators import evaluate
-from pyro_vae.runs.builders import build_vae, load_dataset, pixel_transform
+from pyro_vae.runs.configuration.builders import build_vae, load_dataset, pixel_transform
 
 DEFAULT_CHUNK = 2048  # eval.chunk_size in conf/config.yaml
 FULL_TEST_SET = 10_000  # MNIST's test images, for the extrapolated times

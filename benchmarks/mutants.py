@@ -137,7 +137,7 @@ MUTANTS = (
     ),
     Mutant(
         "metrics_iwae_k_from_val_iwae_k",
-        "pyro_vae/runs/metrics.py",
+        "pyro_vae/runs/tasks/metrics.py",
         '"iwae_k": cfg.eval.iwae_k,',
         '"iwae_k": cfg.eval.val_iwae_k,',
         (
@@ -147,7 +147,7 @@ MUTANTS = (
     ),
     Mutant(
         "metrics_bits_per_dim_from_elbo",
-        "pyro_vae/runs/metrics.py",
+        "pyro_vae/runs/tasks/metrics.py",
         'metrics["test_bits_per_dim"] = bits_per_dim(test.log_likelihood, num_dims, dequantized)',
         'metrics["test_bits_per_dim"] = bits_per_dim(test.elbo, num_dims, dequantized)',
         (

@@ -56,8 +56,8 @@ from common import add_results_argument, config, ms_per_call, save_results, tabl
 from step_overhead import hand_written_step, project_step  # noqa: E402
 
 from pyro_vae.data import Observation, PixelTransform  # noqa: E402
-from pyro_vae.runs.builders import load_dataset  # noqa: E402
-from pyro_vae.runs.commands import pip_install_extra  # noqa: E402
+from pyro_vae.runs.configuration.builders import load_dataset  # noqa: E402
+from pyro_vae.runs.configuration.commands import pip_install_extra  # noqa: E402
 
 LATENT, WIDTHS, LR = 20, (512, 256), 1e-3
 

@@ -31,9 +31,9 @@ from pyro.infer import SVI, Trace_ELBO
 
 from pyro_vae.data import Observation, PixelTransform
 from pyro_vae.modelling.hierarchical import HierarchicalVAE
-from pyro_vae.runs.builders import build_vae, load_dataset
-from pyro_vae.runs.optimizers import fused_adam_runs_on
-from pyro_vae.runs.steps import make_step, model_arguments
+from pyro_vae.runs.configuration.builders import build_vae, load_dataset
+from pyro_vae.runs.loop.optimizers import fused_adam_runs_on
+from pyro_vae.runs.loop.steps import make_step, model_arguments
 
 # The project's steps measured on every network: the objectives, and Pyro's own SVI loop.
 STEPS = ("objective=trace", "svi_step=pyro", "objective=meanfield", "objective=jit")

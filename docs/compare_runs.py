@@ -13,8 +13,9 @@ import torch
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-from pyro_vae.runs import checkpoints, figures
-from pyro_vae.runs.builders import load_dataset, pixel_transform
+from pyro_vae.runs.configuration.builders import load_dataset, pixel_transform
+from pyro_vae.runs.directory import checkpoints
+from pyro_vae.runs.tasks.tasks import figures
 
 
 def test_images(run_dir: Path, count: int) -> torch.Tensor:

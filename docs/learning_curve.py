@@ -18,8 +18,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from pyro_vae.errors import DataError, PyroVAEError
-from pyro_vae.runs import checkpoints, figures
-from pyro_vae.runs.builders import training_bound_name
+from pyro_vae.runs.configuration.builders import training_bound_name
+from pyro_vae.runs.directory import checkpoints
+from pyro_vae.runs.tasks.tasks import figures
 
 
 def scored_bound(metrics_path: Path) -> figures.Mark:

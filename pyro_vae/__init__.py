@@ -14,10 +14,10 @@ from typing import Any
 _API = {
     "GAN": "pyro_vae.modelling.gan",
     "VAE": "pyro_vae.modelling.vae",
-    "build_vae": "pyro_vae.runs.builders",
-    "compose_config": "pyro_vae.runs.config",
-    "load": "pyro_vae.runs.checkpoints",
-    "run_experiment": "pyro_vae.runs.training_run",
+    "build_vae": "pyro_vae.runs.configuration.builders",
+    "compose_config": "pyro_vae.runs.configuration.config",
+    "load": "pyro_vae.runs.directory.checkpoints",
+    "run_experiment": "pyro_vae.runs.tasks.training_run",
 }
 
 __all__ = sorted(_API)

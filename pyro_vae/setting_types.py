@@ -2,7 +2,7 @@
 ``likelihood.scale_mode``, ``objective.gradient``) and the bounds that both wings share, in a module
 that imports nothing but ``enum``.
 
-The config schema (``pyro_vae.runs.schema``) types its fields with these while ``python run.py``
+The config schema (``pyro_vae.runs.configuration.schema``) types its fields with these while ``python run.py``
 reads its command line, before torch is loaded; the modules that act on them (``data.transform``,
 ``modelling.likelihoods``, ``networks``, ``objectives``, ``weights``) import them from here. It lies
 outside both wings, so that either may import it.

@@ -7,8 +7,8 @@ import torch
 from omegaconf import DictConfig
 
 from pyro_vae.modelling.vae import VAE
-from pyro_vae.runs import cpu_features
-from pyro_vae.runs.builders import build_vae
+from pyro_vae.runs.configuration import cpu_features
+from pyro_vae.runs.configuration.builders import build_vae
 
 from .helpers import compose_tiny
 
@@ -59,7 +59,7 @@ X86_BF16_CPUINFO = (
 def cpu_with_bf16(tmp_path_factory, monkeypatch):
     """A stand-in /proc/cpuinfo whose flags include avx512_bf16, for a test that trains with
     trainer.precision=bf16-mixed on the CPU: a CPU without native bfloat16 dot products refuses it
-    (pyro_vae/runs/cpu_features.py), and the machines that run the suite may lack them."""
+    (pyro_vae/runs/configuration/cpu_features.py), and the machines that run the suite may lack them."""
     cpuinfo = tmp_path_factory.mktemp("cpu") / "cpuinfo"
     cpuinfo.write_text(X86_BF16_CPUINFO)
     monkeypatch.setattr(cpu_features, "CPUINFO", str(cpuinfo))

@@ -23,9 +23,9 @@ from omegaconf import DictConfig
 
 from pyro_vae.data import binarized_mnist, cifar10
 from pyro_vae.data.idx import IdxFile, IdxRelease
-from pyro_vae.runs import config
-from pyro_vae.runs.config import CONF
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.configuration import config
+from pyro_vae.runs.configuration.config import CONF
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 __all__ = [
     "CIFAR10_BATCHES",
@@ -79,7 +79,7 @@ def _composed(overrides: Tuple[str, ...]) -> DictConfig:
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """``pyro_vae.runs.config.compose_config(overrides)``, each call its own copy. Composition is
+    """``pyro_vae.runs.configuration.config.compose_config(overrides)``, each call its own copy. Composition is
     deterministic and costs Hydra a fifth of a second, so each distinct list is composed once a
     session; a refused one raises every time."""
     return copy.deepcopy(_composed(tuple(overrides)))

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from pyro_vae.data.batches import MinibatchSampler
-from pyro_vae.runs.builders import build_vae, load_dataset, pixel_transform
-from pyro_vae.runs.steps import make_step
+from pyro_vae.runs.configuration.builders import build_vae, load_dataset, pixel_transform
+from pyro_vae.runs.loop.steps import make_step
 
 from .helpers import compose_tiny, read_metrics, train_tiny_run
 

@@ -39,6 +39,33 @@ def test_a_wing_imports_nothing_above_it(wing, forbidden):
         assert not bad, f"{path.name} imports {sorted(bad)}"
 
 
+# The run wing's sub-wings, each importing only those before it (docs/layout.md draws them).
+RUN_SUB_WINGS = ("configuration", "directory", "loop", "tasks", "sweeps")
+
+
+def test_the_quality_wing_imports_nothing_of_the_run_wing():
+    for path in sorted((PACKAGE / "quality").glob("*.py")):
+        bad = {m for m in imported_modules(path) if m.startswith("pyro_vae.runs")}
+        assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("index", range(len(RUN_SUB_WINGS)))
+def test_a_sub_wing_of_the_run_wing_imports_none_after_it(index):
+    wing, later = RUN_SUB_WINGS[index], tuple(f"pyro_vae.runs.{name}" for name in RUN_SUB_WINGS[index + 1 :])
+    paths = sorted((PACKAGE / "runs" / wing).glob("*.py"))
+    assert paths, wing
+    for path in paths:
+        bad = {m for m in imported_modules(path) if later and m.startswith(later)}
+        assert not bad, f"runs/{wing}/{path.name} imports {sorted(bad)}"
+
+
+def test_the_run_wing_has_no_module_outside_its_sub_wings():
+    assert sorted(path.name for path in (PACKAGE / "runs").glob("*.py")) == ["__init__.py"]
+    assert sorted(
+        path.name for path in (PACKAGE / "runs").iterdir() if path.is_dir() and path.name != "__pycache__"
+    ) == sorted(RUN_SUB_WINGS)
+
+
 @pytest.mark.slow  # a fresh process
 def test_the_modelling_wing_loads_without_hydra_or_the_run_wing():
     code = (

@@ -27,7 +27,7 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 
 
 class Shards(Protocol):
-    """A group of processes that each hold a shard of the images (``pyro_vae.runs.processes.Processes``)."""
+    """A group of processes that each hold a shard of the images (``pyro_vae.runs.loop.processes.Processes``)."""
 
     def sum(self, values: Dict[str, float]) -> Dict[str, float]: ...
 

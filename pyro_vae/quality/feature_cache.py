@@ -5,7 +5,7 @@ validation images and labels (their bytes and shapes), the class names, the reci
 version) and the seed. Other data or another recipe gets another entry; the same ones, from any
 run, the same entry. Sweep jobs asking at once take a lock beside the entry (``NAME.pt.lock``, an OS
 lock that a killed job does not leave held): one trains, the others wait and load what it wrote,
-whole, since entries are written atomically (``runs.atomic``). An entry
+whole, since entries are written atomically (``pyro_vae.atomic``). An entry
 that cannot be read, lacks a field, holds another key or weights the recipe cannot take is retrained,
 with a warning, and replaced.
 """
@@ -21,9 +21,9 @@ from typing import Any, Dict, Iterator, Optional, Tuple, Union
 import torch
 from filelock import FileLock, Timeout
 
+from ..atomic import save_torch
 from ..data.splits import DataSplits
 from ..errors import ConfigError
-from ..runs.atomic import save_torch
 from .classifier import FeatureClassifier
 from .classifier_training import Recipe, accuracies, default_recipe, train_classifier
 

@@ -6,8 +6,8 @@ import torch
 
 from pyro_vae.data import binarized_mnist
 from pyro_vae.errors import DataError
-from pyro_vae.runs.builders import load_dataset, pixel_transform
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.configuration.builders import load_dataset, pixel_transform
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import compose_config, read_metrics, run_py_refused, tiny_mnist_like, write_amat_files
 

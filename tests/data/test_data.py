@@ -11,8 +11,8 @@ from pyro_vae.data import Observation, PixelTransform, mnist
 from pyro_vae.data.batches import MinibatchSampler
 from pyro_vae.data.idx import IdxFile, parse_idx, read_checked_bytes
 from pyro_vae.errors import ConfigError, DataError
-from pyro_vae.runs.builders import load_dataset
-from pyro_vae.runs.schema import option
+from pyro_vae.runs.configuration.builders import load_dataset
+from pyro_vae.runs.configuration.schema import option
 
 from ..helpers import idx_bytes
 

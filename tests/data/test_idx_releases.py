@@ -14,7 +14,7 @@ import torchvision
 from pyro_vae.data import fashion_mnist, kmnist, mnist
 from pyro_vae.data.idx import IdxFile
 from pyro_vae.errors import DataError
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import compose_config, idx_bytes, md5, read_metrics, run_py, tiny_mnist_like, write_idx_release
 

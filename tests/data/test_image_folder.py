@@ -11,9 +11,9 @@ from PIL import Image
 
 from pyro_vae.data import image_folder
 from pyro_vae.errors import ConfigError, DataError
-from pyro_vae.runs.builders import dataset_reader, load_dataset
-from pyro_vae.runs.settings import validate
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.configuration.builders import dataset_reader, load_dataset
+from pyro_vae.runs.configuration.settings import validate
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import compose_config, read_metrics, run_py_refused, snapshot, tiny_mnist_like, with_header_size
 

@@ -8,8 +8,8 @@ import torch
 
 from pyro_vae.data import omniglot
 from pyro_vae.errors import DataError
-from pyro_vae.runs.builders import load_dataset
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.configuration.builders import load_dataset
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import compose_config, read_metrics, run_py_refused, tiny_mnist_like
 

@@ -20,7 +20,7 @@ import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from pyro_vae.modelling.objectives import IWAE_ELBO, CorrectedJitTrace_ELBO, DeviceTrace_ELBO
-from pyro_vae.runs.builders import build_vae
+from pyro_vae.runs.configuration.builders import build_vae
 
 from ..helpers import assert_same_loss_and_gradients, compose_tiny, parameter_gradients, program
 from .hand_densities import (

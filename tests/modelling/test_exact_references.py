@@ -30,8 +30,8 @@ from torch.distributions import MultivariateNormal, Normal, kl_divergence
 from pyro_vae.modelling.estimators import evaluate
 from pyro_vae.modelling.likelihoods import BernoulliPixels, GaussianPixels
 from pyro_vae.modelling.vae import VAE
-from pyro_vae.runs.builders import build_vae
-from pyro_vae.runs.metrics import test_metrics as project_test_metrics
+from pyro_vae.runs.configuration.builders import build_vae
+from pyro_vae.runs.tasks.metrics import test_metrics as project_test_metrics
 
 from ..helpers import compose_config
 from .hand_densities import bernoulli_log_density, normal_log_density, standard_normal_log_density

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def build(*overrides: str):
-    from pyro_vae.runs.builders import build_vae
+    from pyro_vae.runs.configuration.builders import build_vae
 
     pyro.set_rng_seed(0)
     return build_vae(compose_tiny(*overrides), SHAPE, 10)

@@ -26,7 +26,7 @@ import pyro_vae
 from pyro_vae.modelling.estimators import evaluate
 from pyro_vae.modelling.hierarchical import HierarchicalVAE
 from pyro_vae.modelling.objectives import IWAE_ELBO
-from pyro_vae.runs.builders import build_vae
+from pyro_vae.runs.configuration.builders import build_vae
 
 from ..helpers import compose_tiny, program, read_metrics, run_py, train_tiny_run
 from .hand_densities import bernoulli_log_density, normal_log_density, standard_normal_log_density

@@ -23,9 +23,9 @@ from pyro_vae.modelling.likelihoods import (
     GreyLevels,
 )
 from pyro_vae.modelling.vae import VAE
-from pyro_vae.runs.builders import build_vae
-from pyro_vae.runs.metrics import test_metrics as project_test_metrics
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.configuration.builders import build_vae
+from pyro_vae.runs.tasks.metrics import test_metrics as project_test_metrics
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import assert_same_loss_and_gradients, compose_config, compose_tiny, program, read_metrics, tiny_cifar10
 from .hand_densities import (

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 import pyro_vae
 from pyro_vae.modelling.priors import StandardNormal, VampPrior
-from pyro_vae.runs.builders import build_vae
+from pyro_vae.runs.configuration.builders import build_vae
 
 from ..helpers import compose_tiny, program, read_metrics, train_tiny_run
 

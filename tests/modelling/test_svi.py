@@ -16,8 +16,8 @@ import pytest
 import torch
 from pyro.infer import SVI, Trace_ELBO
 
-from pyro_vae.runs.builders import build_vae
-from pyro_vae.runs.steps import PyroSVIStep, TorchOptimizerStep, make_step
+from pyro_vae.runs.configuration.builders import build_vae
+from pyro_vae.runs.loop.steps import PyroSVIStep, TorchOptimizerStep, make_step
 
 from ..helpers import compose_tiny, program
 

@@ -11,9 +11,9 @@ from torch.nn import functional as F
 
 import pyro_vae
 from pyro_vae.modelling.estimators import evaluate
-from pyro_vae.runs.builders import build_vae, make_objective
+from pyro_vae.runs.configuration.builders import build_vae, make_objective
+from pyro_vae.runs.loop.steps import kl_weighting
 from pyro_vae.runs.loop.vae_training import kl_weight_at
-from pyro_vae.runs.steps import kl_weighting
 
 from ..helpers import (
     assert_same_loss_and_gradients,

@@ -11,9 +11,9 @@ import sys
 import pytest
 import torch
 
+from pyro_vae import atomic
 from pyro_vae.errors import OutputError, PyroVAEError
-from pyro_vae.runs import atomic
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import ROOT, compose_tiny, tiny
 

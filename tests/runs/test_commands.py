@@ -10,9 +10,11 @@ import sys
 import pytest
 
 from pyro_vae.errors import ConfigError
-from pyro_vae.runs import checkpoints, commands, interrupts
-from pyro_vae.runs.config import compose_config
-from pyro_vae.runs.trainer_settings import require_logger_package
+from pyro_vae.runs.configuration import commands
+from pyro_vae.runs.configuration.config import compose_config
+from pyro_vae.runs.configuration.trainer_settings import require_logger_package
+from pyro_vae.runs.directory import checkpoints
+from pyro_vae.runs.loop import interrupts
 
 
 @pytest.fixture

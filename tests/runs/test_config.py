@@ -7,11 +7,11 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from pyro_vae.errors import ConfigError
-from pyro_vae.runs import optimizers
-from pyro_vae.runs.builders import make_objective
-from pyro_vae.runs.optimizers import make_optimizer
-from pyro_vae.runs.schema import OPTIONS, Config, register_schemas
-from pyro_vae.runs.settings import MAX_SEED, MIN_EPS, apply_threads, resolve_device, validate
+from pyro_vae.runs.configuration.builders import make_objective
+from pyro_vae.runs.configuration.schema import OPTIONS, Config, register_schemas
+from pyro_vae.runs.configuration.settings import MAX_SEED, MIN_EPS, apply_threads, resolve_device, validate
+from pyro_vae.runs.loop import optimizers
+from pyro_vae.runs.loop.optimizers import make_optimizer
 
 from ..helpers import CONF, compose_config, one_line, run_py
 

@@ -1,4 +1,4 @@
-"""Data-parallel training on the CPU: two processes (gloo) started by :mod:`pyro_vae.runs.spawn`, each
+"""Data-parallel training on the CPU: two processes (gloo) started by :mod:`pyro_vae.runs.loop.spawn`, each
 fitting a LightningModule in the Trainer of :func:`pyro_vae.runs.loop.trainer.make_trainer` (DDP), whose
 step is built as ``VAETraining`` builds it: ``TorchOptimizerStep`` on the Trainer's optimizer, with
 ``manual_backward``.
@@ -30,15 +30,15 @@ from torch.nn.parallel import DistributedDataParallel
 import pyro_vae
 from pyro_vae.data.batches import MinibatchSampler
 from pyro_vae.errors import ConfigError
-from pyro_vae.runs import checkpoints
-from pyro_vae.runs.builders import build_vae, make_objective
-from pyro_vae.runs.config import compose_config
+from pyro_vae.runs.configuration.builders import build_vae, make_objective
+from pyro_vae.runs.configuration.config import compose_config
+from pyro_vae.runs.configuration.settings import validate
+from pyro_vae.runs.directory import checkpoints
+from pyro_vae.runs.loop.optimizers import make_optimizer
+from pyro_vae.runs.loop.processes import Processes, follows_rank_zero
+from pyro_vae.runs.loop.spawn import launch
+from pyro_vae.runs.loop.steps import TorchOptimizerStep, make_step
 from pyro_vae.runs.loop.trainer import make_trainer
-from pyro_vae.runs.optimizers import make_optimizer
-from pyro_vae.runs.processes import Processes, follows_rank_zero
-from pyro_vae.runs.settings import validate
-from pyro_vae.runs.spawn import launch
-from pyro_vae.runs.steps import TorchOptimizerStep, make_step
 
 from ..helpers import ROOT, read_history, read_metrics, run_py, run_py_refused, tiny
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import pyro_vae
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import compose_config, read_history, read_metrics, run_py, run_py_refused, tiny, tiny_cifar10
 

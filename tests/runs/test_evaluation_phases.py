@@ -6,10 +6,10 @@ import logging
 import pytest
 import torch
 
-from pyro_vae.runs.builders import build_vae
-from pyro_vae.runs.metrics import validation_metrics
-from pyro_vae.runs.progress import phase
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.configuration.builders import build_vae
+from pyro_vae.runs.tasks.metrics import validation_metrics
+from pyro_vae.runs.tasks.progress import phase
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import compose_tiny, read_metrics
 

@@ -7,8 +7,8 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from pyro_vae.runs import figures
-from pyro_vae.runs.builders import build_vae
+from pyro_vae.runs.configuration.builders import build_vae
+from pyro_vae.runs.tasks.tasks import figures
 
 from ..helpers import compose_config, read_metrics, run_python, train_tiny_run
 

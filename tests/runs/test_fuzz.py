@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 
 from pyro_vae.data import fashion_mnist
 from pyro_vae.errors import ConfigError
-from pyro_vae.runs.optimizers import NOT_ARGUMENTS, make_optimizer
-from pyro_vae.runs.schema import OPTIONS, Config
-from pyro_vae.runs.settings import RANGES, validate
+from pyro_vae.runs.configuration.schema import OPTIONS, Config
+from pyro_vae.runs.configuration.settings import RANGES, validate
+from pyro_vae.runs.loop.optimizers import NOT_ARGUMENTS, make_optimizer
 
 from ..data.test_celeba import write_celeba
 from ..data.test_image_folder import write_folder

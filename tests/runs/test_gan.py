@@ -12,12 +12,12 @@ from omegaconf import OmegaConf
 import pyro_vae
 from pyro_vae.errors import ConfigError, DivergenceError, RunInterrupted
 from pyro_vae.modelling.gan import GAN
-from pyro_vae.runs import checkpoints
+from pyro_vae.runs.configuration.schema import OPTIONS
+from pyro_vae.runs.configuration.settings import GAN_UNUSED, validate
+from pyro_vae.runs.directory import checkpoints
 from pyro_vae.runs.loop.gan_training import GANTraining
-from pyro_vae.runs.schema import OPTIONS
-from pyro_vae.runs.settings import GAN_UNUSED, validate
-from pyro_vae.runs.tasks import evaluate_run, interpolate_run, reconstruct_run
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.tasks.tasks import evaluate_run, interpolate_run, reconstruct_run
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import (
     GAN_TINY,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyro_vae.runs import checkpoints
+from pyro_vae.runs.directory import checkpoints
 
 from ..helpers import ROOT, run_py, run_python, tiny
 

@@ -1,7 +1,7 @@
 """Every refusal of a setting, in one table: the command line's overrides and the one line that refuses them.
 
 A row is refused either by Hydra while it composes (unknown keys, wrong types, values outside a
-closed set; ``pyro_vae.runs.refusals`` words them) or by ``settings.validate`` before any work
+closed set; ``pyro_vae.runs.configuration.refusals`` words them) or by ``settings.validate`` before any work
 (ranges, and rules between settings). Either way the refusal is one line that names the setting.
 ``test_run_py_refuses_every_kind_in_one_line`` takes a row of each kind through ``python run.py``.
 Refusals of files (archives, checkpoints, run directories, image files) stay beside the code that reads them;
@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from pyro_vae.data import cifar10
 from pyro_vae.errors import ConfigError
-from pyro_vae.runs.settings import validate
+from pyro_vae.runs.configuration.settings import validate
 
 from ..helpers import ROOT, compose_config, md5, run_py_refused, snapshot, tiny_cifar10
 

@@ -1,7 +1,7 @@
 """Refusals of what this machine cannot do well or at all, in one line before any work:
 ``trainer.precision=bf16-mixed`` on a CPU without native bfloat16 dot products
-(``pyro_vae/runs/cpu_features.py``), and a run whose estimated memory exceeds what the machine has
-(``pyro_vae/runs/memory_estimate.py``). Each reads the machine through one function or file, for which
+(``pyro_vae/runs/configuration/cpu_features.py``), and a run whose estimated memory exceeds what the machine has
+(``pyro_vae/runs/configuration/memory_estimate.py``). Each reads the machine through one function or file, for which
 these tests stand in: a /proc/cpuinfo of their own, and the memory figure."""
 
 import re
@@ -15,10 +15,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 
 from pyro_vae.errors import ConfigError
-from pyro_vae.runs import cpu_features, memory_estimate
-from pyro_vae.runs.builders import build_model, dataset_reader
-from pyro_vae.runs.memory_estimate import GIB, Memory, estimate
-from pyro_vae.runs.settings import validate
+from pyro_vae.runs.configuration import cpu_features, memory_estimate
+from pyro_vae.runs.configuration.builders import build_model, dataset_reader
+from pyro_vae.runs.configuration.memory_estimate import GIB, Memory, estimate
+from pyro_vae.runs.configuration.settings import validate
 
 from ..helpers import ROOT, compose_config, run_py_refused, snapshot, train_tiny_run
 

@@ -12,7 +12,7 @@ import yaml
 
 import pyro_vae
 from pyro_vae.errors import DataError
-from pyro_vae.runs.run_directory import RunDirectoryInUse, check_output_dir, settings_changed
+from pyro_vae.runs.directory.run_directory import RunDirectoryInUse, check_output_dir, settings_changed
 
 from ..helpers import compose_tiny, run_py, run_py_refused, snapshot, tiny
 

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from pyro_vae.runs import checkpoints, run_lock
-from pyro_vae.runs.run_directory import RunDirectoryInUse
-from pyro_vae.runs.run_lock import WRITER, hold_run_directory
+from pyro_vae.runs.directory import checkpoints, run_lock
+from pyro_vae.runs.directory.run_directory import RunDirectoryInUse
+from pyro_vae.runs.directory.run_lock import WRITER, hold_run_directory
 
 from ..helpers import ROOT, read_history, run_py, run_py_refused, snapshot, tiny
 

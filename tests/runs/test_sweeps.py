@@ -9,11 +9,11 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
-from pyro_vae.runs import checkpoints
-from pyro_vae.runs.builders import make_objective
-from pyro_vae.runs.optimizers import make_optimizer
-from pyro_vae.runs.settings import validate
-from pyro_vae.runs.sweep_summary import collect_jobs, running_status, write_summary
+from pyro_vae.runs.configuration.builders import make_objective
+from pyro_vae.runs.configuration.settings import validate
+from pyro_vae.runs.directory import checkpoints
+from pyro_vae.runs.loop.optimizers import make_optimizer
+from pyro_vae.runs.sweeps.sweep_summary import collect_jobs, running_status, write_summary
 
 from ..helpers import CONF, compose_config, read_metrics, run_py, run_python, tiny
 

@@ -13,11 +13,12 @@ from PIL import Image
 import pyro_vae
 from pyro_vae.data import kmnist
 from pyro_vae.errors import ConfigError, DataError
-from pyro_vae.runs import figures, finished_run
-from pyro_vae.runs.run_directory import check_output_dir
-from pyro_vae.runs.schema import option
-from pyro_vae.runs.settings import validate
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.configuration.schema import option
+from pyro_vae.runs.configuration.settings import validate
+from pyro_vae.runs.directory import finished_run
+from pyro_vae.runs.directory.run_directory import check_output_dir
+from pyro_vae.runs.tasks.tasks import figures
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import (
     compose_config,

@@ -13,10 +13,10 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from pyro_vae.errors import ConfigError
+from pyro_vae.runs.configuration.settings import validate
+from pyro_vae.runs.directory.run_directory import RunDirectoryInUse
 from pyro_vae.runs.loop import vae_training as training
-from pyro_vae.runs.run_directory import RunDirectoryInUse
-from pyro_vae.runs.settings import validate
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import compose_config, compose_tiny, read_history, read_metrics, run_py_refused, snapshot, tiny
 

@@ -12,13 +12,13 @@ from pyro_vae.errors import ConfigError, DivergenceError
 from pyro_vae.modelling.estimators import Evaluation
 from pyro_vae.modelling.objectives import DeviceTrace_ELBO
 from pyro_vae.modelling.vae import VAE
-from pyro_vae.runs import checkpoints
-from pyro_vae.runs.builders import build_vae, load_dataset, pixel_transform
+from pyro_vae.runs.configuration.builders import build_vae, load_dataset, pixel_transform
+from pyro_vae.runs.directory import checkpoints
 from pyro_vae.runs.loop.early_stopping import StopWithoutImprovement
+from pyro_vae.runs.loop.schedules import burda_factor, make_schedule, step_schedule
 from pyro_vae.runs.loop.state import TrainingState
 from pyro_vae.runs.loop.vae_training import fit
-from pyro_vae.runs.schedules import burda_factor, make_schedule, step_schedule
-from pyro_vae.runs.training_run import run_experiment
+from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import compose_config, compose_tiny, read_history, read_metrics, run_py, tiny
 

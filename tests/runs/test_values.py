@@ -5,7 +5,7 @@ import math
 import pytest
 
 from pyro_vae.errors import ConfigError
-from pyro_vae.runs.values import is_integer, is_number, positive_int
+from pyro_vae.runs.configuration.values import is_integer, is_number, positive_int
 
 
 @pytest.mark.parametrize("value", [0, 1, -3, 10**12])

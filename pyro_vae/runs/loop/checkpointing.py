@@ -16,9 +16,9 @@ import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from ...atomic import save_torch
 from ...errors import ConfigError
-from ..atomic import save_torch
-from ..run_directory import BEST, LAST
+from ..directory.run_directory import BEST, LAST
 
 RECORDS = "pyro_vae"  # the key of a Lightning checkpoint under which the module puts each file's record
 

@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig
 
 from ...errors import DivergenceError
-from .. import checkpoints
+from ..directory import checkpoints
 
 LOSS_CHECK_EVERY = 100
 # optimizer.eps below torch's default lets Adam and RMSprop divide by a vanishing second moment.

@@ -1,9 +1,9 @@
 """threads=null as a callback: torch's threads follow the cores other processes leave idle
-(:class:`~pyro_vae.runs.cores.ThreadsFollowLoad`), re-read every ``LOSS_CHECK_EVERY`` steps."""
+(:class:`~pyro_vae.runs.loop.cores.ThreadsFollowLoad`), re-read every ``LOSS_CHECK_EVERY`` steps."""
 
 import lightning.pytorch as pl
 
-from ..cores import ThreadsFollowLoad
+from ..configuration.cores import ThreadsFollowLoad
 from .divergence import LOSS_CHECK_EVERY
 
 

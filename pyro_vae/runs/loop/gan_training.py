@@ -20,12 +20,12 @@ from ...data import DataSplits, PixelTransform
 from ...data.batches import ShuffledIndices
 from ...errors import DivergenceError
 from ...modelling.gan import GAN, discriminator_loss, generator_loss
-from .. import checkpoints
-from ..interrupts import interruptible
-from ..optimizers import fused_adam_runs_on
-from ..processes import ONE_PROCESS
-from ..run_directory import BEST, LAST
+from ..directory import checkpoints
+from ..directory.run_directory import BEST, LAST
 from .checkpointing import RECORDS, RunCheckpoint, resume_refusal
+from .interrupts import interruptible
+from .optimizers import fused_adam_runs_on
+from .processes import ONE_PROCESS
 from .random_streams import KEY as RANDOM_STREAMS
 from .random_streams import RandomStreams, restore_streams
 from .state import TrainingState

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from ..run_directory import changeable_on_resume, flatten
+from ..directory.run_directory import changeable_on_resume, flatten
 
 PROJECT_KEYS = ("image_every",)  # keys of a logger option that the run reads, not its _target_
 RESULTS = ("test_", "val_")  # the figures of metrics.json that the loggers compare runs by
@@ -103,17 +103,3 @@ def _hparam(value: Any) -> Any:
     if isinstance(value, bool):  # else TensorBoard shows true as 1
         return str(value).lower()
     return value if isinstance(value, (int, float, str)) else str(value)
-
-
-def finish_logging(loggers: List[Logger], cfg: DictConfig, metrics: Dict[str, Any]) -> None:
-    """Once ``metrics.json`` is written: the settings beside the results, at the last epoch's step."""
-    for logger in loggers:
-        if isinstance(logger, RunTensorBoardLogger):
-            from .tensorboard_figures import write_session
-
-            write_session(logger.experiment, run_hparams(cfg), results(metrics), metrics["epochs_completed"])
-            logger.close()
-        else:
-            logger.log_hyperparams(run_hparams(cfg))
-            logger.log_metrics(results(metrics), step=metrics["epochs_completed"])
-            logger.finalize("success")

@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 import lightning.pytorch as pl
 import torch
 
-from ..processes import Processes, rank_seed
+from .processes import Processes, rank_seed
 
 log = logging.getLogger(__name__)
 KEY = "random_streams"  # where the module's checkpoint finds them

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
-from ..trainer_settings import world_size
+from ..configuration.trainer_settings import world_size
 from .checkpointing import DurableCheckpointIO
 from .progress_bar import EpochBar, shows_progress
 

@@ -22,25 +22,24 @@ from ...data import DataSplits, PixelTransform
 from ...errors import DivergenceError
 from ...modelling.estimators import Evaluation, evaluate
 from ...modelling.vae import VAE
-from .. import checkpoints
-from ..builders import make_objective
-from ..cores import ThreadsFollowLoad
-from ..interrupts import interruptible
-from ..optimizers import make_optimizer
-from ..processes import ONE_PROCESS, Processes
-from ..run_directory import BEST, LAST
-from ..schedules import make_schedule, step_schedule
-from ..steps import PyroSVIStep, TorchOptimizerStep, TrainingStep
+from ..configuration.builders import make_objective
+from ..configuration.cores import ThreadsFollowLoad
+from ..directory import checkpoints
+from ..directory.run_directory import BEST, LAST
 from .checkpointing import RECORDS, RunCheckpoint, improved, resume_refusal
 from .divergence import DivergenceCheck, divergence_message, validation_divergence
 from .early_stopping import StopWithoutImprovement
 from .epoch_batches import EpochBatches
 from .follow_cores import FollowIdleCores
+from .interrupts import interruptible
 from .loggers import epoch_scalars
+from .optimizers import make_optimizer
+from .processes import ONE_PROCESS, Processes
 from .random_streams import KEY as RANDOM_STREAMS
 from .random_streams import RandomStreams, restore_streams
+from .schedules import make_schedule, step_schedule
 from .state import TrainingState
-from .tensorboard_figures import TensorBoardImages
+from .steps import PyroSVIStep, TorchOptimizerStep, TrainingStep
 from .trainer import make_trainer, start_after
 
 log = logging.getLogger(__name__)
@@ -260,8 +259,6 @@ def fit(
                 log.info("early stopping: no better validation ELBO in the last %d epochs", stopping.patience)
                 return module.state
             run_callbacks.append(stopping)
-        if cfg.logger.name == "tensorboard":
-            run_callbacks.append(TensorBoardImages(cfg.logger.image_every, cfg.seed))
         trainer = make_trainer(cfg, device, [*run_callbacks, *callbacks], list(loggers))
         start_after(trainer, module.state.epochs_completed)
         if record is not None:
