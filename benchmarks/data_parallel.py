@@ -1,4 +1,4 @@
-"""Seconds per epoch of the default model trained by one process and by several (Lightning Fabric's DDP).
+"""Seconds per epoch of the default model trained by one process and by several (DDP in Lightning's Trainer).
 
 Each configuration is a real ``python run.py`` run on the first ``--images`` training images for
 ``--epochs`` epochs; the figure is the median epoch time from its ``history.csv``, leaving out the

@@ -61,7 +61,10 @@ tree = Path(sys.argv[1]).resolve()
 import pyro_vae
 if Path(pyro_vae.__file__).resolve().parent != tree / "pyro_vae":
     raise SystemExit(f"pyro_vae came from {pyro_vae.__file__}, not {tree}")
-from pyro_vae.runs.tasks.tasks import training_run
+try:
+    from pyro_vae.runs.tasks import training_run  # the run wing in sub-wings
+except ImportError:
+    from pyro_vae.runs import training_run  # the old loop's tree
 fit, timing = training_run.fit, {}
 def timed_fit(*args, **kwargs):
     start = time.perf_counter()

@@ -24,7 +24,7 @@ from pyro_vae.quality.classifier import as_pixels
 from pyro_vae.quality.feature_cache import feature_extractor
 from pyro_vae.quality.metrics import quality_metrics
 from pyro_vae.runs.configuration.builders import build_vae, load_dataset
-from pyro_vae.runs.tasks.tasks import figures
+from pyro_vae.runs.tasks import figures
 
 
 def seconds_of(work):

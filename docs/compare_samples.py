@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from pyro_vae.quality.classifier import as_pixels
 from pyro_vae.runs.configuration.builders import load_dataset
 from pyro_vae.runs.directory import checkpoints
-from pyro_vae.runs.tasks.tasks import figures
+from pyro_vae.runs.tasks import figures
 
 
 @torch.no_grad()

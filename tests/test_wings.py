@@ -1,4 +1,4 @@
-"""The package's two wings: the modelling wing is usable without Hydra, and imports run one way
+"""The package's wings: the modelling wing is usable without Hydra, and imports run one way
 (run wing -> modelling wing -> data), as README's Layout draws them."""
 
 import ast

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from pyro_vae.runs.configuration import cores
 from pyro_vae.runs.configuration.cores import CpuTicks, ThreadsFollowLoad, cores_busy_elsewhere
-from pyro_vae.runs.loop import cores
 
 
 def test_the_cores_busy_elsewhere_are_the_busy_ticks_less_this_process_own(monkeypatch):

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from pyro_vae.runs.configuration.builders import build_vae
-from pyro_vae.runs.tasks.tasks import figures
+from pyro_vae.runs.tasks import figures
 
 from ..helpers import compose_config, read_metrics, run_python, train_tiny_run
 

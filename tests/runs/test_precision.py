@@ -8,7 +8,7 @@ import pyro_vae
 from pyro_vae.errors import ConfigError
 from pyro_vae.modelling.estimators import evaluate
 from pyro_vae.runs.directory import checkpoints
-from pyro_vae.runs.tasks.tasks import training_run
+from pyro_vae.runs.tasks import training_run
 
 from ..helpers import read_history, read_metrics, train_tiny_run
 

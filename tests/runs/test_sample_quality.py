@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from pyro_vae.runs.tasks.tasks import sample_quality
+from pyro_vae.runs.tasks import sample_quality
 from pyro_vae.runs.tasks.training_run import run_experiment
 from tests.helpers import (
     compose_config,

@@ -17,7 +17,7 @@ from pyro_vae.runs.configuration.schema import option
 from pyro_vae.runs.configuration.settings import validate
 from pyro_vae.runs.directory import finished_run
 from pyro_vae.runs.directory.run_directory import check_output_dir
-from pyro_vae.runs.tasks.tasks import figures
+from pyro_vae.runs.tasks import figures
 from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import (

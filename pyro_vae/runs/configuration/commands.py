@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 # run.py and pyproject.toml sit beside the package in the repository (conf/ too: see config.py).
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def shown(path: Path) -> str:

@@ -12,7 +12,7 @@ from .refusals import check_against_schema, composition_refusal
 from .schema import register_schemas
 
 # conf/ sits beside the package in the repository, where run.py finds it too.
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[3] / "conf"
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:

@@ -280,7 +280,7 @@ GAN_UNUSED: List[Tuple[str, Any, str]] = [
     (
         "logger",
         ("csv", "none"),
-        "TensorBoard and MLflow show a VAE's bounds and reconstructions; model=gan logs to csv",
+        "TensorBoard and MLflow show a VAE's bounds and reconstructions; model=gan logs its losses to csv",
     ),
     *(
         (name, default, "model=gan trains in one float32 process")

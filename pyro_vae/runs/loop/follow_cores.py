@@ -1,5 +1,5 @@
 """threads=null as a callback: torch's threads follow the cores other processes leave idle
-(:class:`~pyro_vae.runs.loop.cores.ThreadsFollowLoad`), re-read every ``LOSS_CHECK_EVERY`` steps."""
+(:class:`~pyro_vae.runs.configuration.cores.ThreadsFollowLoad`), re-read every ``LOSS_CHECK_EVERY`` steps."""
 
 import lightning.pytorch as pl
 

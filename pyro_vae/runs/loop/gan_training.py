@@ -10,10 +10,11 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from ...data import DataSplits, PixelTransform
@@ -24,6 +25,7 @@ from ..directory import checkpoints
 from ..directory.run_directory import BEST, LAST
 from .checkpointing import RECORDS, RunCheckpoint, resume_refusal
 from .interrupts import interruptible
+from .loggers import epoch_scalars
 from .optimizers import fused_adam_runs_on
 from .processes import ONE_PROCESS
 from .random_streams import KEY as RANDOM_STREAMS
@@ -116,6 +118,8 @@ class GANTraining(pl.LightningModule):
             "images_per_second": len(self.sampler) * self.cfg.batch_size / seconds,
         }
         self.state.history.append(row)
+        scalars = epoch_scalars(row)
+        self.log_dict({tag: torch.tensor(value, dtype=torch.float64) for tag, value in scalars.items()}, logger=True)
         log.info(
             "epoch %d/%d  D loss %.3f  G loss %.3f  D(x) %.2f  D(G(z)) %.2f  (%.1f s, %.0f images/s)",
             epoch,
@@ -147,7 +151,15 @@ class GANTraining(pl.LightningModule):
         self.state = TrainingState(history=list(record["history"]))
 
 
-def fit(gan: GAN, data: DataSplits, transform: PixelTransform, cfg: DictConfig, run_dir: Path) -> TrainingState:
+def fit(
+    gan: GAN,
+    data: DataSplits,
+    transform: PixelTransform,
+    cfg: DictConfig,
+    run_dir: Path,
+    loggers: Sequence[Logger] = (),
+    callbacks: Sequence[pl.Callback] = (),
+) -> TrainingState:
     """Train ``gan`` up to ``cfg.epochs`` epochs in Lightning's loop, writing ``checkpoint.pt`` and ``last.pt``
     after each; an epoch whose losses are not finite is not saved and stops training with ``state.divergence``
     set. SIGINT and SIGTERM raise :class:`RunInterrupted`, never in the middle of a save."""
@@ -160,8 +172,8 @@ def fit(gan: GAN, data: DataSplits, transform: PixelTransform, cfg: DictConfig, 
         module.resume_from(record)
         log.info("resuming %s after epoch %d", run_dir, module.state.epochs_completed)
     with interruptible(run_dir) as saving:
-        callbacks = [RunCheckpoint(run_dir, saving, monitor=None), RandomStreams(ONE_PROCESS, device)]
-        trainer = make_trainer(cfg, device, callbacks)
+        run_callbacks = [RunCheckpoint(run_dir, saving, monitor=None), RandomStreams(ONE_PROCESS, device)]
+        trainer = make_trainer(cfg, device, [*run_callbacks, *callbacks], list(loggers))
         start_after(trainer, module.state.epochs_completed)
         if record is not None:
             restore_streams(record, ONE_PROCESS, device, cfg.seed)

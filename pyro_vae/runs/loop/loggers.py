@@ -1,7 +1,7 @@
 """``logger=``: Lightning's loggers, each built by the ``_target_`` of its option (conf/logger/):
 ``csv`` (the default, Lightning's CSVLogger: ``RUN_DIR/csv/version_N/metrics.csv``, a version per
 process of the run), ``tensorboard`` (event files in ``RUN_DIR/tensorboard/``, with images and the
-HParams view: :mod:`.tensorboard_figures`), ``mlflow`` (where the package is installed) or ``none``.
+HParams view: :mod:`pyro_vae.runs.tasks.run_logging`), ``mlflow`` (where the package is installed) or ``none``.
 
 Each epoch's row of history.csv reaches them with the epoch as its step, under the tags
 :func:`scalar_tag` gives (``val_elbo`` as ``val/elbo``), beside the validation pass's KL and
@@ -73,9 +73,9 @@ def scalar_tag(key: str) -> str:
     return f"{split}/{name}" if split in ("train", "val", "test") else f"train/{key}"
 
 
-def epoch_scalars(row: Dict[str, float], kl: float, reconstruction: float) -> Dict[str, float]:
-    """An epoch's figures under their tags, and the epoch as Lightning's ``step``."""
-    figures = {**row, "val_kl": kl, "val_reconstruction": reconstruction}
+def epoch_scalars(row: Dict[str, float], **more: float) -> Dict[str, float]:
+    """An epoch's figures (``row``, and ``more`` of it) under their tags, and the epoch as Lightning's ``step``."""
+    figures = {**row, **more}
     return {**{scalar_tag(key): value for key, value in figures.items() if key != "epoch"}, "step": row["epoch"]}
 
 

@@ -9,6 +9,7 @@ from typing import List, Optional
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
@@ -43,7 +44,7 @@ def make_trainer(
         max_epochs=cfg.epochs if max_epochs is None else max_epochs,
         callbacks=[*bar, *callbacks],
         logger=loggers or False,
-        plugins=[DurableCheckpointIO()],
+        plugins=[DurableCheckpointIO(), *_cluster(device)],
         enable_progress_bar=bool(bar),
         enable_checkpointing=any(isinstance(callback, ModelCheckpoint) for callback in callbacks),
         enable_model_summary=False,
@@ -52,6 +53,12 @@ def make_trainer(
         log_every_n_steps=1,
         default_root_dir=None,
     )
+
+
+def _cluster(device: torch.device) -> list:
+    """Under SLURM, its environment without Lightning's auto-requeue: a requeued job resumes with
+    resume=true from last.pt, not from an hpc checkpoint of Lightning's own format."""
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 def _strategy(trainer: DictConfig, device: torch.device):

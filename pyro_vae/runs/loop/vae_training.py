@@ -167,7 +167,7 @@ class VAETraining(pl.LightningModule):
         step_schedule(self.lr_schedulers(), val.elbo)
         # For RunCheckpoint and early stopping; in float64, as the history compares it.
         self.log("val_elbo", torch.tensor(val.elbo, dtype=torch.float64), logger=False)
-        scalars = epoch_scalars(row, val.kl, val.reconstruction)
+        scalars = epoch_scalars(row, val_kl=val.kl, val_reconstruction=val.reconstruction)
         self.log_dict({tag: torch.tensor(value, dtype=torch.float64) for tag, value in scalars.items()}, logger=True)
         log.info(
             "epoch %d/%d  train ELBO %.2f  val ELBO %.2f%s  (%.1f s, %.0f images/s, lr %.2g)",

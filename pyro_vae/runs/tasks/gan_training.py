@@ -22,9 +22,12 @@ from ..directory import checkpoints
 from ..directory.reporting import write_history, write_metrics
 from ..directory.run_record import Begin, nothing_to_begin
 from ..loop.gan_training import STEP_FIGURES, fit
+from ..loop.loggers import make_loggers
 from ..loop.state import TrainingState
+from ..loop.user_callbacks import build_callbacks
 from . import gan_figures
-from .training_run import check_batch_size
+from .run_logging import finish_logging
+from .training_run import check_batch_size, epochs_done
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ def train_gan(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -
     gan = build_gan(cfg, data.image_shape).to(device)
     if cfg.resume:
         checkpoints.check_resume_fits(gan, run_dir)
+    callbacks = build_callbacks(cfg)  # a user's own: refused before anything is written
     begin()
     transform = pixel_transform(cfg)
     log.info(
@@ -58,7 +62,8 @@ def train_gan(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -
         transform.observes,
         device,
     )
-    state = fit(gan, data, transform, cfg, run_dir)
+    loggers = make_loggers(cfg, run_dir, epochs_done(cfg, run_dir))
+    state = fit(gan, data, transform, cfg, run_dir, loggers, callbacks)
     write_history(run_dir / "history.csv", state.history)
     if state.divergence is not None:
         write_metrics(
@@ -81,6 +86,7 @@ def train_gan(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -
         **_provenance(state, data),
     }
     write_metrics(run_dir / "metrics.json", metrics)
+    finish_logging(loggers, cfg, metrics)
     gan_figures.write_all(gan, state.history, run_dir / "figures")
     log.info("wrote %s", run_dir)
 

@@ -111,7 +111,7 @@ def train_in_process(
         torch.get_num_threads(),
     )
 
-    loggers = make_loggers(cfg, run_dir, _epochs_done(cfg, run_dir)) if processes.writes else []
+    loggers = make_loggers(cfg, run_dir, epochs_done(cfg, run_dir)) if processes.writes else []
     state = fit(vae, data, transform, cfg, run_dir, processes, threads, loggers, [*logger_callbacks(cfg), *callbacks])
     if state.divergence is not None:
         if not processes.writes:
@@ -174,7 +174,7 @@ def _prepare(cfg: DictConfig, run_dir: Path, device: torch.device) -> Tuple[Data
     return data, vae
 
 
-def _epochs_done(cfg: DictConfig, run_dir: Path) -> int:
+def epochs_done(cfg: DictConfig, run_dir: Path) -> int:
     """The epochs a resumed run has already trained (and shown to its loggers)."""
     return len(checkpoints.read(run_dir / checkpoints.LAST)["history"]) if cfg.resume else 0
 
