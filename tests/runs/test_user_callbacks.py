@@ -1,10 +1,14 @@
 """A user adds a Lightning callback of their own module by configuration alone
 (``+callbacks.NAME._target_=MODULE.CLASS``, docs/runs.md), through run.py; one that cannot be built,
-or is not a callback, is refused in one line with nothing written."""
+or is not a callback, is refused in one line with nothing written. A logger of their own replaces the
+logger option's ``_target_`` (``logger._target_=MODULE.CLASS``)."""
 
 import json
 
-from ..helpers import read_history, run_py, run_py_refused, tiny
+from pyro_vae.runs.tasks.training_run import run_experiment
+
+from ..helpers import compose_tiny, read_history, run_py, run_py_refused, tiny
+from .user_callback import RecordingLogger
 
 OWN = "tests.runs.user_callback"  # importable from the repository root, where run.py runs
 
@@ -42,3 +46,14 @@ def test_a_class_that_is_not_a_callback_is_refused_in_one_line(tmp_path):
         "subclass it"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_a_logger_of_the_users_module_gets_every_epoch_and_the_results(tmp_path):
+    RecordingLogger.seen.clear()
+    run_experiment(compose_tiny("epochs=2", "eval.iwae_k=2", f"logger._target_={OWN}.RecordingLogger"), tmp_path)
+    epochs = [(step, metrics) for kind, *rest in RecordingLogger.seen if kind == "metrics" for step, metrics in [rest]]
+    history = read_history(tmp_path)
+    assert [step for step, _ in epochs] == [1, 2, 2]  # each epoch, then the results at the last one
+    assert [metrics["val/elbo"] for _, metrics in epochs[:2]] == [float(row["val_elbo"]) for row in history]
+    assert "test/elbo" in epochs[2][1]
+    assert any(kind == "hparams" and rest[0]["latent_dim"] == 4 for kind, *rest in RecordingLogger.seen)

@@ -1,12 +1,14 @@
-"""A user's own Lightning callback, in a module of its own, for tests/runs/test_user_callbacks.py: it
-writes the epochs it saw end and the validation ELBO the run logged for each into ``path``."""
+"""A user's own Lightning callback and logger, in a module of their own, for tests/runs/test_user_callbacks.py."""
 
 import json
 
 import lightning.pytorch as pl
+from lightning.pytorch.loggers import Logger
 
 
 class RecordEpochs(pl.Callback):
+    """Writes the epochs it saw end, and the validation ELBO the run logged last, into ``path``."""
+
     def __init__(self, path: str) -> None:
         self.path, self.seen = path, []
 
@@ -21,3 +23,27 @@ class RecordEpochs(pl.Callback):
 class NotACallback:
     def __init__(self, path: str = "") -> None:
         self.path = path
+
+
+class RecordingLogger(Logger):
+    """A user's own Lightning logger: keeps what it is given in memory (``RecordingLogger.seen``)."""
+
+    seen: list = []
+
+    def __init__(self, save_dir: str, name: str) -> None:
+        super().__init__()
+        self.save_dir_given = save_dir
+
+    @property
+    def name(self) -> str:
+        return "recording"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        RecordingLogger.seen.append(("hparams", dict(params)))
+
+    def log_metrics(self, metrics, step=None) -> None:
+        RecordingLogger.seen.append(("metrics", step, dict(metrics)))
