@@ -8,7 +8,6 @@ import pyro
 import pytest
 import torch
 
-from pyro_vae.data.batches import MinibatchSampler
 from pyro_vae.runs.configuration.builders import build_vae, load_dataset, pixel_transform
 from pyro_vae.runs.loop.steps import make_step
 
@@ -28,11 +27,9 @@ def test_training_steps_never_wait_on_the_host():
     data = load_dataset(cfg, torch.device("cuda"))
     assert data.train.images.is_cuda
     vae = build_vae(cfg, data.image_shape, data.num_classes).cuda()
-    pixels = pixel_transform(cfg)
-    sampler = MinibatchSampler(
-        pixels.training_source(data.train.images), data.train.labels, cfg.batch_size, pixels.training_batch
-    )
-    step = make_step(vae, cfg, len(data.train))
+    vae.num_data = len(data.train)
+    sampler = pixel_transform(cfg).minibatches(data.train, cfg.batch_size)
+    step = make_step(vae, cfg)
     batches = iter(sampler)
     with pyro.validation_enabled(False):
         step(*next(batches))  # the first step allocates optimizer state
