@@ -128,6 +128,8 @@ def prepare_plotting() -> None:
     process exits (``atexit``) could not import it then (matplotlib and torch register exit handlers)."""
     import matplotlib.figure  # noqa: F401
 
+    from ..tasks import figures  # noqa: F401
+
 
 def plot_summary(jobs: Sequence[JobRecord], metric: str, path: Path) -> None:
     """``metric`` against each swept setting: a panel per setting, or for two settings, lines of the
