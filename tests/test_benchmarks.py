@@ -21,19 +21,6 @@ SCRIPTS = {
     # The feature classifier of 512 training images, cached in the test's own folder ({tmp}).
     "sample_quality": ["--n", "400", "--train-size", "512", "--kid-subset-size", "50", "--cache-dir", "{tmp}/cache"],
     "startup": ["--repeats", "1"],
-    # This checkout against itself (no git history needed), one short run each.
-    "loop_overhead": [
-        "--old-tree",
-        "..",
-        "--train-size",
-        "512",
-        "--epochs",
-        "2",
-        "--rounds",
-        "1",
-        "--empty-steps",
-        "200",
-    ],
     # One cheap mutant on a copy of the tree; the run of its tests on the unchanged copy is left out.
     "mutants": ["--only", "bits_per_dim_log256_dropped", "--no-baseline"],
 }

@@ -81,7 +81,15 @@ def workspace(tmp_path_factory):
     rng = np.random.default_rng(0)
     for name in ("a.png", "b.png"):
         Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / name)
+    # The user's callback module that docs/runs.md's command names: the page's own code block.
+    [callbacks] = [block for block in python_blocks(PAGES["docs/runs.md"]) if "class PrintBest" in block]
+    (folder / "my_callbacks.py").write_text(callbacks)
     return folder
+
+
+def python_blocks(page: str) -> list:
+    """The ```python blocks of a page."""
+    return [part.split("```", 1)[0] for part in page.split("```python\n")[1:]]
 
 
 def shrunk(command: str, workspace: Path, index: int):
@@ -176,6 +184,7 @@ def test_commands_are_read_from_run_py_on_as_the_pages_write_them():
 def test_readme_command_runs(command, workspace, my_run, monkeypatch, capsys, request):
     index = COMMANDS.index(command) + 1
     args = shrunk(command, workspace, index)
+    monkeypatch.syspath_prepend(str(workspace))  # as run.py's own folder is, where a user keeps a module of theirs
     if "trainer.precision=bf16-mixed" in args:  # refused on a CPU without native bfloat16: stand in one with it
         request.getfixturevalue("cpu_with_bf16")
     write_cifar10_archive(workspace / "data", monkeypatch, per_batch=64)

@@ -40,8 +40,10 @@ def launch(trainer: DictConfig, device: torch.device, work: Callable, *args: Any
     outcomes = context.SimpleQueue()
     port = _free_port()
     # Ctrl-C reaches every process of the terminal's group: the spawned ones stop at their next safe
-    # point and report it, so the one that waits for them lets it pass instead of dying mid-join.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # point and report it, so the one that waits for them notes it instead of dying mid-join. A process
+    # whose partner stopped first fails in a collective: after Ctrl-C that too is the interrupt.
+    interrupted: list = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signal.Signals(signum)))
     try:
         mp.start_processes(
             _worker,
@@ -50,6 +52,8 @@ def launch(trainer: DictConfig, device: torch.device, work: Callable, *args: Any
             start_method="spawn",
         )
     except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
+        if interrupted:
+            raise Interrupted(interrupted[0]) from None
         raise ProcessFailed(_first_line(exc)) from None
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -85,6 +89,14 @@ def _free_port() -> int:
 def _first_line(exc: BaseException) -> str:
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped the processes, one of them in a collective its partner had left."""
+
+    def __init__(self, signum: signal.Signals) -> None:
+        super().__init__(signum.name)
+        self.signum = signum
 
 
 class ProcessFailed(PyroVAEError):

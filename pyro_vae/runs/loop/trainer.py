@@ -22,6 +22,8 @@ for name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytor
     logging.getLogger(name).setLevel(logging.WARNING)
 # The run directory holds the run's other files, and resumed runs write into it again.
 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+# The figures a module logs at an epoch's end are already the whole split's, the same in every process.
+warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting")
 # Lightning 2.6 asks torch's pytree in a way torch 2.14 deprecates; nothing a user can act on.
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated")
 

@@ -14,7 +14,7 @@ from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ...data import DataSplits
-from ...errors import ConfigError, DivergenceError
+from ...errors import ConfigError, DivergenceError, RunInterrupted
 from ...modelling.vae import VAE
 from ..configuration.builders import build_vae, load_dataset, pixel_transform, training_bound_name
 from ..configuration.cpu_features import bf16_refusal
@@ -24,7 +24,7 @@ from ..directory import checkpoints
 from ..directory.reporting import write_history, write_metrics
 from ..directory.run_directory import check_output_dir
 from ..directory.run_record import Begin, nothing_to_begin
-from ..loop.interrupts import where_it_stopped
+from ..loop.interrupts import interrupted_message, where_it_stopped
 from ..loop.loggers import make_loggers
 from ..loop.processes import Processes, external_processes, rank_seed, strategy, world_size
 from ..loop.state import TrainingState
@@ -65,7 +65,7 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Op
         return train_in_process(Processes(device=device), cfg, run_dir, begin, callbacks)
     if strategy(cfg.trainer) == "ddp":
         return train_in_process(external_processes(cfg.trainer, device), cfg, run_dir, begin, callbacks)
-    from ..loop.spawn import ProcessFailed, launch
+    from ..loop.spawn import Interrupted, ProcessFailed, launch
 
     _prepare(cfg, run_dir, torch.device("cpu"))
     begin()
@@ -73,6 +73,8 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Op
         return launch(cfg.trainer, device, train_in_process, cfg, run_dir, nothing_to_begin, job_logging=_job_logging())
     except ProcessFailed as exc:
         raise ProcessFailed(f"a process of the run failed ({exc}); {where_it_stopped(run_dir)}") from None
+    except Interrupted as stop:
+        raise RunInterrupted(interrupted_message(stop.signum, run_dir), exit_status=128 + stop.signum) from None
 
 
 def _bf16_refusal(device: torch.device) -> Optional[str]:
