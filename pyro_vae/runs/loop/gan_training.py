@@ -29,9 +29,9 @@ from .loggers import epoch_scalars
 from .optimizers import fused_adam_runs_on
 from .processes import ONE_PROCESS
 from .random_streams import KEY as RANDOM_STREAMS
-from .random_streams import RandomStreams, restore_streams
+from .random_streams import RandomStreams
 from .state import TrainingState
-from .trainer import make_trainer, start_after
+from .trainer import fit_from, make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -174,12 +174,5 @@ def fit(
     with interruptible(run_dir) as saving:
         run_callbacks = [RunCheckpoint(run_dir, saving, monitor=None), RandomStreams(ONE_PROCESS, device)]
         trainer = make_trainer(cfg, device, [*run_callbacks, *callbacks], list(loggers))
-        start_after(trainer, module.state.epochs_completed)
-        if record is not None:
-            restore_streams(record, ONE_PROCESS, device, cfg.seed)
-        try:
-            trainer.fit(module)
-        except DivergenceError as exc:
-            module.state.divergence = str(exc)
-    gan.to(device)  # Lightning's teardown leaves the module on the CPU; the figures draw on the run's device
+        fit_from(trainer, module, record, ONE_PROCESS, device, cfg.seed)
     return module.state

@@ -4,7 +4,7 @@ would write files or draw random numbers (no sanity validation, no logger folder
 
 import logging
 import warnings
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import lightning.pytorch as pl
 import torch
@@ -13,9 +13,12 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
+from ...errors import DivergenceError
 from ..configuration.trainer_settings import world_size
 from .checkpointing import DurableCheckpointIO
+from .processes import Processes
 from .progress_bar import EpochBar, shows_progress
+from .random_streams import restore_streams
 
 # Lightning announces its accelerators and tips at INFO on every process; the run says what it trains on.
 for name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning"):
@@ -68,6 +71,27 @@ def _strategy(trainer: DictConfig, device: torch.device):
     if world_size(trainer) > 1:
         return DDPStrategy(process_group_backend="nccl" if device.type == "cuda" else "gloo")
     return "auto"
+
+
+def fit_from(
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    record: Optional[Dict[str, Any]],
+    processes: Processes,
+    device: torch.device,
+    seed: int,
+) -> None:
+    """``Trainer.fit`` of ``module`` after the epochs of its ``state``: a resumed run's random streams (``record``,
+    its last.pt) put back first; a divergence ends it with ``module.state.divergence`` set; the module back on
+    ``device`` after Lightning's teardown, which leaves it on the CPU."""
+    start_after(trainer, module.state.epochs_completed)
+    if record is not None:
+        restore_streams(record, processes, device, seed)
+    try:
+        trainer.fit(module)
+    except DivergenceError as exc:
+        module.state.divergence = str(exc)
+    module.to(device)
 
 
 def start_after(trainer: pl.Trainer, epochs: int) -> None:

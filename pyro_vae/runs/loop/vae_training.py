@@ -36,11 +36,11 @@ from .loggers import epoch_scalars
 from .optimizers import make_optimizer
 from .processes import ONE_PROCESS, Processes
 from .random_streams import KEY as RANDOM_STREAMS
-from .random_streams import RandomStreams, restore_streams
+from .random_streams import RandomStreams
 from .schedules import make_schedule, step_schedule
 from .state import TrainingState
 from .steps import PyroSVIStep, TorchOptimizerStep, TrainingStep
-from .trainer import make_trainer, start_after
+from .trainer import fit_from, make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -260,12 +260,5 @@ def fit(
                 return module.state
             run_callbacks.append(stopping)
         trainer = make_trainer(cfg, device, [*run_callbacks, *callbacks], list(loggers))
-        start_after(trainer, module.state.epochs_completed)
-        if record is not None:
-            restore_streams(record, processes, device, cfg.seed)
-        try:
-            trainer.fit(module)
-        except DivergenceError as exc:
-            module.state.divergence = str(exc)
-    vae.to(device)  # Lightning's teardown leaves the module on the CPU; evaluation and figures run on the device
+        fit_from(trainer, module, record, processes, device, cfg.seed)
     return module.state
