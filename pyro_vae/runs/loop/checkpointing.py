@@ -7,7 +7,7 @@ every earlier run); :class:`DurableCheckpointIO` writes it atomically and fsyncs
 hold epochs of one run, and starts a resumed run from the best validation ELBO of its history.
 """
 
-import math
+import logging
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Dict, List, Optional
 
@@ -18,7 +18,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ...atomic import save_torch
 from ...errors import ConfigError
+from ..directory.checkpoints import read
 from ..directory.run_directory import BEST, LAST
+from .state import TrainingState
+
+log = logging.getLogger(__name__)
 
 RECORDS = "pyro_vae"  # the key of a Lightning checkpoint under which the module puts each file's record
 
@@ -84,6 +88,15 @@ def resume_refusal(run_dir: Path) -> ConfigError:
     )
 
 
-def improved(value: float, history: List[Dict[str, float]], key: str = "val_elbo") -> bool:
-    """Whether ``value`` beats every earlier epoch's ``key``, as :class:`RunCheckpoint` decides."""
-    return value > max((row[key] for row in history), default=-math.inf)
+def resume(module: pl.LightningModule, model: torch.nn.Module, run_dir: Path, device: torch.device) -> Dict[str, Any]:
+    """A resumed run's ``last.pt``, its weights loaded into ``model`` and its history into ``module.state``;
+    the record stays as ``module.resumed`` for the optimizers' states, which the Trainer builds later."""
+    record = read(run_dir / LAST, device)
+    try:
+        model.load_state_dict(record["state_dict"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise resume_refusal(run_dir) from exc
+    module.resumed = record
+    module.state = TrainingState(history=list(record["history"]), untrained_val_elbo=record.get("untrained_val_elbo"))
+    log.info("resuming %s after epoch %d", run_dir, module.state.epochs_completed)
+    return record

@@ -23,7 +23,7 @@ from ...errors import DivergenceError
 from ...modelling.gan import GAN, discriminator_loss, generator_loss
 from ..directory import checkpoints
 from ..directory.run_directory import BEST, LAST
-from .checkpointing import RECORDS, RunCheckpoint, resume_refusal
+from .checkpointing import RECORDS, RunCheckpoint, resume, resume_refusal
 from .interrupts import interruptible
 from .loggers import epoch_scalars
 from .optimizers import fused_adam_runs_on
@@ -118,8 +118,7 @@ class GANTraining(pl.LightningModule):
             "images_per_second": len(self.sampler) * self.cfg.batch_size / seconds,
         }
         self.state.history.append(row)
-        scalars = epoch_scalars(row)
-        self.log_dict({tag: torch.tensor(value, dtype=torch.float64) for tag, value in scalars.items()}, logger=True)
+        self.log_dict(epoch_scalars(row), logger=True)
         log.info(
             "epoch %d/%d  D loss %.3f  G loss %.3f  D(x) %.2f  D(G(z)) %.2f  (%.1f s, %.0f images/s)",
             epoch,
@@ -141,15 +140,6 @@ class GANTraining(pl.LightningModule):
             },
         }
 
-    def resume_from(self, record: Dict[str, Any]) -> None:
-        """Weights and history of ``last.pt``'s ``record``; the optimizers' states once the Trainer has built them."""
-        try:
-            self.gan.load_state_dict(record["state_dict"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise resume_refusal(self.run_dir) from exc
-        self.resumed = record
-        self.state = TrainingState(history=list(record["history"]))
-
 
 def fit(
     gan: GAN,
@@ -164,13 +154,8 @@ def fit(
     after each; an epoch whose losses are not finite is not saved and stops training with ``state.divergence``
     set. SIGINT and SIGTERM raise :class:`RunInterrupted`, never in the middle of a save."""
     device = data.train.images.device
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)  # Adam's decaying moments as subnormals: see vae_training.fit
     module = GANTraining(gan, data, transform, cfg, run_dir)
-    record = checkpoints.read(run_dir / LAST, device) if cfg.resume else None
-    if record is not None:
-        module.resume_from(record)
-        log.info("resuming %s after epoch %d", run_dir, module.state.epochs_completed)
+    record = resume(module, gan, run_dir, device) if cfg.resume else None
     with interruptible(run_dir) as saving:
         run_callbacks = [RunCheckpoint(run_dir, saving, monitor=None), RandomStreams(ONE_PROCESS, device)]
         trainer = make_trainer(cfg, device, [*run_callbacks, *callbacks], list(loggers))

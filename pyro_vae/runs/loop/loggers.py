@@ -11,6 +11,7 @@ reconstruction term; at the end, the run's settings and its test and validation 
 from pathlib import Path
 from typing import Any, Dict, List
 
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
@@ -73,10 +74,14 @@ def scalar_tag(key: str) -> str:
     return f"{split}/{name}" if split in ("train", "val", "test") else f"train/{key}"
 
 
-def epoch_scalars(row: Dict[str, float], **more: float) -> Dict[str, float]:
-    """An epoch's figures (``row``, and ``more`` of it) under their tags, and the epoch as Lightning's ``step``."""
-    figures = {**row, **more}
-    return {**{scalar_tag(key): value for key, value in figures.items() if key != "epoch"}, "step": row["epoch"]}
+def epoch_scalars(row: Dict[str, float], **more: float) -> Dict[str, torch.Tensor]:
+    """An epoch's figures (``row``, and ``more`` of it) under their tags, and the epoch as Lightning's ``step``,
+    for ``LightningModule.log_dict``: in float64, as history.csv holds them (Lightning would make floats float32)."""
+    figures = {
+        **{scalar_tag(key): value for key, value in {**row, **more}.items() if key != "epoch"},
+        "step": row["epoch"],
+    }
+    return {tag: torch.tensor(value, dtype=torch.float64) for tag, value in figures.items()}
 
 
 def results(metrics: Dict[str, Any]) -> Dict[str, float]:

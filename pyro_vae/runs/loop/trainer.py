@@ -84,6 +84,12 @@ def fit_from(
     """``Trainer.fit`` of ``module`` after the epochs of its ``state``: a resumed run's random streams (``record``,
     its last.pt) put back first; a divergence ends it with ``module.state.divergence`` set; the module back on
     ``device`` after Lightning's teardown, which leaves it on the CPU."""
+    if device.type == "cpu":
+        # Adam's moments of weights whose gradient has become exactly zero (those of dead ReLU
+        # units) decay geometrically into subnormal floats, on which x86 CPUs are many times
+        # slower: epochs of the default network at batch 20 went 2.1 s, 2.8 s, 4.2 s without
+        # this and stay at 2.1 s with it, with the same figures (subnormals are below 1.2e-38).
+        torch.set_flush_denormal(True)
     start_after(trainer, module.state.epochs_completed)
     if record is not None:
         restore_streams(record, processes, device, seed)

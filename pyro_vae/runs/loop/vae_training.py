@@ -26,7 +26,7 @@ from ..configuration.builders import make_objective
 from ..configuration.cores import ThreadsFollowLoad
 from ..directory import checkpoints
 from ..directory.run_directory import BEST, LAST
-from .checkpointing import RECORDS, RunCheckpoint, improved, resume_refusal
+from .checkpointing import RECORDS, RunCheckpoint, resume, resume_refusal
 from .divergence import DivergenceCheck, divergence_message, validation_divergence
 from .early_stopping import StopWithoutImprovement
 from .epoch_batches import EpochBatches
@@ -162,13 +162,12 @@ class VAETraining(pl.LightningModule):
             "lr": self.epoch_lr,
             "kl_weight": kl_weight_at(cfg, epoch, 1.0),
         }
-        best = improved(val.elbo, state.history)
+        best = val.elbo > state.best_val_elbo
         state.history.append(row)
         step_schedule(self.lr_schedulers(), val.elbo)
         # For RunCheckpoint and early stopping; in float64, as the history compares it.
         self.log("val_elbo", torch.tensor(val.elbo, dtype=torch.float64), logger=False)
-        scalars = epoch_scalars(row, val_kl=val.kl, val_reconstruction=val.reconstruction)
-        self.log_dict({tag: torch.tensor(value, dtype=torch.float64) for tag, value in scalars.items()}, logger=True)
+        self.log_dict(epoch_scalars(row, val_kl=val.kl, val_reconstruction=val.reconstruction), logger=True)
         log.info(
             "epoch %d/%d  train ELBO %.2f  val ELBO %.2f%s  (%.1f s, %.0f images/s, lr %.2g)",
             epoch,
@@ -196,15 +195,6 @@ class VAETraining(pl.LightningModule):
                 **checkpoint.pop(RANDOM_STREAMS),
             },
         }
-
-    def resume_from(self, record: Dict[str, Any]) -> None:
-        """Weights and history of ``last.pt``'s ``record``; the optimizer's state once the Trainer has built it."""
-        try:
-            self.vae.load_state_dict(record["state_dict"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise resume_refusal(self.run_dir) from exc
-        self.resumed = record
-        self.state = TrainingState(history=list(record["history"]), untrained_val_elbo=record.get("untrained_val_elbo"))
 
     def _restore_optimizer(self, record: Dict[str, Any]) -> None:
         try:
@@ -234,18 +224,9 @@ def fit(
     its shard of the validation images; every figure is the whole split's, and rank 0 alone writes.
     ``loggers`` see each epoch's figures; ``callbacks`` join the run's own (``callbacks.*`` of the config)."""
     device = data.train.images.device
-    if device.type == "cpu":
-        # Adam's moments of weights whose gradient has become exactly zero (those of dead ReLU
-        # units) decay geometrically into subnormal floats, on which x86 CPUs are many times
-        # slower: epochs of the default network at batch 20 went 2.1 s, 2.8 s, 4.2 s without
-        # this and stay at 2.1 s with it, with the same figures (subnormals are below 1.2e-38).
-        torch.set_flush_denormal(True)
     module = VAETraining(vae, data, transform, cfg, run_dir, processes)
     # run_directory.check_output_dir has refused a run_dir that this run may not write into.
-    record = checkpoints.read(run_dir / LAST, device) if cfg.resume else None
-    if record is not None:
-        module.resume_from(record)
-        log.info("resuming %s after epoch %d", run_dir, module.state.epochs_completed)
+    record = resume(module, vae, run_dir, device) if cfg.resume else None
     with interruptible(run_dir) as saving:
         checkpoint = RunCheckpoint(run_dir, saving, monitor="val_elbo")
         checkpoint.start_from(module.state.history)
