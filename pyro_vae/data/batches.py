@@ -25,10 +25,6 @@ class MinibatchSampler:
     def __len__(self) -> int:
         return len(self.source) // self.batch_size
 
-    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-        """An epoch in an order drawn from torch's global random stream."""
-        return self._batches(torch.randperm(len(self.source), device=self.source.device), 0, self.batch_size)
-
     def epoch(
         self, number: int, seed: int, rank: int = 0, world_size: int = 1
     ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
@@ -44,16 +40,13 @@ class MinibatchSampler:
         generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, number]).generate_state(1)[0]))
         order = torch.randperm(len(self.source), generator=generator).to(self.source.device)
         local = self.batch_size // world_size
-        return self._indices(order, rank * local, local)
+        return self.indices(order, rank * local, local)
 
     def batch(self, index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The (images, labels) at ``index``, the images transformed."""
         return self.transform(self.source[index]), self.labels[index]
 
-    def _batches(self, order: torch.Tensor, offset: int, size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-        return map(self.batch, self._indices(order, offset, size))
-
-    def _indices(self, order: torch.Tensor, offset: int, size: int) -> Iterator[torch.Tensor]:
+    def indices(self, order: torch.Tensor, offset: int, size: int) -> Iterator[torch.Tensor]:
         """Per step, the ``size`` indices of ``order`` from ``offset`` within the step's global batch."""
         for step in range(len(self)):
             start = step * self.batch_size + offset
@@ -72,10 +65,9 @@ class ShuffledIndices:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        size, source = self.sampler.batch_size, self.sampler.source
+        source = self.sampler.source
         # The loops before Lightning's drew two orders an epoch and used the second (``tqdm.auto`` made an
         # iterator of the sampler, unused, before the one it iterated); drawing both keeps their figures.
         torch.randperm(len(source), device=source.device)
         order = torch.randperm(len(source), device=source.device)
-        for step in range(len(self.sampler)):
-            yield order[step * size : (step + 1) * size]
+        yield from self.sampler.indices(order, 0, self.sampler.batch_size)

@@ -178,7 +178,7 @@ def test_pixel_modes_that_make_no_sense_are_refused(binarize, likelihood, messag
 def test_minibatch_sampler_covers_a_permutation_in_full_batches():
     source = torch.arange(10).reshape(10, 1)
     sampler = MinibatchSampler(source, labels=100 + torch.arange(10), batch_size=3, transform=lambda b: b)
-    batches = list(sampler)
+    batches = list(sampler.epoch(1, seed=0))
     assert len(sampler) == 3 and all(len(x) == 3 and len(y) == 3 for x, y in batches)
     seen = torch.cat([x for x, _ in batches]).flatten()
     assert len(seen.unique()) == 9
