@@ -15,28 +15,20 @@ split, chooses. All draws come from ``seed``.
 
 import copy
 import logging
-import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 from ..data.batches import MinibatchSampler, ShuffledIndices
 from ..data.splits import DataSplits, LabelledImages
 from ..data.transform import Binarization, Observation, PixelTransform
+from ..lightning_defaults import epoch_bars
 from .classifier import FeatureClassifier, as_pixels, lenet, resnet
 
 log = logging.getLogger(__name__)
-# Lightning announces its accelerators and tips at INFO; the classifier's own lines say what it trains.
-for _name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-# Lightning 2.6 asks torch's pytree in a way torch 2.14 deprecates; nothing a user can act on.
-warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated")
 
 # Raise it whenever training changes in a way the fields below do not show: every cached classifier
 # is then retrained.
@@ -142,20 +134,6 @@ class ClassifierTraining(pl.LightningModule):
             self.best, self.best_val, self.best_epoch = copy.deepcopy(self.classifier.state_dict()), val, epoch
 
 
-class EpochBar(TQDMProgressBar):
-    """``classifier epoch 3/5`` on the terminal's stderr, gone when the epoch ends (the log has its line)."""
-
-    def init_train_tqdm(self) -> Tqdm:
-        return Tqdm(desc="classifier epoch", leave=False, dynamic_ncols=True, file=sys.stderr, smoothing=0)
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        super().on_train_epoch_start(trainer, module)
-        self.train_progress_bar.set_description(f"classifier epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
-
-    def get_metrics(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict:
-        return {}
-
-
 def train_classifier(data: DataSplits, recipe: Recipe, seed: int, device: torch.device) -> Trained:
     """Train ``recipe``'s classifier on ``data.train``, keeping the epoch best on ``data.val``; the
     caller's random state is left as it was."""
@@ -179,7 +157,7 @@ def train_classifier(data: DataSplits, recipe: Recipe, seed: int, device: torch.
 
 def _trainer(device: torch.device, epochs: int) -> pl.Trainer:
     """One device, no files of Lightning's own (no logger, no checkpoints), a bar only on a terminal."""
-    bar = [EpochBar()] if sys.stderr.isatty() else []
+    bar = epoch_bars("classifier epoch")
     return pl.Trainer(
         accelerator=device.type,
         devices=[device.index or 0] if device.type == "cuda" else 1,

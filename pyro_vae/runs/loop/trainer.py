@@ -2,7 +2,6 @@
 callbacks, the durable checkpoint writer, a bar on a terminal; nothing of Lightning's own defaults that
 would write files or draw random numbers (no sanity validation, no logger folder of its own)."""
 
-import logging
 import warnings
 from typing import Any, Dict, List, Optional
 
@@ -14,21 +13,16 @@ from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
 from ...errors import DivergenceError
+from ...lightning_defaults import epoch_bars
 from ..configuration.trainer_settings import world_size
 from .checkpointing import DurableCheckpointIO
 from .processes import Processes
-from .progress_bar import EpochBar, shows_progress
 from .random_streams import restore_streams
 
-# Lightning announces its accelerators and tips at INFO on every process; the run says what it trains on.
-for name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning"):
-    logging.getLogger(name).setLevel(logging.WARNING)
 # The run directory holds the run's other files, and resumed runs write into it again.
 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
 # The figures a module logs at an epoch's end are already the whole split's, the same in every process.
 warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting")
-# Lightning 2.6 asks torch's pytree in a way torch 2.14 deprecates; nothing a user can act on.
-warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated")
 
 
 def make_trainer(
@@ -39,7 +33,7 @@ def make_trainer(
     max_epochs: Optional[int] = None,
 ) -> pl.Trainer:
     """The Trainer of ``cfg.trainer`` on ``device``'s kind, for ``max_epochs`` (``cfg.epochs``)."""
-    bar = [EpochBar()] if shows_progress() else []
+    bar = epoch_bars("epoch")
     return pl.Trainer(
         accelerator=device.type,
         devices=[device.index or 0] if device.type == "cuda" and world_size(cfg.trainer) == 1 else cfg.trainer.devices,
