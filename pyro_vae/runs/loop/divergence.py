@@ -29,7 +29,7 @@ class DivergenceCheck(pl.Callback):
         self.window_start = 0
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, index: int) -> None:
-        if (index + 1) % LOSS_CHECK_EVERY and index + 1 != trainer.num_training_batches:
+        if not check_due(trainer, index):
             return
         mean_total = module.processes.mean(module.loss_total)
         if not mean_total.isfinite():
@@ -37,6 +37,11 @@ class DivergenceCheck(pl.Callback):
             reason = f"training loss became {mean_total.item()} at epoch {epoch}, steps {self.window_start}-{index}"
             raise DivergenceError(divergence_message(reason, self.cfg, self.run_dir))
         self.window_start = index + 1
+
+
+def check_due(trainer: pl.Trainer, index: int) -> bool:
+    """Whether step ``index`` of the epoch reads the host: every ``LOSS_CHECK_EVERY`` steps, and the last."""
+    return (index + 1) % LOSS_CHECK_EVERY == 0 or index + 1 == trainer.num_training_batches
 
 
 def divergence_message(reason: str, cfg: DictConfig, run_dir: Path) -> str:

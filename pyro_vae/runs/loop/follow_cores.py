@@ -4,7 +4,7 @@
 import lightning.pytorch as pl
 
 from ..configuration.cores import ThreadsFollowLoad
-from .divergence import LOSS_CHECK_EVERY
+from .divergence import check_due
 
 
 class FollowIdleCores(pl.Callback):
@@ -12,5 +12,5 @@ class FollowIdleCores(pl.Callback):
         self.threads = threads
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, index: int) -> None:
-        if (index + 1) % LOSS_CHECK_EVERY == 0 or index + 1 == trainer.num_training_batches:
+        if check_due(trainer, index):
             self.threads.update()
