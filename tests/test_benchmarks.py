@@ -21,6 +21,7 @@ SCRIPTS = {
     # The feature classifier of 512 training images, cached in the test's own folder ({tmp}).
     "sample_quality": ["--n", "400", "--train-size", "512", "--kid-subset-size", "50", "--cache-dir", "{tmp}/cache"],
     "startup": ["--repeats", "1"],
+    "semi_supervised_step": ["--steps", "3", "--rounds", "1", "--batch-size", "8"],
     # One cheap mutant on a copy of the tree; the run of its tests on the unchanged copy is left out.
     "mutants": ["--only", "bits_per_dim_log256_dropped", "--no-baseline"],
 }
