@@ -4,6 +4,7 @@ quiet where it has nothing a user can act on, and its TQDM bar as the loops show
 where stderr is not a terminal."""
 
 import logging
+import os
 import sys
 import warnings
 from typing import List
@@ -12,6 +13,11 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
+# Importing Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1, which keeps a fork before CUDA starts safe; with it,
+# each torch.cuda.is_available() (torch.optim's graph-capture check asks once an optimizer step) loads NVML anew
+# on a machine without a GPU driver: 0.05 to 0.3 ms a step, the bulk of what Lightning seemed to cost a step
+# (benchmarks/loop_overhead.py). The project forks nothing: its processes are spawned (runs/loop/spawn.py).
+os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
 # Lightning announces its accelerators and tips at INFO on every process; the project's lines say what trains.
 for name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning"):
     logging.getLogger(name).setLevel(logging.WARNING)

@@ -24,6 +24,7 @@ from ...modelling.estimators import Evaluation, evaluate
 from ...modelling.vae import VAE
 from ..configuration.builders import make_objective
 from ..configuration.cores import ThreadsFollowLoad
+from ..configuration.trainer_settings import beyond_one_float32_process
 from ..directory import checkpoints
 from ..directory.run_directory import BEST, LAST
 from .checkpointing import RECORDS, RunCheckpoint, resume, resume_refusal
@@ -99,7 +100,10 @@ class VAETraining(pl.LightningModule):
             # The optimizer itself: a LightningOptimizer copies its attributes, so a state loaded into it,
             # and the rate a schedule sets, would not be the ones that step.
             optimizer = self.optimizers(use_pl_optimizer=False)
-            self.step = TorchOptimizerStep(self.vae, self.objective, optimizer, self.manual_backward)
+            # Lightning's manual_backward for DDP's reducer and mixed precision; in one float32 process it adds only
+            # its hook calls, 0.33 ms a step (benchmarks/loop_overhead.py), to a backward that is the tensor's own.
+            backward = self.manual_backward if beyond_one_float32_process(self.cfg.trainer) else torch.Tensor.backward
+            self.step = TorchOptimizerStep(self.vae, self.objective, optimizer, backward)
         if self.resumed is not None:
             self._restore_optimizer(self.resumed)
 
