@@ -84,6 +84,9 @@ def workspace(tmp_path_factory):
     # The user's callback module that docs/runs.md's command names: the page's own code block.
     [callbacks] = [block for block in python_blocks(PAGES["docs/runs.md"]) if "class PrintBest" in block]
     (folder / "my_callbacks.py").write_text(callbacks)
+    # The user's prior that docs/variants.md's command names: the page's own code block too.
+    [prior] = [block for block in python_blocks(PAGES["docs/variants.md"]) if "class MixturePrior" in block]
+    (folder / "my_priors.py").write_text(prior)
     return folder
 
 

@@ -6,6 +6,7 @@ the VampPrior is made of. ``closed_form_kl`` says whether KL(q(z|x) || p(z)) has
 is refused).
 """
 
+from abc import ABC, abstractmethod
 from typing import Callable, Sequence, Tuple
 
 import pyro
@@ -20,7 +21,20 @@ from .flows import PyroFlow
 Encode = Callable[[torch.Tensor], dist.TorchDistribution]
 
 
-class StandardNormal(nn.Module):
+class LatentPrior(nn.Module, ABC):
+    """What every prior is, a user's own included (``prior._target_=my_module.MyPrior``, docs/extending.md):
+    built as ``Prior(latent_dim, image_shape, **its settings)``, called as ``prior(batch_size, encode)`` for one
+    event of ``latent_dim`` per image. ``closed_form_kl``: True only where KL(q(z|x) || p(z)) of a Gaussian q
+    has a closed form, which the estimators then use."""
+
+    closed_form_kl = False
+
+    @abstractmethod
+    def forward(self, batch_size: int, encode: Encode) -> dist.TorchDistribution:
+        """p(z) for ``batch_size`` images: a batch of ``batch_size`` events of ``latent_dim``."""
+
+
+class StandardNormal(LatentPrior):
     """p(z) = N(0, I): the paper's prior. Its mean and standard deviation are buffers, so that they
     follow the VAE's device and dtype."""
 
@@ -36,14 +50,12 @@ class StandardNormal(nn.Module):
         return dist.Normal(self.loc, self.scale).expand([batch_size, self.latent_dim]).to_event(1)
 
 
-class VampPrior(nn.Module):
+class VampPrior(LatentPrior):
     """p(z) = (1/K) sum_k q(z | u_k): the guide's own posterior at K learned pseudo-inputs u_k,
     each kept in [0, 1] (Tomczak and Welling 2018, "VAE with a VampPrior"). The pseudo-inputs
     start at 0.05 +- 0.01 (their code draws them around -0.05, where the clip at 0 would hold
     them without a gradient here) and learn with the model; the prior shares the encoder with
     the guide, so it moves with it."""
-
-    closed_form_kl = False
 
     def __init__(self, latent_dim: int, image_shape: Tuple[int, int, int], num_pseudo_inputs: int) -> None:
         super().__init__()
@@ -61,13 +73,11 @@ class VampPrior(nn.Module):
         return dist.MixtureSameFamily(weights, components).expand([batch_size])
 
 
-class FlowPrior(nn.Module):
+class FlowPrior(LatentPrior):
     """p(z): N(0, I) pushed through a masked autoregressive flow of ``steps`` affine steps (Papamakarios
     et al. 2017; Zuko's ``MAF``, as in Pyro's flow-prior tutorial), learned with the model. Zuko's MAF
     maps z to the base in one pass, so scoring the guide's draws, which training does at every step,
     is cheap; drawing from it (only to generate) takes ``latent_dim`` passes per step."""
-
-    closed_form_kl = False
 
     def __init__(self, latent_dim: int, image_shape: Tuple[int, int, int], steps: int, widths: Sequence[int]) -> None:
         super().__init__()

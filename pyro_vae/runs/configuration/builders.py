@@ -4,23 +4,28 @@ Each builder looks its option up in ``schema.OPTIONS`` and hands plain arguments
 declares; the settings were checked before (``settings.validate``), so nothing here refuses.
 """
 
+import inspect
 from functools import partial
 from typing import Callable, Optional, Tuple, Union
 
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pyro.infer import ELBO, Trace_ELBO
 from torch import nn
 
 from ...data import Binarization, DatasetReader, DataSplits, Observation, PixelTransform, load_data
+from ...errors import ConfigError
 from ...modelling.gan import GAN
 from ...modelling.guides import GuideFamily
 from ...modelling.hierarchical import HierarchicalVAE
 from ...modelling.networks import GaussianLayer
 from ...modelling.objectives import IWAE_ELBO, MAX_PLATE_NESTING, CorrectedJitTrace_ELBO, DeviceTrace_ELBO
+from ...modelling.priors import LatentPrior
 from ...modelling.vae import BAYESIAN_DECODER_VARIANTS, VAE
 from ...modelling.weights import MeanFieldWeights, make_bayesian_
 from .schema import likelihood_free, option
+from .targets import subclass_target
 
 ImageShape = Tuple[int, int, int]
 
@@ -79,9 +84,27 @@ def _family(cfg: DictConfig) -> Callable[[int, float], GuideFamily]:
     return partial(option("guide", cfg.guide.name).component(), **_settings(cfg.guide))
 
 
-def _prior(cfg: DictConfig, latent_dim: int, image_shape: ImageShape) -> nn.Module:
-    """p(z) of ``prior=NAME`` over ``latent_dim`` dimensions (the top layer's, for two layers)."""
-    return option("prior", cfg.prior.name).component()(latent_dim, image_shape, **_settings(cfg.prior))
+def prior_class(prior: DictConfig) -> type:
+    """The class ``prior._target_`` names, refused in one line unless it is a ``LatentPrior`` that takes
+    the option's settings as its arguments after ``latent_dim`` and ``image_shape``."""
+    found = subclass_target("prior._target_", prior._target_, LatentPrior)
+    settings = _settings(prior)
+    del settings["_target_"]
+    try:
+        inspect.signature(found).bind(1, (1, 1, 1), **settings)
+    except TypeError as exc:
+        raise ConfigError(
+            f"prior._target_={prior._target_}: {exc} (its settings, prior.*, are its arguments after latent_dim "
+            "and image_shape)"
+        ) from exc
+    return found
+
+
+def _prior(cfg: DictConfig, latent_dim: int, image_shape: ImageShape) -> LatentPrior:
+    """p(z) of ``prior.*`` over ``latent_dim`` dimensions (the top layer's, for two layers): its ``_target_``
+    built with what only the run knows and the option's own settings."""
+    prior_class(cfg.prior)
+    return instantiate(_settings(cfg.prior), latent_dim, image_shape, _convert_="all")
 
 
 def _settings(node: DictConfig) -> dict:

@@ -68,7 +68,7 @@ def check_against_schema(cfg: DictConfig, prefix: str = "") -> None:
             raise ConfigError(f"~{prefix}{key}: {prefix}{key} cannot be removed; every run reads it")
     for key in cfg.keys():
         node = cfg._get_node(key)
-        if key not in declared:
+        if key not in declared and "_target_" not in declared:  # where it is, its target's signature checks it
             where = _where(cfg, prefix.rstrip("."))
             raise ConfigError(unknown_setting(f"{prefix}{key}={_text(node)}", f"{prefix}{key}", declared, where))
         if node._is_missing():

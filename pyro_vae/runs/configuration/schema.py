@@ -124,9 +124,11 @@ class IafGuideConfig(GuideConfig):
 
 @dataclass
 class PriorConfig:
-    """prior=standard|vampprior|flow: p(z), N(0, I) for standard."""
+    """prior=standard|vampprior|flow: p(z), N(0, I) for standard; ``_target_`` the class it builds (a user's
+    own ``modelling.priors.LatentPrior`` in its place: docs/extending.md)."""
 
     name: str = MISSING
+    _target_: str = MISSING
 
 
 @dataclass
@@ -422,10 +424,9 @@ class Option:
         return getattr(import_module(module), attribute)
 
 
-_VAE, _GUIDES, _PRIORS, _LIKELIHOODS, _NETS, _OBJECTIVES = (
+_VAE, _GUIDES, _LIKELIHOODS, _NETS, _OBJECTIVES = (
     "pyro_vae.modelling.vae",
     "pyro_vae.modelling.guides",
-    "pyro_vae.modelling.priors",
     "pyro_vae.modelling.likelihoods",
     "pyro_vae.modelling.networks",
     "pyro_vae.modelling.objectives",
@@ -449,9 +450,10 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
         "iaf": Option(IafGuideConfig, f"{_GUIDES}:InverseAutoregressiveFlow"),
     },
     "prior": {
-        "standard": Option(PriorConfig, f"{_PRIORS}:StandardNormal"),
-        "vampprior": Option(VampPriorConfig, f"{_PRIORS}:VampPrior"),
-        "flow": Option(FlowPriorConfig, f"{_PRIORS}:FlowPrior"),
+        # Each option's YAML file names the class it builds as its _target_.
+        "standard": Option(PriorConfig),
+        "vampprior": Option(VampPriorConfig),
+        "flow": Option(FlowPriorConfig),
     },
     "dataset": {
         "mnist": Option(DatasetConfig, "pyro_vae.data.mnist:READER"),

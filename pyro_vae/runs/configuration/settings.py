@@ -184,9 +184,23 @@ def _open_form_kl(cfg: DictConfig) -> Optional[str]:
     """The setting that leaves KL(q(z|x) || p(z)) without a closed form, or None."""
     if cfg.model.name == "hvae":
         return "model=hvae (q(z2|z1) and p(z1|z2) depend on a draw)"
-    for group in ("prior", "guide"):
-        if not _component(cfg, group).closed_form_kl:
-            return f"{group}={cfg[group].name}"
+    from .builders import prior_class
+
+    if not prior_class(cfg.prior).closed_form_kl:
+        return f"prior={cfg.prior.name}"
+    if not _component(cfg, "guide").closed_form_kl:
+        return f"guide={cfg.guide.name}"
+    return None
+
+
+def _prior_refusal(cfg: DictConfig) -> Optional[str]:
+    """A ``prior._target_`` that cannot be imported, or is not a prior."""
+    from .builders import prior_class
+
+    try:
+        prior_class(cfg.prior)
+    except ConfigError as exc:
+        return str(exc)
     return None
 
 
@@ -454,6 +468,7 @@ RULES: List[Callable[[DictConfig], Optional[str]]] = [
 # The rules that ask the chosen options' own classes (the likelihood, the data set's reader, the networks),
 # which load the modelling wing, the data sets and torch: checked after RANGES and RULES.
 MODEL_RULES: List[Callable[[DictConfig], Optional[str]]] = [
+    _prior_refusal,
     _scale_mode_refusal,
     _dataset_refusal,
     _binarization_refusal,

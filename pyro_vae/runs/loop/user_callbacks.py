@@ -2,7 +2,6 @@
 the config alone and run beside the run's own (``+callbacks.mine._target_=...`` on the command line adds
 one; its other keys are its arguments)."""
 
-import importlib
 from typing import List
 
 import lightning.pytorch as pl
@@ -11,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ...errors import ConfigError
+from ..configuration.targets import import_target
 
 
 def build_callbacks(cfg: DictConfig) -> List[pl.Callback]:
@@ -22,14 +22,7 @@ def build_callbacks(cfg: DictConfig) -> List[pl.Callback]:
         if not target:
             raise ConfigError(f"callbacks.{name}: give the class to build as callbacks.{name}._target_=MODULE.CLASS")
         setting = f"callbacks.{name}._target_={target}"
-        module, _, attribute = target.rpartition(".")
-        try:
-            getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise ConfigError(
-                f"{setting}: cannot be imported ({type(exc).__name__}: {exc}); is its module on the path "
-                "(the directory run.py runs in, or PYTHONPATH)?"
-            ) from exc
+        import_target(f"callbacks.{name}._target_", target)
         try:
             callback = instantiate(spec, _convert_="all")
         except InstantiationException as exc:
