@@ -22,10 +22,10 @@ Encode = Callable[[torch.Tensor], dist.TorchDistribution]
 
 
 class LatentPrior(nn.Module, ABC):
-    """What every prior is, a user's own included (``prior._target_=my_module.MyPrior``, docs/extending.md):
-    built as ``Prior(latent_dim, image_shape, **its settings)``, called as ``prior(batch_size, encode)`` for one
-    event of ``latent_dim`` per image. ``closed_form_kl``: True only where KL(q(z|x) || p(z)) of a Gaussian q
-    has a closed form, which the estimators then use."""
+    """What every prior is, a user's own included (``prior._target_=my_module.MyPrior``; docs/variants.md,
+    "Your own prior"): built as ``Prior(latent_dim, image_shape, **its settings)``, called as
+    ``prior(batch_size, encode)`` for one event of ``latent_dim`` per image. ``closed_form_kl``: True only
+    where KL(q(z|x) || p(z)) of a Gaussian q has a closed form, which the estimators then use."""
 
     closed_form_kl = False
 

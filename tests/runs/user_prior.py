@@ -1,5 +1,5 @@
-"""A user's own prior, in a module of their own, for tests/runs/test_user_prior.py and docs/extending.md:
-a learnable mixture of K Gaussians, p(z) = sum_k w_k N(z; m_k, diag s_k^2), trained with the model."""
+"""A user's own prior, in a module of their own, for tests/runs/test_user_prior.py (docs/variants.md shows
+it): a learnable mixture of K Gaussians, p(z) = sum_k w_k N(z; m_k, diag s_k^2), trained with the model."""
 
 import pyro
 import pyro.distributions as dist

@@ -125,7 +125,7 @@ class IafGuideConfig(GuideConfig):
 @dataclass
 class PriorConfig:
     """prior=standard|vampprior|flow: p(z), N(0, I) for standard; ``_target_`` the class it builds (a user's
-    own ``modelling.priors.LatentPrior`` in its place: docs/extending.md)."""
+    own ``modelling.priors.LatentPrior`` in its place: docs/variants.md, "Your own prior")."""
 
     name: str = MISSING
     _target_: str = MISSING
