@@ -32,7 +32,7 @@ register_schemas()  # conf/ extends them: before Hydra composes anything
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> Optional[float]:
-    """Run ``cfg.task`` (conf/task/); training returns the best validation ELBO, which Hydra sweepers maximise."""
+    """Run ``cfg.task``; training returns the best validation ELBO, which Hydra sweepers maximise."""
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -46,7 +46,7 @@ def main(cfg: DictConfig) -> Optional[float]:
             check_against_schema(cfg)  # what Hydra lets past the schema: +key=value, ~key, key=???
             check_output_dir(cfg, output_dir)
             validate(cfg)  # every setting, once, before any work: a task's own settings too
-            task = option("task", cfg.task.name).component()  # conf/task/: declared in schema.OPTIONS
+            task = option("task", cfg.task.name).component()  # declared in schema.OPTIONS
             if multirun and runs_in_a_worker_pool(hydra_cfg.launcher):
                 record.begin()  # the child process writes the run: its record comes first
                 return run_in_child_process(task, cfg, output_dir)  # a killed job fails alone

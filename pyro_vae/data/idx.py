@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 _UINT8_TYPE_CODE = 0x08
 SPLIT_PREFIXES = (("train", "train"), ("test", "t10k"))
-DEFAULT_ROOT = Path("data")  # dataset.root of conf/dataset/fashion_mnist.yaml and kmnist.yaml
+DEFAULT_ROOT = Path("data")  # dataset.root of dataset=fashion_mnist and kmnist
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The variational objectives, by the name used in ``conf/objective/``.
+"""The variational objectives, by the name of their ``objective=`` option.
 
 Every objective's loss estimates minus the bound of the *whole* training set from one
 minibatch: the model's plate is scaled by N/B, and each objective applies that scale where the

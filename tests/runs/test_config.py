@@ -8,16 +8,17 @@ from PIL import Image
 
 from pyro_vae.errors import ConfigError
 from pyro_vae.runs.configuration.builders import make_objective
+from pyro_vae.runs.configuration.ranges import MAX_SEED, MIN_EPS
 from pyro_vae.runs.configuration.schema import OPTIONS, Config, register_schemas
-from pyro_vae.runs.configuration.settings import MAX_SEED, MIN_EPS, apply_threads, resolve_device, validate
+from pyro_vae.runs.configuration.settings import apply_threads, resolve_device, validate
 from pyro_vae.runs.loop import optimizers
 from pyro_vae.runs.loop.optimizers import make_optimizer
 
 from ..helpers import CONF, compose_config, one_line, run_py
 
 # The groups chosen with `group=option`; experiment/ and cluster/ are appended with `+` (tests/runs/test_sweeps.py).
-SELECTABLE = ("dataset", "likelihood", "net", "optimizer", "elbo", "schedule")
-GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml")) for group in SELECTABLE}
+SELECTABLE = ("dataset", "likelihood", "net", "optimizer", "objective", "schedule")
+GROUPS = {group: sorted(OPTIONS[group]) for group in SELECTABLE}
 
 
 def test_defaults_are_the_mnist_bernoulli_vae():
@@ -121,12 +122,16 @@ def test_a_batch_larger_than_the_training_set_is_one_line(tmp_path):
 # Composition against the schema (pyro_vae/schema.py): the override, then what it accepts.
 
 
-def test_every_file_of_a_config_group_has_a_schema_and_gives_its_node_that_type():
-    assert set(OPTIONS) <= {p.name for p in CONF.iterdir() if p.is_dir()}
+def test_every_option_of_a_config_group_composes_with_its_declared_settings():
+    """conf/ holds no option of a group but the two likelihoods that change other groups' defaults: each
+    option is its declaration (schema.OPTIONS), and composing it gives its node that type and those values."""
+    assert {p.parent.name for p in CONF.glob("*/*.yaml")} & set(OPTIONS) == {"likelihood"}
     for group, options in OPTIONS.items():
-        assert sorted(p.stem for p in (CONF / group).glob("*.yaml")) == sorted(options), group
         for name, declared in options.items():
-            assert OmegaConf.get_type(compose_config([f"{group}={name}"])[group]) is declared.schema, (group, name)
+            assert (CONF / group / f"{name}.yaml").exists() == declared.file, (group, name)
+            node = compose_config([f"{group}={name}"])[group]
+            assert OmegaConf.get_type(node) is declared.schema, (group, name)
+            assert OmegaConf.to_container(node) == OmegaConf.to_container(OmegaConf.structured(declared.node)), name
             if declared.builds is not None:
                 assert declared.component() is not None  # what it builds imports
     assert OmegaConf.get_type(compose_config()) is Config

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from ...errors import ConfigError
-from ...setting_types import MIN_WEIGHT_SCALE, Binarization
+from ...setting_types import Binarization
 from .memory_estimate import memory_refusal
-from .schema import OPTIONS, likelihood_free, option
+from .schema import OPTIONS, chosen_settings, likelihood_free, option
 from .trainer_settings import beyond_one_float32_process, require_logger_package, started_outside, strategy, world_size
-from .values import is_integer, is_number, positive_int
+from .values import positive_int
 
 if TYPE_CHECKING:
     import torch
@@ -29,147 +29,6 @@ if TYPE_CHECKING:
     from .cores import ThreadsFollowLoad
 
 _ABSENT = object()
-
-
-def _positive(value: Any) -> bool:
-    return is_number(value) and value > 0
-
-
-def _at_least(bound: float) -> Callable[[Any], bool]:
-    return lambda value: is_number(value) and value >= bound
-
-
-def _positive_integer(value: Any) -> bool:
-    return is_integer(value) and value >= 1
-
-
-def _fraction(value: Any) -> bool:
-    """A number in [0, 1): a decay rate, or what is left of a rate."""
-    return is_number(value) and 0 <= value < 1
-
-
-POSITIVE_INTEGER = "must be a positive integer"
-# The smallest optimizer.eps: float32's smallest normal number, 2**-126 (torch.finfo(torch.float32).tiny). A smaller
-# one rounds to 0 (or loses its digits) when added to the float32 sqrt(v), and a parameter whose gradients have been 0
-# then steps by 0 / 0.
-MIN_EPS = 2.0**-126
-# seed: what numpy's legacy seeding (pyro.set_rng_seed) accepts.
-MAX_SEED = 2**32 - 1
-WIDTHS = "must be a list of positive integers, e.g. [512,256]"
-NATS = "must be a number of nats >= 0 by which an epoch must beat the best"
-
-# setting -> (accepted, what the refusal says it must be); a setting absent from the config (an option's
-# setting when another option is chosen) is not checked.
-RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
-    *(
-        (name, _positive_integer, POSITIVE_INTEGER)
-        for name in (
-            "latent_dim",
-            "epochs",
-            "batch_size",
-            "eval.iwae_k",
-            "eval.chunk_size",
-            "eval.weight_draws",
-            "dataset.val_size",
-            "objective.num_particles",
-            "schedule.patience",
-            "schedule.epochs",
-            "logger.image_every",
-            "task.n",
-            "task.kid_subsets",
-            "task.k",
-            "prior.num_pseudo_inputs",
-            "prior.steps",
-            "guide.steps",
-            "guide.context_dim",
-            "model.top_latent_dim",
-            "model.generator_width",
-            "model.discriminator_width",
-            "schedule.stages",
-            "dataset.image_size",  # its bounds are each data set's own: DatasetReader.refusal
-            "trainer.devices",
-            "trainer.num_nodes",
-        )
-    ),
-    ("task.steps", lambda value: is_integer(value) and value >= 2, "must be an integer >= 2 (both ends count)"),
-    ("dataset.channels", lambda value: is_integer(value) and value in (1, 3), "must be 1 (grey) or 3 (colour)"),
-    ("dataset.split_seed", is_integer, "must be an integer"),
-    (
-        "dataset.test_fraction",
-        lambda value: is_number(value) and 0 < value < 1,
-        "must be a number in (0, 1), the fraction of the folder's images held out for testing",
-    ),
-    *(
-        (name, lambda value: is_integer(value) and value >= 0, "must be the index of a test image, an integer >= 0")
-        for name in ("task.start", "task.end")
-    ),
-    ("threads", lambda value: value is None or _positive_integer(value), POSITIVE_INTEGER),
-    *(
-        (name, lambda value: value is None or _positive_integer(value), "must be a positive integer, or null")
-        for name in ("eval.val_iwae_k", "task.kid_subset_size")  # null: follows eval.iwae_k, or the data
-    ),
-    (
-        "seed",
-        lambda value: is_integer(value) and 0 <= value <= MAX_SEED,
-        f"must be an integer from 0 to {MAX_SEED} (2**32 - 1)",
-    ),
-    ("lr", _positive, "must be a positive finite number, e.g. lr=1e-3"),
-    ("model.lr", _positive, "must be a positive finite number, e.g. model.lr=2e-4"),
-    *(
-        (name, lambda widths: all(is_integer(width) and width > 0 for width in widths), WIDTHS)
-        for name in ("net.widths", "guide.widths", "prior.widths", "model.top_widths")
-    ),
-    ("net.min_encoder_scale", _positive, "must be > 0 so that q(z|x) never collapses"),
-    ("likelihood.fixed_scale", _positive, "must be a number > 0"),
-    ("likelihood.min_pixel_scale", _positive, "must be a number > 0"),
-    ("kl_weight", _at_least(0), "must be a number >= 0 (1 is the ELBO)"),
-    ("kl_warmup_epochs", lambda value: is_integer(value) and value >= 0, "must be an integer >= 0"),
-    (
-        "decoder.weight_prior_scale",
-        _at_least(MIN_WEIGHT_SCALE),
-        f"must be a number >= {MIN_WEIGHT_SCALE:g}, the standard deviation of the weights' prior",
-    ),
-    (
-        "decoder.weight_init_scale",
-        _at_least(MIN_WEIGHT_SCALE),
-        f"must be a number >= {MIN_WEIGHT_SCALE:g}, the initial standard deviation of q(W)",
-    ),
-    (
-        "schedule.factor",
-        lambda value: is_number(value) and 0 < value < 1,
-        "must be a number in (0, 1), the learning rate's multiplier",
-    ),
-    ("schedule.threshold", _at_least(0), NATS),
-    ("schedule.min_lr", _at_least(0), "must be a number >= 0"),
-    ("schedule.final_factor", _fraction, "must be a number in [0, 1), the fraction of lr left after the last epoch"),
-    (
-        "early_stopping.patience",
-        lambda value: value is None or _positive_integer(value),
-        "must be a positive integer, or null to never stop early",
-    ),
-    ("early_stopping.threshold", _at_least(0), NATS),
-    *(
-        (
-            name,
-            lambda betas: len(betas) == 2 and all(_fraction(beta) for beta in betas),
-            f"must be two numbers in [0, 1), e.g. {example}: the decay rates of Adam's averages of the gradient "
-            "and its square",
-        )
-        for name, example in (("optimizer.betas", "[0.9,0.999]"), ("model.betas", "[0.5,0.999]"))
-    ),
-    (
-        "optimizer.eps",
-        _at_least(MIN_EPS),
-        f"must be a number >= {MIN_EPS:g}, e.g. 1e-8: Adam divides by sqrt(v) + eps, and v is 0 where the "
-        "gradients have been",
-    ),
-    ("optimizer.clip_norm", _positive, "must be a number > 0, e.g. 10: the largest gradient norm per image"),
-    (
-        "optimizer.alpha",
-        _fraction,
-        "must be a number in [0, 1), e.g. 0.99: the decay rate of RMSprop's average of the squared gradient",
-    ),
-]
 
 
 def _reweighted(cfg: DictConfig) -> bool:
@@ -483,10 +342,11 @@ def validate(cfg: DictConfig) -> None:
     rule that asks an option's class (``MODEL_RULES``, after ``RANGES`` and ``RULES``)."""
     for group in OPTIONS:  # Hydra refuses an unknown option while composing; a config built in Python, here
         option(group, cfg[group].name)
-    for name, accepted, requirement in RANGES:
+    for name, declared in chosen_settings(cfg):
+        check = declared.metadata["check"]
         value = OmegaConf.select(cfg, name, default=_ABSENT)
-        if value is not _ABSENT and not accepted(value):
-            raise ConfigError(f"{name}={_shown(value)}: {requirement}")
+        if check is not None and value is not _ABSENT and not check.accepted(value):
+            raise ConfigError(f"{name}={_shown(value)}: {check.requirement}")
     for rule in [*RULES, *MODEL_RULES]:
         refusal = rule(cfg)
         if refusal:

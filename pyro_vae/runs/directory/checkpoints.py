@@ -15,7 +15,7 @@ from ...errors import DataError
 from ...modelling.gan import GAN
 from ...modelling.vae import VAE
 from ..configuration.builders import build_model
-from ..configuration.config import CONF
+from ..configuration.schema import OPTIONS
 from .run_directory import BEST, LAST
 
 
@@ -98,8 +98,8 @@ def _renamed_settings(config: Dict[str, Any]) -> None:
         config["svi_step"] = "pyro" if textbook else "torch"
     config.setdefault("guide", {"name": "diagonal"})  # the only variational family before guide=
     prior = config.setdefault("prior", {"name": "standard"})  # the only prior before prior=
-    if "_target_" not in prior:  # recorded before prior._target_: the class its option's file names
-        prior["_target_"] = OmegaConf.load(CONF / "prior" / f"{prior['name']}.yaml")["_target_"]
+    if "_target_" not in prior:  # recorded before prior._target_: the class its option declares
+        prior["_target_"] = OPTIONS["prior"][prior["name"]].node._target_
     for node, old, new in RENAMED_KEYS:
         settings = config.get(node)
         if isinstance(settings, dict) and old in settings:

@@ -1,4 +1,4 @@
-"""``logger=``: Lightning's loggers, each built by the ``_target_`` of its option (conf/logger/):
+"""``logger=``: Lightning's loggers, each built by the ``_target_`` of its option (schema.OPTIONS):
 ``csv`` (the default, Lightning's CSVLogger: ``RUN_DIR/csv/version_N/metrics.csv``, a version per
 process of the run), ``tensorboard`` (event files in ``RUN_DIR/tensorboard/``, with images and the
 HParams view: :mod:`pyro_vae.runs.tasks.run_logging`), ``mlflow`` (where the package is installed) or ``none``.

@@ -1,4 +1,4 @@
-"""Optimizers over the VAE's parameters, by the name used in ``conf/optimizer/``.
+"""Optimizers over the VAE's parameters, by the name of their ``optimizer=`` option.
 
 One table gives each name's torch class and arguments; the fast path builds a single torch
 optimizer over all parameters (one fused or foreach kernel per step), and ``svi_step=pyro``

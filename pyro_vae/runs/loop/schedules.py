@@ -1,4 +1,4 @@
-"""Learning-rate schedules by the name used in ``conf/schedule/``, stepped once per epoch."""
+"""Learning-rate schedules by the name of their ``schedule=`` option, stepped once per epoch."""
 
 import math
 from typing import Optional

@@ -31,7 +31,7 @@ from ...quality.classifier import FeatureClassifier, as_pixels
 from ...quality.feature_cache import digest, feature_extractor
 from ...quality.metrics import quality_metrics
 from ..configuration.builders import load_dataset
-from ..configuration.config import CONF
+from ..configuration.schema import option
 from ..directory.finished_run import FinishedRun, open_run
 from ..directory.reporting import write_metrics
 from ..directory.run_record import Begin, nothing_to_begin
@@ -115,12 +115,12 @@ def sample_quality_run(cfg: DictConfig, output_dir: Path, begin: Begin = nothing
 
 
 def _standard_split(run: FinishedRun) -> DataSplits:
-    """The run's data set split as its ``conf/dataset/`` file splits it: the classifier and the reference
+    """The run's data set split as its ``dataset=`` option splits it: the classifier and the reference
     rows come from it, so that runs which held out another number of validation images (the published
     setups keep 1,000) are scored in one feature space, by one classifier. A run on a subset of the
     training images (``dataset.train_size``), or on a data set too small for the standard split, keeps
     its own."""
-    standard = OmegaConf.load(CONF / "dataset" / f"{run.cfg.dataset.name}.yaml").val_size
+    standard = option("dataset", run.cfg.dataset.name).node.val_size
     own = run.data
     subset = run.cfg.dataset.get("train_size") is not None
     if run.cfg.dataset.val_size == standard or subset or standard >= len(own.train) + len(own.val):
