@@ -1,15 +1,18 @@
 """Config composition through Hydra's compose API, and clear refusals of bad settings."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from PIL import Image
 
 from pyro_vae.errors import ConfigError
-from pyro_vae.runs.configuration.builders import make_objective
-from pyro_vae.runs.configuration.ranges import MAX_SEED, MIN_EPS
-from pyro_vae.runs.configuration.schema import OPTIONS, Config, register_schemas
+from pyro_vae.runs.configuration.builders import build_vae, make_objective
+from pyro_vae.runs.configuration.ranges import MAX_SEED, MIN_EPS, POSITIVE_INTEGER
+from pyro_vae.runs.configuration.schema import OPTIONS, Config, Option, PriorConfig, register_schemas, setting
 from pyro_vae.runs.configuration.settings import apply_threads, resolve_device, validate
 from pyro_vae.runs.loop import optimizers
 from pyro_vae.runs.loop.optimizers import make_optimizer
@@ -135,6 +138,28 @@ def test_every_option_of_a_config_group_composes_with_its_declared_settings():
             if declared.builds is not None:
                 assert declared.component() is not None  # what it builds imports
     assert OmegaConf.get_type(compose_config()) is Config
+
+
+def test_an_option_is_one_declaration(monkeypatch):
+    """docs/settings.md's 'Adding an option': a prior declared in OPTIONS (its settings' dataclass and node)
+    composes, has its range checked, and builds the class its _target_ names, nothing else written."""
+
+    @dataclass
+    class MixturePriorConfig(PriorConfig):
+        components: int = setting(10, "the Gaussians of the mixture", POSITIVE_INTEGER)
+
+    node = MixturePriorConfig(name="mixture", _target_="tests.runs.user_prior.MixturePrior")
+    monkeypatch.setitem(OPTIONS["prior"], "mixture", Option(node))
+    register_schemas()
+    try:
+        cfg = compose_config(["prior=mixture", "prior.components=5"])
+        validate(cfg)
+        vae = build_vae(cfg, (1, 28, 28), 10)
+        assert type(vae.latent_prior).__name__ == "MixturePrior" and vae.latent_prior.locs.shape == (5, 20)
+        with pytest.raises(ConfigError, match=r"^prior.components=0: must be a positive integer$"):
+            validate(compose_config(["prior=mixture", "prior.components=0"]))
+    finally:  # the other tests of this process list the project's options only
+        del ConfigStore.instance().repo["prior"]["mixture.yaml"]
 
 
 def test_schemas_register_twice_and_floats_take_integers():
