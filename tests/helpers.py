@@ -146,6 +146,14 @@ def run_py_refused(*args: str, env=None, timeout: int = 300) -> str:
     return one_line(result)
 
 
+def refused_leaving_nothing(tmp_path: Path, *overrides: str) -> str:
+    """The one line of a tiny ``run.py OVERRIDES`` into ``tmp_path / "run"``, which must refuse it before
+    anything is written there."""
+    line = run_py_refused(*tiny(), *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert not (tmp_path / "run").exists()
+    return line
+
+
 def snapshot(folder: Path) -> dict:
     """Every file under ``folder`` with its bytes and modification time: equal snapshots mean
     nothing there was written, rewritten or appended to."""

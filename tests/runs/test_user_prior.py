@@ -6,7 +6,7 @@ import pytest
 
 import pyro_vae
 
-from ..helpers import read_metrics, run_py, run_py_refused, tiny
+from ..helpers import read_metrics, refused_leaving_nothing, run_py, tiny
 from .user_prior import MixturePrior
 
 OWN = "tests.runs.user_prior"  # importable from the repository root, where run.py runs
@@ -29,29 +29,25 @@ def test_a_prior_of_the_users_module_trains_saves_and_loads(tmp_path):
     assert metrics["test_log_likelihood"] >= metrics["test_elbo"] > -800
 
 
-def test_a_prior_target_that_cannot_be_imported_is_refused_in_one_line(tmp_path):
-    line = run_py_refused(*tiny(), "prior._target_=no_such_module.Prior", f"hydra.run.dir={tmp_path / 'run'}")
-    assert line.endswith(
-        "prior._target_=no_such_module.Prior: cannot be imported (ModuleNotFoundError: No module named "
-        "'no_such_module'); is its module on the path (the directory run.py runs in, or PYTHONPATH)?"
-    )
-    assert not (tmp_path / "run").exists()
-
-
-def test_a_class_that_is_not_a_prior_is_refused_in_one_line(tmp_path):
-    line = run_py_refused(*tiny(), f"prior._target_={OWN}.NotAPrior", f"hydra.run.dir={tmp_path / 'run'}")
-    assert line.endswith(
-        f"prior._target_={OWN}.NotAPrior: NotAPrior is not a pyro_vae.modelling.priors.LatentPrior; subclass it"
-    )
-    assert not (tmp_path / "run").exists()
-
-
-def test_a_setting_the_users_prior_does_not_take_is_refused_in_one_line(tmp_path):
-    line = run_py_refused(
-        *tiny(), f"prior._target_={OWN}.MixturePrior", "+prior.components_=3", f"hydra.run.dir={tmp_path / 'run'}"
-    )
-    assert line.endswith(
-        f"prior._target_={OWN}.MixturePrior: got an unexpected keyword argument 'components_' (its settings, "
-        "prior.*, are its arguments after latent_dim and image_shape)"
-    )
-    assert not (tmp_path / "run").exists()
+@pytest.mark.parametrize(
+    "overrides, refusal",
+    [
+        (
+            ["prior._target_=no_such_module.Prior"],
+            "prior._target_=no_such_module.Prior: cannot be imported (ModuleNotFoundError: No module named "
+            "'no_such_module'); is its module on the path (the directory run.py runs in, or PYTHONPATH)?",
+        ),
+        (
+            [f"prior._target_={OWN}.NotAPrior"],
+            f"prior._target_={OWN}.NotAPrior: NotAPrior is not a pyro_vae.modelling.priors.LatentPrior; subclass it",
+        ),
+        (
+            [f"prior._target_={OWN}.MixturePrior", "+prior.components_=3"],
+            f"prior._target_={OWN}.MixturePrior: got an unexpected keyword argument 'components_' (its settings, "
+            "prior.*, are its arguments after latent_dim and image_shape)",
+        ),
+    ],
+    ids=["not importable", "not a prior", "a setting it does not take"],
+)
+def test_a_prior_that_cannot_be_built_is_refused_in_one_line(tmp_path, overrides, refusal):
+    assert refused_leaving_nothing(tmp_path, *overrides).endswith(refusal)
