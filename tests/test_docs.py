@@ -179,6 +179,9 @@ def test_help_says_what_the_program_does_lists_the_groups_and_shows_the_readmes_
     groups = dict(line.split(": ", 1) for line in result.stdout.splitlines() if re.match(r"^[a-z_/]+: \w", line))
     assert groups["guide"] == "diagonal, full, iaf" and "vampprior" in groups["prior"] and "iwae" in groups["objective"]
     assert "Powered by Hydra" not in result.stdout
+    # Each top-level setting with its declared default and meaning (schema.settings_listing).
+    assert re.search(r"^latent_dim=20 +dimensions of z$", result.stdout, flags=re.M)
+    assert re.search(r"^early_stopping.patience=null +stop after", result.stdout, flags=re.M)
 
 
 def test_the_settings_page_names_every_declared_setting():

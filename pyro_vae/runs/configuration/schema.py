@@ -647,12 +647,25 @@ def register_schemas() -> None:
     _share_the_store()
     store = ConfigStore.instance()
     store.store(name=CONFIG_SCHEMA, node=Config)
+    store.store(group="hydra/help", name="settings", node={"settings": settings_listing()})
     for group, options in OPTIONS.items():
         for name, declared in options.items():
             if declared.file:  # conf/GROUP/NAME.yaml selects it, with what it changes in other groups
                 store.store(name=schema_name(group, name), node=declared.node)
             else:
                 store.store(group=group, name=name, node=declared.node)
+
+
+def settings_listing() -> str:
+    """The top level's settings as ``--help`` lists them: each with its default, as a command line gives it,
+    and its meaning (conf/hydra/help/pyro_vae.yaml; a group's settings follow its option)."""
+    lines = []
+    for name, declared in declared_settings(Config):
+        default = declared.default_factory() if callable(declared.default_factory) else declared.default
+        shown = "null" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+        lines.append(f"{name}={shown.replace(' ', '')}".ljust(32) + f" {declared.metadata['meaning']}")
+    # Escaped twice: OmegaConf resolves the help text (\${), then string.Template substitutes it ($$).
+    return "\n".join(lines).replace("${", "$\\${")
 
 
 def _share_the_store() -> None:
