@@ -58,16 +58,16 @@ def test_every_config_group_option_composes_and_builds(group, option, tmp_path):
 
 def test_adam_falls_back_to_foreach_with_one_warning_where_torch_has_no_fused_cpu_adam(monkeypatch, caplog):
     """torch before 2.4 refuses fused=True for CPU tensors with a RuntimeError; imitated here."""
-    real_adam = torch.optim.Adam
 
-    def adam_without_fused_cpu(params, fused=None, **arguments):
-        if fused:
-            raise RuntimeError(
-                "`fused=True` requires all the params to be floating point Tensors of supported devices: ['cuda']"
-            )
-        return real_adam(params, fused=fused, **arguments)
+    class AdamWithoutFusedCpu(torch.optim.Adam):
+        def __init__(self, params, fused=None, **arguments):
+            if fused:
+                raise RuntimeError(
+                    "`fused=True` requires all the params to be floating point Tensors of supported devices: ['cuda']"
+                )
+            super().__init__(params, fused=fused, **arguments)
 
-    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused_cpu)
+    monkeypatch.setattr(torch.optim, "Adam", AdamWithoutFusedCpu)
     optimizers.fused_adam_runs_on.cache_clear()
     cfg = compose_config()
     try:
@@ -191,3 +191,39 @@ def test_run_py_refuses_a_composition_error_in_one_line_on_stderr(tmp_path, args
     line = one_line(result)
     assert line in result.stderr and line.endswith(f"[pyro_vae][ERROR] - {message}"), line
     assert not (tmp_path / "run").exists()
+
+
+def test_any_torch_optimizer_takes_an_options_place_by_its_target():
+    cfg = compose_config(
+        [
+            "optimizer=adagrad",
+            "optimizer._target_=torch.optim.SGD",
+            "+optimizer.momentum=0.5",
+            "+optimizer.nesterov=true",
+        ]
+    )
+    validate(cfg)
+    optimizer = make_optimizer(cfg.optimizer, cfg.lr, [torch.nn.Parameter(torch.zeros(3))], 1000)
+    assert type(optimizer) is torch.optim.SGD
+    assert optimizer.defaults["momentum"] == 0.5 and optimizer.defaults["nesterov"] is True
+
+
+@pytest.mark.parametrize(
+    "overrides, refusal",
+    [
+        (
+            ["optimizer._target_=collections.OrderedDict"],
+            "optimizer._target_=collections.OrderedDict: OrderedDict is not a torch.optim.optimizer.Optimizer; "
+            "subclass it",
+        ),
+        (
+            ["optimizer=sgd", "+optimizer.momentun=0.5"],
+            "optimizer._target_=torch.optim.SGD: got an unexpected keyword argument 'momentun' (its settings, "
+            "optimizer.*, are its arguments beside the parameters and lr)",
+        ),
+    ],
+)
+def test_an_optimizer_that_cannot_be_built_is_refused_in_one_line(overrides, refusal):
+    with pytest.raises(ConfigError) as refused:
+        validate(compose_config(overrides))
+    assert str(refused.value) == refusal

@@ -4,9 +4,8 @@ Each builder looks its option up in ``schema.OPTIONS`` and hands plain arguments
 declares; the settings were checked before (``settings.validate``), so nothing here refuses.
 """
 
-import inspect
 from functools import partial
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Type, Union
 
 import torch
 from hydra.utils import instantiate
@@ -15,7 +14,6 @@ from pyro.infer import ELBO, Trace_ELBO
 from torch import nn
 
 from ...data import Binarization, DatasetReader, DataSplits, Observation, PixelTransform, load_data
-from ...errors import ConfigError
 from ...modelling.gan import GAN
 from ...modelling.guides import GuideFamily
 from ...modelling.hierarchical import HierarchicalVAE
@@ -25,7 +23,7 @@ from ...modelling.priors import LatentPrior
 from ...modelling.vae import BAYESIAN_DECODER_VARIANTS, VAE
 from ...modelling.weights import MeanFieldWeights, make_bayesian_
 from .schema import likelihood_free, option
-from .targets import subclass_target
+from .targets import buildable_target
 
 ImageShape = Tuple[int, int, int]
 
@@ -87,17 +85,10 @@ def _family(cfg: DictConfig) -> Callable[[int, float], GuideFamily]:
 def prior_class(prior: DictConfig) -> type:
     """The class ``prior._target_`` names, refused in one line unless it is a ``LatentPrior`` that takes
     the option's settings as its arguments after ``latent_dim`` and ``image_shape``."""
-    found = subclass_target("prior._target_", prior._target_, LatentPrior)
     settings = _settings(prior)
     del settings["_target_"]
-    try:
-        inspect.signature(found).bind(1, (1, 1, 1), **settings)
-    except TypeError as exc:
-        raise ConfigError(
-            f"prior._target_={prior._target_}: {exc} (its settings, prior.*, are its arguments after latent_dim "
-            "and image_shape)"
-        ) from exc
-    return found
+    takes = "its settings, prior.*, are its arguments after latent_dim and image_shape"
+    return buildable_target("prior._target_", prior._target_, LatentPrior, (1, (1, 1, 1)), settings, takes)
 
 
 def _prior(cfg: DictConfig, latent_dim: int, image_shape: ImageShape) -> LatentPrior:
@@ -122,6 +113,18 @@ def _hierarchical_vae(cfg, encoder, decoder, likelihood, image_shape, num_data) 
     top_decoder = GaussianLayer(z2, widths[::-1], z1, activation, floor)
     prior = _prior(cfg, z2, image_shape)
     return HierarchicalVAE(encoder, decoder, likelihood, top_encoder, top_decoder, (z1, z2), num_data, prior)
+
+
+# Settings of an optimizer option that are not arguments of its class.
+NOT_ARGUMENTS = ("name", "_target_", "fused")
+
+
+def optimizer_class_of(optimizer: DictConfig) -> Type[torch.optim.Optimizer]:
+    """The class ``optimizer._target_`` names, refused in one line unless it is a torch optimizer that
+    takes the option's settings."""
+    arguments = {key: value for key, value in optimizer.items() if key not in NOT_ARGUMENTS}
+    takes = "its settings, optimizer.*, are its arguments beside the parameters and lr"
+    return buildable_target("optimizer._target_", optimizer._target_, torch.optim.Optimizer, ([],), arguments, takes)
 
 
 def make_objective(objective: DictConfig, textbook: bool = False) -> ELBO:

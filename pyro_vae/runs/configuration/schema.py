@@ -265,9 +265,11 @@ class NetConfig:
 
 @dataclass
 class OptimizerConfig:
-    """optimizer=: one torch optimizer over all parameters."""
+    """optimizer=: one torch optimizer over all parameters; ``_target_`` its class (any torch optimizer in its
+    place: docs/settings.md, "Your own optimizer")."""
 
     name: str = MISSING
+    _target_: str = setting("torch.optim.Adagrad", "the optimizer's class, MODULE.CLASS (a torch.optim.Optimizer)")
 
 
 @dataclass
@@ -306,6 +308,13 @@ class RMSpropConfig(OptimizerConfig):
         0.99,
         "the decay rate of the average of the squared gradient",
         fraction("e.g. 0.99: the decay rate of RMSprop's average of the squared gradient"),
+    )
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    momentum: float = setting(
+        0.9, "the decay rate of the velocity", fraction("e.g. 0.9: the decay rate of the velocity")
     )
 
 
@@ -557,10 +566,11 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
         "conv": Option(NetConfig(name="conv", widths=[32, 64, 128]), f"{_NETS}:CONV"),
     },
     "optimizer": {
-        "adam": Option(AdamConfig(name="adam"), "torch.optim:Adam"),
-        "adagrad": Option(OptimizerConfig(name="adagrad"), "torch.optim:Adagrad"),
-        "clipped_adam": Option(ClippedAdamConfig(name="clipped_adam"), "pyro.optim.clipped_adam:ClippedAdam"),
-        "rmsprop": Option(RMSpropConfig(name="rmsprop"), "torch.optim:RMSprop"),
+        "adam": Option(AdamConfig(name="adam", _target_="torch.optim.Adam")),
+        "adagrad": Option(OptimizerConfig(name="adagrad")),
+        "clipped_adam": Option(ClippedAdamConfig(name="clipped_adam", _target_="pyro.optim.clipped_adam.ClippedAdam")),
+        "rmsprop": Option(RMSpropConfig(name="rmsprop", _target_="torch.optim.RMSprop")),
+        "sgd": Option(SGDConfig(name="sgd", _target_="torch.optim.SGD")),
     },
     "objective": {
         "trace": Option(ObjectiveConfig(name="trace"), f"{_OBJECTIVES}:DeviceTrace_ELBO"),

@@ -52,12 +52,14 @@ def _open_form_kl(cfg: DictConfig) -> Optional[str]:
     return None
 
 
-def _prior_refusal(cfg: DictConfig) -> Optional[str]:
-    """A ``prior._target_`` that cannot be imported, or is not a prior."""
-    from .builders import prior_class
+def _target_refusal(cfg: DictConfig) -> Optional[str]:
+    """A ``prior._target_`` or ``optimizer._target_`` that cannot be imported, is not a prior (an optimizer), or
+    does not take the option's settings."""
+    from .builders import optimizer_class_of, prior_class
 
     try:
         prior_class(cfg.prior)
+        optimizer_class_of(cfg.optimizer)
     except ConfigError as exc:
         return str(exc)
     return None
@@ -327,7 +329,7 @@ RULES: List[Callable[[DictConfig], Optional[str]]] = [
 # The rules that ask the chosen options' own classes (the likelihood, the data set's reader, the networks),
 # which load the modelling wing, the data sets and torch: checked after RANGES and RULES.
 MODEL_RULES: List[Callable[[DictConfig], Optional[str]]] = [
-    _prior_refusal,
+    _target_refusal,
     _scale_mode_refusal,
     _dataset_refusal,
     _binarization_refusal,

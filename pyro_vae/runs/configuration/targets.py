@@ -2,7 +2,8 @@
 imported, checked to be the kind of thing its setting asks for, or refused in one line naming the setting."""
 
 import importlib
-from typing import Any
+import inspect
+from typing import Any, Dict, Sequence
 
 from ...errors import ConfigError
 
@@ -25,4 +26,17 @@ def subclass_target(setting: str, target: str, base: type) -> type:
     if not (isinstance(found, type) and issubclass(found, base)):
         name = getattr(found, "__name__", type(found).__name__)
         raise ConfigError(f"{setting}={target}: {name} is not a {base.__module__}.{base.__qualname__}; subclass it")
+    return found
+
+
+def buildable_target(
+    setting: str, target: str, base: type, leading: Sequence[Any], arguments: Dict[str, Any], takes: str
+) -> type:
+    """The class ``target`` names, refused unless it subclasses ``base`` and takes the ``leading`` arguments
+    the run gives it and the option's settings, ``arguments`` (``takes`` says which they are)."""
+    found = subclass_target(setting, target, base)
+    try:
+        inspect.signature(found).bind(*leading, **arguments)
+    except TypeError as exc:
+        raise ConfigError(f"{setting}={target}: {exc} ({takes})") from exc
     return found

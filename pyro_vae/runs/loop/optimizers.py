@@ -6,7 +6,6 @@ wraps the same class and arguments in Pyro's ``PyroOptim``, which keeps one per 
 """
 
 import logging
-from dataclasses import fields
 from functools import cache
 from typing import Any, Dict, Iterable, Tuple, Type
 
@@ -15,32 +14,28 @@ from omegaconf import DictConfig, OmegaConf
 from pyro.optim import PyroOptim
 from pyro.optim.clipped_adam import ClippedAdam
 
-from ..configuration.schema import option
+from ..configuration.builders import NOT_ARGUMENTS, optimizer_class_of
 
 log = logging.getLogger(__name__)
-
-# Settings of an optimizer's schema that are not arguments of its class.
-NOT_ARGUMENTS = ("name", "fused")
 
 
 def optimizer_arguments(
     optimizer: DictConfig, lr: float, num_data: int
 ) -> Tuple[Type[torch.optim.Optimizer], Dict[str, Any]]:
-    """The torch class of ``optimizer=NAME`` (``schema.OPTIONS``) and its arguments at learning rate
-    ``lr``: every setting its schema declares, by the same name.
+    """The torch class of ``optimizer._target_`` and its arguments at learning rate ``lr``: every setting of
+    the option (and those a user's own class is given, ``+optimizer.NAME=VALUE``), by the same name.
 
     Each loss estimates the bound of all ``num_data`` training images, so ClippedAdam's
     per-image ``clip_norm`` is scaled by it: the clamp then means the same whatever the data.
     """
-    declared = option("optimizer", optimizer.name)
     arguments: Dict[str, Any] = {"lr": lr}
-    for setting in fields(declared.schema):
-        if setting.name not in NOT_ARGUMENTS:
-            value = optimizer[setting.name]
-            arguments[setting.name] = tuple(value) if OmegaConf.is_list(value) else value
-    optimizer_class = declared.component()
+    for key, value in optimizer.items():
+        if key not in NOT_ARGUMENTS:
+            arguments[key] = tuple(value) if OmegaConf.is_list(value) else value
+    optimizer_class = optimizer_class_of(optimizer)
     if optimizer_class is ClippedAdam:
-        arguments["clip_norm"] = arguments["clip_norm"] * num_data
+        # Beyond float32's largest number the clamp is none, and torch refuses to convert it.
+        arguments["clip_norm"] = min(arguments["clip_norm"] * num_data, torch.finfo(torch.float32).max)
     return optimizer_class, arguments
 
 
