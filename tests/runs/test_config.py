@@ -217,7 +217,7 @@ def test_any_torch_optimizer_takes_an_options_place_by_its_target():
             "subclass it",
         ),
         (
-            ["optimizer=sgd", "+optimizer.momentun=0.5"],
+            ["optimizer=adagrad", "optimizer._target_=torch.optim.SGD", "+optimizer.momentun=0.5"],
             "optimizer._target_=torch.optim.SGD: got an unexpected keyword argument 'momentun' (its settings, "
             "optimizer.*, are its arguments beside the parameters and lr)",
         ),

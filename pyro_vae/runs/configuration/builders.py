@@ -4,7 +4,6 @@ Each builder looks its option up in ``schema.OPTIONS`` and hands plain arguments
 declares; the settings were checked before (``settings.validate``), so nothing here refuses.
 """
 
-from functools import partial
 from typing import Callable, Optional, Tuple, Type, Union
 
 import torch
@@ -23,7 +22,7 @@ from ...modelling.priors import LatentPrior
 from ...modelling.vae import BAYESIAN_DECODER_VARIANTS, VAE
 from ...modelling.weights import MeanFieldWeights, make_bayesian_
 from .schema import likelihood_free, option
-from .targets import buildable_target
+from .targets import buildable_target, import_target
 
 ImageShape = Tuple[int, int, int]
 
@@ -77,9 +76,16 @@ def build_model(cfg: DictConfig, image_shape: ImageShape, num_classes: int) -> U
     return build_gan(cfg, image_shape) if likelihood_free(cfg) else build_vae(cfg, image_shape, num_classes)
 
 
+def guide_class(guide: DictConfig) -> type:
+    """The variational family ``guide._target_`` names, refused in one line where it cannot be imported."""
+    return import_target("guide._target_", guide._target_)
+
+
 def _family(cfg: DictConfig) -> Callable[[int, float], GuideFamily]:
-    """The variational family of ``guide=NAME`` as the encoders build it, ``family(latent_dim, min_scale)``."""
-    return partial(option("guide", cfg.guide.name).component(), **_settings(cfg.guide))
+    """The variational family of ``guide.*`` as the encoders build it, ``family(latent_dim, min_scale)``: its
+    ``_target_`` with the option's own settings, the rest left to the encoder (``_partial_``)."""
+    guide_class(cfg.guide)
+    return instantiate(_settings(cfg.guide), _convert_="all")
 
 
 def prior_class(prior: DictConfig) -> type:

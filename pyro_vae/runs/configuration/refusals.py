@@ -62,7 +62,7 @@ def check_against_schema(cfg: DictConfig, prefix: str = "") -> None:
     schema = cfg._metadata.object_type
     if not (isinstance(schema, type) and is_dataclass(schema)):
         return
-    declared = _settings_of(cfg)
+    declared = [f.name for f in fields(schema)]
     for key in declared:
         if cfg._get_node(key, validate_access=False) is None:
             raise ConfigError(f"~{prefix}{key}: {prefix}{key} cannot be removed; every run reads it")
@@ -70,7 +70,8 @@ def check_against_schema(cfg: DictConfig, prefix: str = "") -> None:
         node = cfg._get_node(key)
         if key not in declared and "_target_" not in declared:  # where it is, its target's signature checks it
             where = _where(cfg, prefix.rstrip("."))
-            raise ConfigError(unknown_setting(f"{prefix}{key}={_text(node)}", f"{prefix}{key}", declared, where))
+            subject = f"{prefix}{key}={_text(node)}"
+            raise ConfigError(unknown_setting(subject, f"{prefix}{key}", _settings_of(cfg), where))
         if node._is_missing():
             raise ConfigError(f"{prefix}{key}=???: needs a value")
         if isinstance(node, DictConfig) and not node._is_none():
@@ -132,9 +133,10 @@ def _unknown_choice(error: MissingConfigException, overrides: Sequence[str]) -> 
 
 
 def _settings_of(node: DictConfig) -> List[str]:
+    """The settings a refusal lists: the schema's, less Hydra's own keys (``_target_``, ``_partial_``)."""
     schema = node._metadata.object_type
     if isinstance(schema, type) and is_dataclass(schema):
-        return [f.name for f in fields(schema)]
+        return [f.name for f in fields(schema) if not f.name.startswith("_")]
     return [str(k) for k in node.keys()]
 
 

@@ -156,9 +156,12 @@ class QualityConfig:
 
 @dataclass
 class GuideConfig:
-    """guide=: the variational family q(z|x)."""
+    """guide=: the variational family q(z|x); ``_target_`` its class, built partially here (``_partial_``) and
+    completed by the encoder with the latent size and the floor of its scales."""
 
     name: str = MISSING
+    _target_: str = setting("pyro_vae.modelling.guides.DiagonalGaussian", "the variational family's class")
+    _partial_: bool = True
 
 
 @dataclass
@@ -308,13 +311,6 @@ class RMSpropConfig(OptimizerConfig):
         0.99,
         "the decay rate of the average of the squared gradient",
         fraction("e.g. 0.99: the decay rate of RMSprop's average of the squared gradient"),
-    )
-
-
-@dataclass
-class SGDConfig(OptimizerConfig):
-    momentum: float = setting(
-        0.9, "the decay rate of the velocity", fraction("e.g. 0.9: the decay rate of the velocity")
     )
 
 
@@ -541,9 +537,9 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
         ),
     },
     "guide": {
-        "diagonal": Option(GuideConfig(name="diagonal"), f"{_GUIDES}:DiagonalGaussian"),
-        "full": Option(GuideConfig(name="full"), f"{_GUIDES}:FullCovarianceGaussian"),
-        "iaf": Option(IafGuideConfig(name="iaf"), f"{_GUIDES}:InverseAutoregressiveFlow"),
+        "diagonal": Option(GuideConfig(name="diagonal")),
+        "full": Option(GuideConfig(name="full", _target_=f"{_GUIDES}.FullCovarianceGaussian")),
+        "iaf": Option(IafGuideConfig(name="iaf", _target_=f"{_GUIDES}.InverseAutoregressiveFlow")),
     },
     "prior": {
         "standard": Option(PriorConfig(name="standard")),
@@ -570,7 +566,6 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
         "adagrad": Option(OptimizerConfig(name="adagrad")),
         "clipped_adam": Option(ClippedAdamConfig(name="clipped_adam", _target_="pyro.optim.clipped_adam.ClippedAdam")),
         "rmsprop": Option(RMSpropConfig(name="rmsprop", _target_="torch.optim.RMSprop")),
-        "sgd": Option(SGDConfig(name="sgd", _target_="torch.optim.SGD")),
     },
     "objective": {
         "trace": Option(ObjectiveConfig(name="trace"), f"{_OBJECTIVES}:DeviceTrace_ELBO"),

@@ -43,23 +43,24 @@ def _open_form_kl(cfg: DictConfig) -> Optional[str]:
     """The setting that leaves KL(q(z|x) || p(z)) without a closed form, or None."""
     if cfg.model.name == "hvae":
         return "model=hvae (q(z2|z1) and p(z1|z2) depend on a draw)"
-    from .builders import prior_class
+    from .builders import guide_class, prior_class
 
     if not prior_class(cfg.prior).closed_form_kl:
         return f"prior={cfg.prior.name}"
-    if not _component(cfg, "guide").closed_form_kl:
+    if not guide_class(cfg.guide).closed_form_kl:
         return f"guide={cfg.guide.name}"
     return None
 
 
 def _target_refusal(cfg: DictConfig) -> Optional[str]:
     """A ``prior._target_`` or ``optimizer._target_`` that cannot be imported, is not a prior (an optimizer), or
-    does not take the option's settings."""
-    from .builders import optimizer_class_of, prior_class
+    does not take the option's settings; a ``guide._target_`` that cannot be imported."""
+    from .builders import guide_class, optimizer_class_of, prior_class
 
     try:
         prior_class(cfg.prior)
         optimizer_class_of(cfg.optimizer)
+        guide_class(cfg.guide)
     except ConfigError as exc:
         return str(exc)
     return None

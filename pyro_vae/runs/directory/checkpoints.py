@@ -97,9 +97,13 @@ def _renamed_settings(config: Dict[str, Any]) -> None:
         config["objective"] = {**objective, "name": "trace"} if textbook else objective
         config["svi_step"] = "pyro" if textbook else "torch"
     config.setdefault("guide", {"name": "diagonal"})  # the only variational family before guide=
-    prior = config.setdefault("prior", {"name": "standard"})  # the only prior before prior=
-    if "_target_" not in prior:  # recorded before prior._target_: the class its option declares
-        prior["_target_"] = OPTIONS["prior"][prior["name"]].node._target_
+    config.setdefault("prior", {"name": "standard"})  # the only prior before prior=
+    for group in ("guide", "prior"):  # recorded before their _target_: the class their option declares
+        node = OPTIONS[group][config[group]["name"]].node
+        config[group] = {
+            **{key: getattr(node, key) for key in ("_target_", "_partial_") if hasattr(node, key)},
+            **config[group],
+        }
     for node, old, new in RENAMED_KEYS:
         settings = config.get(node)
         if isinstance(settings, dict) and old in settings:
