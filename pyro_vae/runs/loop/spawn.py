@@ -76,6 +76,11 @@ def _worker(rank: int, world_size: int, port: int, device, outcomes, work: Calla
         outcome = _Outcome(pickled_value=pickle.dumps(work(processes, *args)))
     except PyroVAEError as exc:
         outcome = _Outcome(error=exc)
+    finally:
+        # Its threads joined before the interpreter ends: a process left with gloo's running was seen to
+        # abort at exit (SIGABRT, "terminate called without an active exception") after a finished run.
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     if processes.writes:  # the others' errors are rank 0's too (a divergence), or stop it (a process that dies)
         outcomes.put(outcome)
 
