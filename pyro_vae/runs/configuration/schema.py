@@ -631,6 +631,14 @@ def declared_settings(schema: type, prefix: str = "") -> Iterator[Tuple[str, Fie
             yield prefix + declared.name, declared
 
 
+def every_setting() -> Iterator[Tuple[str, Field]]:
+    """Every setting declared: the top level's and those of every option of every group."""
+    yield from declared_settings(Config)
+    for group, options in OPTIONS.items():
+        for declared in options.values():
+            yield from declared_settings(declared.schema, f"{group}.")
+
+
 def chosen_settings(cfg: DictConfig) -> Iterator[Tuple[str, Field]]:
     """The settings of ``cfg``: the top level's and those of each group's chosen option."""
     yield from declared_settings(Config)
