@@ -39,3 +39,14 @@ def unlabelled_indices(num_images: int, labelled: torch.Tensor) -> torch.Tensor:
     keep = torch.ones(num_images, dtype=torch.bool, device=labelled.device)
     keep[labelled] = False
     return keep.nonzero().flatten()
+
+
+def labelled_batches(num_labelled: int, batch_size: int, steps: int, seed: int, epoch: int) -> torch.Tensor:
+    """The labelled images of each of an epoch's ``steps`` steps, (steps, batch_size) indices into the
+    ``num_labelled`` labelled ones: consecutive slices of fresh permutations, each drawn when the previous one
+    is used up, so every labelled image is seen equally often. Drawn from ``seed`` and ``epoch`` alone (a
+    generator of its own), so a resumed run sees the batches it would have seen."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    needed = steps * batch_size
+    orders = [torch.randperm(num_labelled, generator=generator) for _ in range(-(-needed // num_labelled))]
+    return torch.cat(orders)[:needed].view(steps, batch_size)

@@ -16,7 +16,7 @@ unlabelled images, so the paper adds alpha E_{labelled}[-log q(y|x)] (eq. 9) to 
 """
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import pyro
 import pyro.distributions as dist
@@ -54,6 +54,8 @@ class SemiSupervisedVAE(nn.Module):
     VampPrior does not (its components are q(z|u), which here needs a label).
     """
 
+    conditional = True  # its networks see the label (the data set must have labels)
+
     def __init__(
         self,
         classifier: nn.Module,
@@ -85,6 +87,10 @@ class SemiSupervisedVAE(nn.Module):
 
     # The four distributions of the derivation.
 
+    def prior(self, batch_size: int) -> dist.TorchDistribution:
+        """p(z) = N(0, I) (or the prior given), one event of ``latent_dim`` per image."""
+        return self.latent_prior(batch_size, self.encode)
+
     def label_prior(self, batch_size: int) -> dist.TorchDistribution:
         """p(y) = Cat(1 / C) for each image."""
         return dist.Categorical(logits=self.label_logits).expand([batch_size])
@@ -113,7 +119,7 @@ class SemiSupervisedVAE(nn.Module):
         pyro.module("decoder", self.decoder)
         pyro.module("likelihood", self.likelihood)
         with self.data_plate(x, y):
-            z = pyro.sample("z", self.latent_prior(len(x), self.encode))
+            z = pyro.sample("z", self.prior(len(x)))
             y = pyro.sample("y", self.label_prior(len(x)), obs=y)
             pyro.sample("x", self.decode(z, y, observed=x), obs=x)
 
@@ -159,6 +165,14 @@ class SemiSupervisedVAE(nn.Module):
         return F.one_hot(y, self.num_classes).to(dtype)
 
 
+def minibatch_bound(vae: SemiSupervisedVAE, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> float:
+    """The bound of the images ``x`` summed over them, not scaled to a data set: with their labels ``y`` the
+    sum of -L(x, y) (log p(y) included), without them the sum of -U(x), y summed out."""
+    elbo, size = (LABELLED_ELBO, vae.num_labelled) if y is not None else (UNLABELLED_ELBO, vae.num_unlabelled)
+    loss = elbo.loss(vae.model, vae.guide, x, *(() if y is None else (y,)))  # a float, without gradients
+    return -loss * len(x) / (size or len(x))
+
+
 def semi_supervised_loss(
     vae: SemiSupervisedVAE, labelled_x: torch.Tensor, labels: torch.Tensor, unlabelled_x: torch.Tensor
 ) -> torch.Tensor:
@@ -167,3 +181,29 @@ def semi_supervised_loss(
     labelled = LABELLED_ELBO.differentiable_loss(vae.model, vae.guide, labelled_x, labels)
     unlabelled = UNLABELLED_ELBO.differentiable_loss(vae.model, vae.guide, unlabelled_x)
     return labelled + unlabelled + vae.classification_loss(labelled_x, labels)
+
+
+# Figures of a trained M2 on a whole split, in chunks of ``chunk_size`` images (no gradients kept).
+
+
+@torch.no_grad()
+def predictions(vae: SemiSupervisedVAE, images: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """The most probable label under q(y|x) of every image."""
+    return torch.cat([vae.classify(chunk) for chunk in images.split(chunk_size)])
+
+
+def classification_error(vae: SemiSupervisedVAE, images: torch.Tensor, labels: torch.Tensor, chunk_size: int) -> float:
+    """The fraction of ``images`` whose most probable label under q(y|x) is not theirs (the test error)."""
+    return (predictions(vae, images, chunk_size) != labels).double().mean().item()
+
+
+@torch.no_grad()
+def mean_bounds(
+    vae: SemiSupervisedVAE, images: torch.Tensor, labels: torch.Tensor, chunk_size: int
+) -> Tuple[float, float]:
+    """The mean bound per image of ``images`` with their labels (-L(x, y)) and without them (-U(x)), in nats,
+    each on one draw of z per image (and label)."""
+    chunks = list(zip(images.split(chunk_size), labels.split(chunk_size)))
+    with_labels = sum(minibatch_bound(vae, x, y) for x, y in chunks)
+    without_labels = sum(minibatch_bound(vae, x) for x, _ in chunks)
+    return with_labels / len(images), without_labels / len(images)

@@ -19,6 +19,7 @@ from ...modelling.hierarchical import HierarchicalVAE
 from ...modelling.networks import GaussianLayer
 from ...modelling.objectives import IWAE_ELBO, MAX_PLATE_NESTING, CorrectedJitTrace_ELBO, DeviceTrace_ELBO
 from ...modelling.priors import LatentPrior
+from ...modelling.semi_supervised import SemiSupervisedVAE, mlp_classifier
 from ...modelling.vae import BAYESIAN_DECODER_VARIANTS, VAE
 from ...modelling.weights import MeanFieldWeights, make_bayesian_
 from .schema import likelihood_free, option
@@ -45,16 +46,8 @@ def build_vae(cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_da
     ``latent_dim``) for images of ``image_shape`` in ``num_classes`` classes, fitted to a data set of
     ``num_data`` images."""
     model_class = option("model", cfg.model.name).component()
-    likelihood = build_likelihood(cfg.likelihood, image_shape)
-    networks = option("net", cfg.net.name).component()
-    widths = list(cfg.net.widths)
     context_dim = num_classes if model_class.conditional else 0
-    encoder = networks.encoder(
-        image_shape, widths, cfg.latent_dim, cfg.net.activation, cfg.net.min_encoder_scale, context_dim, _family(cfg)
-    )
-    decoder = networks.decoder(
-        cfg.latent_dim + context_dim, widths[::-1], image_shape, likelihood.params_per_pixel, cfg.net.activation
-    )
+    encoder, decoder, likelihood = _networks(cfg, image_shape, context_dim)
     if model_class is HierarchicalVAE:
         return _hierarchical_vae(cfg, encoder, decoder, likelihood, image_shape, num_data)
     arguments = (encoder, decoder, likelihood, cfg.latent_dim) + ((num_classes,) if model_class.conditional else ())
@@ -66,14 +59,45 @@ def build_vae(cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_da
     return BAYESIAN_DECODER_VARIANTS[model_class](*arguments, num_data=num_data, prior=prior, weight_guide=weight_guide)
 
 
+def _networks(cfg: DictConfig, image_shape: ImageShape, context_dim: int) -> Tuple[nn.Module, nn.Module, nn.Module]:
+    """The encoder, decoder and likelihood of ``net.*``, ``guide.*`` and ``likelihood.*``; both networks also
+    see a context of ``context_dim`` (a one-hot label) beside x or z."""
+    likelihood = build_likelihood(cfg.likelihood, image_shape)
+    networks = option("net", cfg.net.name).component()
+    widths = list(cfg.net.widths)
+    encoder = networks.encoder(
+        image_shape, widths, cfg.latent_dim, cfg.net.activation, cfg.net.min_encoder_scale, context_dim, _family(cfg)
+    )
+    decoder = networks.decoder(
+        cfg.latent_dim + context_dim, widths[::-1], image_shape, likelihood.params_per_pixel, cfg.net.activation
+    )
+    return encoder, decoder, likelihood
+
+
+def build_semi_supervised(
+    cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_images: int = 0
+) -> SemiSupervisedVAE:
+    """Kingma et al.'s M2 (model=m2): the label a latent variable, q(y|x) an MLP of ``model.classifier_widths``,
+    the classification term weighted by ``model.alpha`` times the ``num_images`` training images."""
+    encoder, decoder, likelihood = _networks(cfg, image_shape, num_classes)
+    classifier = mlp_classifier(image_shape, list(cfg.model.classifier_widths), num_classes, cfg.net.activation)
+    alpha = cfg.model.alpha * num_images
+    prior = _prior(cfg, cfg.latent_dim, image_shape)
+    return SemiSupervisedVAE(classifier, encoder, decoder, likelihood, cfg.latent_dim, num_classes, alpha, prior=prior)
+
+
 def build_gan(cfg: DictConfig, image_shape: ImageShape) -> GAN:
     """The DCGAN of ``model=gan`` (``model.*``, ``latent_dim``) for images of ``image_shape``."""
     return GAN(cfg.latent_dim, image_shape, cfg.model.generator_width, cfg.model.discriminator_width)
 
 
-def build_model(cfg: DictConfig, image_shape: ImageShape, num_classes: int) -> Union[VAE, GAN]:
-    """The model of a run's ``cfg``, a VAE or (model=gan) a GAN, as a checkpoint rebuilds it."""
-    return build_gan(cfg, image_shape) if likelihood_free(cfg) else build_vae(cfg, image_shape, num_classes)
+def build_model(cfg: DictConfig, image_shape: ImageShape, num_classes: int) -> Union[VAE, GAN, SemiSupervisedVAE]:
+    """The model of a run's ``cfg``, a VAE, (model=gan) a GAN or (model=m2) M2, as a checkpoint rebuilds it."""
+    if likelihood_free(cfg):
+        return build_gan(cfg, image_shape)
+    if cfg.model.name == "m2":
+        return build_semi_supervised(cfg, image_shape, num_classes)
+    return build_vae(cfg, image_shape, num_classes)
 
 
 def guide_class(guide: DictConfig) -> type:

@@ -215,6 +215,18 @@ class GanModelConfig(ModelConfig):
 
 
 @dataclass
+class SemiSupervisedModelConfig(ModelConfig):
+    classifier_widths: List[int] = setting([500], "q(y|x)'s hidden widths (Kingma et al.: one layer of 500)", WIDTHS)
+    alpha: float = setting(
+        0.1, "the classification term's weight, a multiple of the training images N (Kingma et al.: 0.1 N)",
+        at_least(0, "must be a number >= 0"),
+    )
+    labelled_batch_size: int = setting(
+        100, "labelled images in each step, beside batch_size unlabelled ones (docs/semi_supervised.md)", POSITIVE_INTEGER
+    )
+
+
+@dataclass
 class DatasetConfig:
     """dataset=: where the files are, whether they must be the official release, and how the splits are carved."""
 
@@ -228,6 +240,10 @@ class DatasetConfig:
     val_size: int = setting(10000, "images held out to validate and pick the best checkpoint", POSITIVE_INTEGER)
     train_size: Optional[int] = setting(None, "null: the rest of the training split; N: its first N images")
     test_size: Optional[int] = setting(None, "null: the whole test split; N: its first N images")
+    num_labels: Optional[int] = setting(
+        None, "model=m2: the labelled training images, balanced over the classes", POSITIVE_INTEGER_OR_NULL
+    )
+    label_seed: int = setting(0, "model=m2: the seed that draws the labelled images", SEED)
 
 
 @dataclass
@@ -487,13 +503,15 @@ class Option:
     """One option of a config group, declared once: ``node``, its settings (an instance of its group's schema,
     with the defaults that are the option's own), what it builds (``module:attribute``, imported on first
     use so that declaring it imports nothing; a prior and a logger name theirs as ``_target_``), for a
-    model not trained by SVI on a bound the ``task=train`` of its own (``trains``, the same form), and
-    ``file``: conf/GROUP/NAME.yaml selects it, for the changes it makes to other groups' defaults."""
+    model not trained by the VAE's loop the ``task=train`` of its own (``trains``, the same form),
+    ``file``: conf/GROUP/NAME.yaml selects it, for the changes it makes to other groups' defaults, and for a
+    model ``likelihood_free``: it defines no p(x|z) (model=gan)."""
 
     node: Any
     builds: Optional[str] = None
     trains: Optional[str] = None
     file: bool = False
+    likelihood_free: bool = False
 
     @property
     def schema(self) -> type:
@@ -534,6 +552,12 @@ OPTIONS: Dict[str, Dict[str, Option]] = {
             GanModelConfig(name="gan"),
             "pyro_vae.modelling.gan:GAN",
             trains="pyro_vae.runs.tasks.gan_training:train_gan",
+            likelihood_free=True,
+        ),
+        "m2": Option(
+            SemiSupervisedModelConfig(name="m2"),
+            "pyro_vae.modelling.semi_supervised:SemiSupervisedVAE",
+            trains="pyro_vae.runs.tasks.semi_supervised_run:train_m2",
         ),
     },
     "guide": {
@@ -617,9 +641,8 @@ def option(group: str, name: str) -> Option:
 
 
 def likelihood_free(cfg: DictConfig) -> bool:
-    """Whether ``model=NAME`` defines no likelihood (model=gan): it declares a training task of its own
-    (``Option.trains``) rather than SVI on a bound."""
-    return option("model", cfg.model.name).trains is not None
+    """Whether ``model=NAME`` defines no likelihood (model=gan)."""
+    return option("model", cfg.model.name).likelihood_free
 
 
 def declared_settings(schema: type, prefix: str = "") -> Iterator[Tuple[str, Field]]:

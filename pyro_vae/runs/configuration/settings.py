@@ -165,11 +165,32 @@ GAN_UNUSED: List[Tuple[str, Any, str]] = [
 ]
 
 
-def _gan_unused_refusal(cfg: DictConfig) -> Optional[str]:
-    """With model=gan, the first setting of ``GAN_UNUSED`` given a value of its own."""
-    if not likelihood_free(cfg):
-        return None
-    for name, default, reason in GAN_UNUSED:
+M2 = "model=m2"
+# The settings of the VAE's loop that model=m2 (its own training task) has no use for, as GAN_UNUSED is for model=gan.
+M2_UNUSED: List[Tuple[str, Any, str]] = [
+    ("objective", "trace", f"{M2} sums the label out exactly (TraceEnum_ELBO) on one draw of z"),
+    ("objective.num_particles", 1, f"{M2} sums the label out exactly (TraceEnum_ELBO) on one draw of z"),
+    ("prior", ("standard", "flow"), f"prior=vampprior mixes q(z|u_k), which {M2}'s encoder cannot form without a label"),
+    ("guide", ("diagonal", "full"), f"{M2}'s q(z|x, y) is a Gaussian: guide=diagonal or guide=full"),
+    ("svi_step", "torch", f"{M2} steps on a labelled and an unlabelled minibatch at once"),
+    ("schedule", "constant", f"{M2} trains at the constant rate lr"),
+    ("kl_weight", 1.0, f"{M2} trains on its bound itself"),
+    ("kl_warmup_epochs", 0, f"{M2} trains on its bound itself"),
+    ("decoder.bayesian", False, f"{M2}'s decoder has point-estimate weights"),
+    ("early_stopping.patience", None, f"{M2} keeps the epoch of the best validation error and trains every epoch"),
+    ("eval.iwae_k", 1000, f"{M2} reports its bounds with and without the labels, not an importance-sampled log p(x)"),
+    ("eval.val_iwae_k", None, f"{M2} chooses by the validation error"),
+    *(
+        (name, default, f"{M2} trains in one float32 process")
+        for name, default in (("trainer.devices", 1), ("trainer.num_nodes", 1), ("trainer.precision", "32-true"))
+    ),
+]
+UNUSED = {"gan": GAN_UNUSED, "m2": M2_UNUSED}
+
+
+def _unused_refusal(cfg: DictConfig) -> Optional[str]:
+    """With a model of ``UNUSED``, the first setting of its table given a value of its own."""
+    for name, default, reason in UNUSED.get(cfg.model.name, ()):
         value = cfg[name].name if name in OPTIONS else _shown(OmegaConf.select(cfg, name))
         if value not in (default if isinstance(default, tuple) else (default,)):  # a tuple: the values allowed
             return f"{name}={_override_text(value)}: {reason}; drop it with model={cfg.model.name}"
@@ -211,7 +232,17 @@ ROW = f"a figure shows at most {MAX_GRID_SIDE} images a row"
 # breaks it, or None. They read the settings alone (a rule that asks an option's class, for that option
 # only, loads it then: objective=meanfield, model=gan), before MODEL_RULES.
 RULES: List[Callable[[DictConfig], Optional[str]]] = [
-    _gan_unused_refusal,  # first: the rules below are between settings that a GAN refuses
+    _unused_refusal,  # first: the rules below are between settings that a GAN or M2 refuses
+    _rule(
+        lambda cfg: cfg.model.name == "m2" and cfg.dataset.num_labels is None,
+        "model=m2 learns from a few labelled images and many unlabelled ones: set dataset.num_labels, e.g. "
+        "dataset.num_labels=100",
+    ),
+    _rule(
+        lambda cfg: cfg.model.name != "m2" and cfg.dataset.num_labels is not None,
+        "dataset.num_labels={cfg.dataset.num_labels}: only model=m2 learns from part of the labels; drop it, or set "
+        "model=m2",
+    ),
     _gan_shape_refusal,
     _rule(
         lambda cfg: _reweighted(cfg) and cfg.objective.name == "iwae",

@@ -42,18 +42,20 @@ class DurableCheckpointIO(CheckpointIO):
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """``last.pt`` after every epoch; ``checkpoint.pt`` whenever ``monitor`` beats its best (``best_only``),
-    or after every epoch too (a GAN, which has no validation figure)."""
+    """``last.pt`` after every epoch; ``checkpoint.pt`` whenever ``monitor`` beats its best (higher, or lower with
+    ``mode="min"``), or after every epoch too (a GAN, which has no validation figure)."""
 
     FILE_EXTENSION = Path(BEST).suffix
     CHECKPOINT_NAME_LAST = Path(LAST).stem
 
-    def __init__(self, run_dir: Path, saving: Callable[[], ContextManager[None]], monitor: Optional[str]) -> None:
+    def __init__(
+        self, run_dir: Path, saving: Callable[[], ContextManager[None]], monitor: Optional[str], mode: str = "max"
+    ) -> None:
         super().__init__(
             dirpath=run_dir,
             filename=Path(BEST).stem,
             monitor=monitor,
-            mode="max",
+            mode=mode,
             save_top_k=1,
             save_last=True,
             save_on_train_epoch_end=True,
@@ -67,7 +69,7 @@ class RunCheckpoint(ModelCheckpoint):
         scores = [row[self.monitor] for row in history if self.monitor is not None]
         if not scores:
             return
-        best = torch.tensor(max(scores), dtype=torch.float64)
+        best = torch.tensor(max(scores) if self.mode == "max" else min(scores), dtype=torch.float64)
         path = str(Path(self.dirpath) / BEST)
         self.best_k_models = {path: best}
         self.best_model_path, self.best_model_score = path, best

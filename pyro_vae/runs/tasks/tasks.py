@@ -18,22 +18,29 @@ from omegaconf import DictConfig, OmegaConf
 
 from ...data.image_files import read_image
 from ...errors import ConfigError
+from ...modelling.semi_supervised import SemiSupervisedVAE
 from ..configuration.values import is_integer
 from ..directory.finished_run import FinishedRun, open_run
 from ..directory.reporting import write_metrics
 from ..directory.run_record import Begin, nothing_to_begin
 from . import figures
 from .metrics import test_metrics
+from .semi_supervised_run import test_metrics as semi_supervised_test_metrics
 
 log = logging.getLogger(__name__)
 
 
 def evaluate_run(cfg: DictConfig, output_dir: Path, begin: Begin = nothing_to_begin) -> float:
-    """Recompute the run's test figures, e.g. with ``eval.iwae_k=5000`` for a tighter log p(x); return the test ELBO."""
+    """Recompute the run's test figures, e.g. with ``eval.iwae_k=5000`` for a tighter log p(x); return the test ELBO
+    (of a model=m2 run: its test error and bounds; return the bound without labels)."""
     run = open_run(cfg, output_dir)
     begin()
     data = run.data
-    metrics = test_metrics(run.vae, run.test_view(data.test.images), data.test.labels, run.cfg, len(data.train))
+    test_images = run.test_view(data.test.images)
+    if isinstance(run.vae, SemiSupervisedVAE):
+        metrics = semi_supervised_test_metrics(run.vae, test_images, data.test.labels, run.cfg.eval.chunk_size)
+    else:
+        metrics = test_metrics(run.vae, test_images, data.test.labels, run.cfg, len(data.train))
     path = output_dir / "metrics.json"
     provenance = {
         "run_dir": str(run.path),
@@ -43,6 +50,9 @@ def evaluate_run(cfg: DictConfig, output_dir: Path, begin: Begin = nothing_to_be
         "device": str(run.device),
     }
     write_metrics(path, {**metrics, **provenance})
+    if isinstance(run.vae, SemiSupervisedVAE):
+        log.info("%s: test error %.2f%% -> %s", run.path, 100 * metrics["test_error"], path)
+        return metrics["test_elbo_unlabelled"]
     log.info(
         "%s: test ELBO %.2f, test log-likelihood %.2f (K=%d) -> %s",
         run.path,
