@@ -160,7 +160,7 @@ def test_the_settings_m2_refuses_are_the_defaults():
     [
         (["model=m2"], "model=m2 learns from a few labelled images and many unlabelled ones: set dataset.num_labels"),
         (["dataset.num_labels=100"], "dataset.num_labels=100: only model=m2 learns from part of the labels"),
-        ([*M2_OWN, "prior=vampprior"], "prior=vampprior: prior=vampprior mixes q(z|u_k), which model=m2's encoder"),
+        ([*M2_OWN, "prior=vampprior"], "q(z|u_k), which model=m2's encoder cannot form unlabelled"),
         ([*M2_OWN, "objective=iwae"], "objective=iwae: model=m2 sums the label out exactly (TraceEnum_ELBO)"),
         ([*M2_OWN, "guide=iaf"], "guide=iaf: model=m2's q(z|x, y) is a Gaussian: guide=diagonal or guide=full"),
         ([*M2_OWN, "dataset.num_labels=25"], "dataset.num_labels=25: must be a positive multiple of the 10 classes"),

@@ -218,11 +218,14 @@ class GanModelConfig(ModelConfig):
 class SemiSupervisedModelConfig(ModelConfig):
     classifier_widths: List[int] = setting([500], "q(y|x)'s hidden widths (Kingma et al.: one layer of 500)", WIDTHS)
     alpha: float = setting(
-        0.1, "the classification term's weight, a multiple of the training images N (Kingma et al.: 0.1 N)",
+        0.1,
+        "the classification term's weight, a multiple of the training images N (Kingma et al.: 0.1 N)",
         at_least(0, "must be a number >= 0"),
     )
     labelled_batch_size: int = setting(
-        100, "labelled images in each step, beside batch_size unlabelled ones (docs/semi_supervised.md)", POSITIVE_INTEGER
+        100,
+        "labelled images in each step, beside batch_size unlabelled ones (docs/semi_supervised.md)",
+        POSITIVE_INTEGER,
     )
 
 

@@ -170,7 +170,7 @@ M2 = "model=m2"
 M2_UNUSED: List[Tuple[str, Any, str]] = [
     ("objective", "trace", f"{M2} sums the label out exactly (TraceEnum_ELBO) on one draw of z"),
     ("objective.num_particles", 1, f"{M2} sums the label out exactly (TraceEnum_ELBO) on one draw of z"),
-    ("prior", ("standard", "flow"), f"prior=vampprior mixes q(z|u_k), which {M2}'s encoder cannot form without a label"),
+    ("prior", ("standard", "flow"), f"prior=vampprior mixes q(z|u_k), which {M2}'s encoder cannot form unlabelled"),
     ("guide", ("diagonal", "full"), f"{M2}'s q(z|x, y) is a Gaussian: guide=diagonal or guide=full"),
     ("svi_step", "torch", f"{M2} steps on a labelled and an unlabelled minibatch at once"),
     ("schedule", "constant", f"{M2} trains at the constant rate lr"),
