@@ -100,6 +100,9 @@ def _dataset_refusal(cfg: DictConfig) -> Optional[str]:
         return reader.verify_refusal
     if not reader.labelled and _component(cfg, "model").conditional:
         return f"model={cfg.model.name} conditions on the label, and dataset={name} has no labels; use model=vae"
+    classes, labels = len(reader.class_names), cfg.dataset.num_labels
+    if labels is not None and labels % classes:
+        return f"dataset.num_labels={labels}: must be a positive multiple of the {classes} classes"
     if reader.binary and likelihood_class(cfg.likelihood).observes != Observation.binary:
         return (
             f"likelihood={cfg.likelihood.name}: dataset={name} holds binary pixels, which only likelihood=bernoulli "
