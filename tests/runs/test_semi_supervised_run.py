@@ -73,7 +73,7 @@ def test_an_m2_run_writes_its_outputs_error_and_both_bounds(m2_run):
     assert list(rows[0]) == HISTORY and [int(row["epoch"]) for row in rows] == [1, 2]
     errors = [float(row["val_error"]) for row in rows]
     best = checkpoints.read(m2_run / checkpoints.BEST)
-    assert best["epoch"] == 1 + errors.index(min(errors)) and best["val_error"] == min(errors) == metrics["val_error"]
+    assert best["epoch"] == 1 + errors.index(min(errors)) and best["val_error"] == min(errors) == metrics["val_error_best"]
     scalars = (m2_run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]  # the logger's columns
     assert {"val/error", "val/elbo_unlabelled", "test/error"} <= set(scalars.split(","))
 
@@ -154,7 +154,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(m2_run, tmp_path):
 
 def test_an_in_process_run_returns_minus_the_best_validation_error(tmp_path):
     best = run_experiment(compose_config(m2_tiny("epochs=1")), tmp_path)
-    assert best == -read_metrics(tmp_path)["val_error"]
+    assert best == -read_metrics(tmp_path)["val_error_best"]
 
 
 def test_the_settings_m2_refuses_are_the_defaults():
@@ -178,3 +178,17 @@ def test_the_settings_m2_refuses_are_the_defaults():
 def test_refusals_are_one_line_before_anything_is_written(tmp_path, overrides, line):
     refused = refused_leaving_nothing(tmp_path, *overrides, "eval.iwae_k=1000", "eval.val_iwae_k=null")
     assert line in refused, refused
+
+
+def test_tensorboard_shows_the_error_and_both_bounds_per_epoch(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_experiment(compose_config(m2_tiny("logger=tensorboard")), tmp_path)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    for tag in ("val/error", "val/elbo_labelled", "val/elbo_unlabelled", "train/loss"):
+        assert [event.step for event in events.Scalars(tag)] == [1, 2], tag
+    rows = read_history(tmp_path)
+    assert [event.value for event in events.Scalars("val/error")] == pytest.approx([float(r["val_error"]) for r in rows])
+    assert {"test/error", "val/error_best"} <= set(scalars)  # metrics.json's, at the last epoch

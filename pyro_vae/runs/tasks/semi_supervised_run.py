@@ -76,7 +76,7 @@ def train_m2(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) ->
     test_images = transform.fixed(data.test.images, "test")
     metrics = {
         **test_metrics(m2, test_images, data.test.labels, cfg.eval.chunk_size),
-        "val_error": best["val_error"],
+        "val_error_best": best["val_error"],
         "best_epoch": best["epoch"],
         "num_labels": len(labelled),
         "label_seed": cfg.dataset.label_seed,
@@ -96,7 +96,7 @@ def train_m2(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) ->
     log.info(
         "test error %.2f%% (val %.2f%%, epoch %d); test ELBO %.2f with labels, %.2f without",
         100 * metrics["test_error"],
-        100 * metrics["val_error"],
+        100 * metrics["val_error_best"],
         metrics["best_epoch"],
         metrics["test_elbo_labelled"],
         metrics["test_elbo_unlabelled"],
