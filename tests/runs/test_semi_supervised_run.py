@@ -196,3 +196,17 @@ def test_tensorboard_shows_the_error_and_both_bounds_per_epoch(tmp_path):
     logged = [event.value for event in events.Scalars("val/error")]
     assert logged == pytest.approx([float(row["val_error"]) for row in rows])
     assert {"test/error", "val/error_best"} <= set(scalars)  # metrics.json's, at the last epoch
+
+
+def test_a_run_on_fashion_mnist(tmp_path, monkeypatch):
+    """Fashion-MNIST's files (small ones in its format, checksums patched in) train M2 the same way."""
+    from pyro_vae.data import fashion_mnist
+
+    from ..helpers import write_idx_release
+
+    write_idx_release(tmp_path / "fashion", fashion_mnist.RELEASE, monkeypatch, train=400, test=64)
+    data = [f"dataset.root={tmp_path / 'fashion'}", "dataset.val_size=100", "batch_size=32", "epochs=1"]
+    unbounded = ["dataset.train_size=null", "dataset.test_size=null"]
+    run_experiment(compose_config(m2_tiny("dataset=fashion_mnist", *data, *unbounded)), tmp_path / "run")
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["dataset"] == "fashion_mnist" and metrics["num_labels"] == 20 and 0 <= metrics["test_error"] <= 1
