@@ -94,7 +94,7 @@ REFUSALS = [
         ),
     ),
     (["optimizer=sgd"], exactly("optimizer=sgd: unknown choice; choose one of adagrad, adam, clipped_adam, rmsprop")),
-    (["model=wgan"], exactly("model=wgan: unknown choice; choose one of cvae, gan, hvae, vae")),
+    (["model=wgan"], exactly("model=wgan: unknown choice; choose one of cvae, gan, hvae, m2, vae")),
     (["guide=maf"], exactly("guide=maf: unknown choice; choose one of diagonal, full, iaf")),
     (
         ["objective=trace_pyro"],
