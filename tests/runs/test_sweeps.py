@@ -255,6 +255,13 @@ EXPERIMENTS = {
     "fast_nll_screen_base": dict(
         latent_dim=50, hidden=[200, 200], optimizer="adam", batch_size=100, objective="trace", particles=1, lr=1e-3
     ),
+    # Kingma et al. (2014), M2 with 100 labels; and the faster recipe chosen here on validation error.
+    "kingma_m2": dict(
+        latent_dim=50, hidden=[500], optimizer="adam", batch_size=100, objective="trace", lr=3e-4, model="m2", alpha=0.1
+    ),
+    "m2_fast": dict(
+        latent_dim=50, hidden=[500], optimizer="adam", batch_size=100, objective="trace", lr=1e-3, model="m2", alpha=10
+    ),
 }
 
 
@@ -272,6 +279,10 @@ def test_every_experiment_config_composes_to_its_published_setup(name):
     assert cfg.prior.get("num_pseudo_inputs", 500) == 500
     if "top" in expected:
         assert cfg.model.top_latent_dim == expected["top"] and list(cfg.model.top_widths) == [100, 100]
+    if "alpha" in expected:
+        assert (
+            cfg.model.alpha == expected["alpha"] and cfg.dataset.num_labels == 100 and cfg.net.activation == "softplus"
+        )
     for key in ("lr", "epochs"):
         assert cfg[key] == expected.get(key, cfg[key])
     params = [torch.nn.Parameter(torch.zeros(3))]
