@@ -11,14 +11,12 @@ import logging
 from pathlib import Path
 from typing import Any, Dict
 
-import pyro
 from omegaconf import DictConfig
 
 from ...data import DataSplits
 from ...errors import DivergenceError
-from ..configuration.builders import build_gan, load_dataset, pixel_transform
+from ..configuration.builders import build_gan, pixel_transform
 from ..configuration.settings import apply_threads, resolve_device
-from ..directory import checkpoints
 from ..directory.reporting import write_history, write_metrics
 from ..directory.run_record import Begin, nothing_to_begin
 from ..loop.gan_training import STEP_FIGURES, fit
@@ -27,7 +25,7 @@ from ..loop.state import TrainingState
 from ..loop.user_callbacks import build_callbacks
 from . import gan_figures
 from .run_logging import finish_logging
-from .training_run import check_batch_size, epochs_done
+from .training_run import epochs_done, prepare
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +42,7 @@ def train_gan(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -
     checkpoint of a resumed run have been checked. Returns None: there is no validation ELBO to maximise."""
     device = resolve_device(cfg.device)
     apply_threads(cfg.threads)
-    pyro.set_rng_seed(cfg.seed)
-
-    data = load_dataset(cfg, device)
-    check_batch_size(cfg, data)
-    gan = build_gan(cfg, data.image_shape).to(device)
-    if cfg.resume:
-        checkpoints.check_resume_fits(gan, run_dir)
+    data, gan = prepare(cfg, run_dir, device, lambda cfg, data: build_gan(cfg, data.image_shape))
     callbacks = build_callbacks(cfg)  # a user's own: refused before anything is written
     begin()
     transform = pixel_transform(cfg)

@@ -10,15 +10,15 @@ import logging
 from pathlib import Path
 from typing import Any, Dict
 
-import pyro
 import torch
 from omegaconf import DictConfig
 
+from ...data import DataSplits
 from ...data.labelled_subset import balanced_labelled_indices, unlabelled_indices
 from ...data.splits import LabelledImages
 from ...errors import DivergenceError
 from ...modelling.semi_supervised import SemiSupervisedVAE, classification_error, mean_bounds, predictions
-from ..configuration.builders import build_semi_supervised, load_dataset, pixel_transform
+from ..configuration.builders import build_semi_supervised, pixel_transform
 from ..configuration.settings import apply_threads, resolve_device
 from ..directory import checkpoints
 from ..directory.reporting import write_history, write_metrics
@@ -28,7 +28,7 @@ from ..loop.semi_supervised_training import fit
 from ..loop.user_callbacks import build_callbacks
 from . import semi_supervised_figures
 from .run_logging import finish_logging
-from .training_run import check_batch_size, epochs_done
+from .training_run import epochs_done, prepare
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +39,10 @@ def train_m2(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) ->
     that a sweep maximises (as the VAE's validation ELBO)."""
     device = resolve_device(cfg.device)
     threads = apply_threads(cfg.threads)
-    pyro.clear_param_store()
-    pyro.set_rng_seed(cfg.seed)
-    data = load_dataset(cfg, device)
+    data, m2 = prepare(cfg, run_dir, device, _untrained_m2)
     labelled_at = balanced_labelled_indices(data.train.labels, cfg.dataset.num_labels, cfg.dataset.label_seed)
     unlabelled = _subset(data.train, unlabelled_indices(len(data.train), labelled_at))
     labelled = _subset(data.train, labelled_at)
-    check_batch_size(cfg, data)
-    m2 = build_semi_supervised(cfg, data.image_shape, data.num_classes, len(data.train)).to(device)
-    if cfg.resume:
-        checkpoints.check_resume_fits(m2, run_dir)
     callbacks = build_callbacks(cfg)  # a user's own: refused before anything is written
     begin()
     transform = pixel_transform(cfg)
@@ -113,6 +107,10 @@ def test_metrics(m2: SemiSupervisedVAE, images: torch.Tensor, labels: torch.Tens
         "test_elbo_labelled": with_labels,
         "test_elbo_unlabelled": without_labels,
     }
+
+
+def _untrained_m2(cfg: DictConfig, data: DataSplits) -> SemiSupervisedVAE:
+    return build_semi_supervised(cfg, data.image_shape, data.num_classes, len(data.train))
 
 
 def _subset(images: LabelledImages, indices: torch.Tensor) -> LabelledImages:

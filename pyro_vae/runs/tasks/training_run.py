@@ -5,7 +5,7 @@
 
 import logging
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import pyro
 import torch
@@ -67,7 +67,7 @@ def train(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) -> Op
         return train_in_process(external_processes(cfg.trainer, device), cfg, run_dir, begin, callbacks)
     from ..loop.spawn import Interrupted, ProcessFailed, launch
 
-    _prepare(cfg, run_dir, torch.device("cpu"))
+    prepare(cfg, run_dir, torch.device("cpu"))
     begin()
     try:
         return launch(cfg.trainer, device, train_in_process, cfg, run_dir, nothing_to_begin, job_logging=_job_logging())
@@ -95,7 +95,7 @@ def train_in_process(
     ``callbacks``: the user's (``callbacks.*``), built in each process where None."""
     device = processes.device
     threads = apply_threads(cfg.threads)
-    data, vae = _prepare(cfg, run_dir, device)
+    data, vae = prepare(cfg, run_dir, device)
     callbacks = build_callbacks(cfg) if callbacks is None else callbacks
     if processes.rank:
         pyro.set_rng_seed(rank_seed(cfg.seed, processes.rank))
@@ -163,17 +163,26 @@ def train_in_process(
     return state.best_val_elbo
 
 
-def _prepare(cfg: DictConfig, run_dir: Path, device: torch.device) -> Tuple[DataSplits, VAE]:
-    """The data and the untrained VAE of ``cfg``, seeded, once the batch size and a resumed run's
-    checkpoints are known to fit."""
+def _untrained_vae(cfg: DictConfig, data: DataSplits) -> VAE:
+    return build_vae(cfg, data.image_shape, data.num_classes)
+
+
+def prepare(
+    cfg: DictConfig,
+    run_dir: Path,
+    device: torch.device,
+    build: Callable[[DictConfig, DataSplits], torch.nn.Module] = _untrained_vae,
+) -> Tuple[DataSplits, torch.nn.Module]:
+    """The data and the untrained model of ``cfg`` (``build``: the VAE's by default), seeded, once the batch
+    size and a resumed run's checkpoints are known to fit."""
     pyro.clear_param_store()
     pyro.set_rng_seed(cfg.seed)
     data = load_dataset(cfg, device)
     check_batch_size(cfg, data)
-    vae = build_vae(cfg, data.image_shape, data.num_classes).to(device)
+    model = build(cfg, data).to(device)
     if cfg.resume:
-        checkpoints.check_resume_fits(vae, run_dir)
-    return data, vae
+        checkpoints.check_resume_fits(model, run_dir)
+    return data, model
 
 
 def epochs_done(cfg: DictConfig, run_dir: Path) -> int:
