@@ -1,6 +1,8 @@
 """Shared fixtures: tiny configurations, tiny VAEs and a fresh Pyro state for every test (the
 helpers the test modules share are in helpers.py)."""
 
+import os
+
 import pyro
 import pytest
 import torch
@@ -11,6 +13,12 @@ from pyro_vae.runs.configuration import cpu_features
 from pyro_vae.runs.configuration.builders import build_vae
 
 from .helpers import compose_tiny
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core: a worker's second intra-op thread would only contend with the
+    # other workers (torch's threads collapse on a core another process keeps busy).
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

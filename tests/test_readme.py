@@ -4,8 +4,9 @@ against the code.
 
 Shrunk means: the data cut to a few hundred images, one epoch (two for a resumed run), K = 4
 (a task on a finished run only K, the rest being the run's own),
-at most two Optuna trials and two joblib workers, with outputs under a temporary folder; everything else is the
-page's own command line. The commands run in-process through ``run.py``'s Hydra entry point
+at most two Optuna trials and two joblib workers, the first two values of each setting a sweep swept in
+processes of its own (joblib, submitit: each job pays an interpreter's start), with outputs under a temporary
+folder; everything else is the page's own command line. The commands run in-process through ``run.py``'s Hydra entry point
 (``sys.argv`` set as the shell would), so that the CIFAR-10 commands can read a small archive
 in the official format whose checksums are patched in. The SLURM command cannot run without a
 cluster: its composed launcher configuration is checked instead; the torchrun line runs under torchrun.
@@ -124,6 +125,8 @@ def shrunk(command: str, workspace: Path, index: int):
         if arg.split("=")[0].lstrip("+~") not in shrink
     ]
     args += [f"{key}={value}" for key, value in shrink.items()]
+    if any(arg.startswith("hydra/launcher=") for arg in args):
+        args = [first_two_values(arg) for arg in args]
     cifar10 = "likelihood=gaussian" in command and "dataset=mnist" not in command or "dataset=cifar10" in command
     if cifar10 or "bernoulli,gaussian" in command:
         args.append(f"dataset.root={workspace / 'data'}")  # CIFAR-10: the small archive (MNIST is there too)
@@ -132,6 +135,15 @@ def shrunk(command: str, workspace: Path, index: int):
     elif not any(arg.startswith("hydra.run.dir=") for arg in args):
         args.append(f"hydra.run.dir={workspace}/runs/{index}")
     return args
+
+
+def first_two_values(arg: str) -> str:
+    """``KEY=A,B,C``, a swept setting, cut to ``KEY=A,B``; a list (``[a,b]``) or a function of Hydra's is
+    one value."""
+    key, equals, value = arg.partition("=")
+    if not equals or any(mark in value for mark in "[("):
+        return arg
+    return f"{key}={','.join(value.split(',')[:2])}"
 
 
 def run_py_in_process(args, workspace, monkeypatch):
