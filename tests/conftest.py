@@ -14,7 +14,6 @@ from pyro_vae.runs.configuration.builders import build_vae
 
 from .helpers import compose_tiny
 
-
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest-xdist runs one worker per core: a worker's second intra-op thread would only contend with the
     # other workers (torch's threads collapse on a core another process keeps busy).

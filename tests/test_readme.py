@@ -6,8 +6,8 @@ Shrunk means: the data cut to a few hundred images, one epoch (two for a resumed
 (a task on a finished run only K, the rest being the run's own),
 at most two Optuna trials and two joblib workers, the first two values of each setting a sweep swept in
 processes of its own (joblib, submitit: each job pays an interpreter's start), with outputs under a temporary
-folder; everything else is the page's own command line. The commands run in-process through ``run.py``'s Hydra entry point
-(``sys.argv`` set as the shell would), so that the CIFAR-10 commands can read a small archive
+folder; everything else is the page's own command line. The commands run in-process through ``run.py``'s Hydra
+entry point (``sys.argv`` set as the shell would), so that the CIFAR-10 commands can read a small archive
 in the official format whose checksums are patched in. The SLURM command cannot run without a
 cluster: its composed launcher configuration is checked instead; the torchrun line runs under torchrun.
 """
