@@ -214,7 +214,9 @@ def probe(copy: Path, python: Path) -> None:
 
 def run_tests(copy: Path, python: Path, tests: Sequence[str], stop_at_first: bool) -> Tuple[int, List[str], str]:
     """pytest's exit status on ``tests`` in ``copy``, the tests that failed, and its output's tail."""
-    command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE"]
+    # -n 0: in this process, not setup.cfg's workers, so that -x ends with exit status 1 at the first failure
+    # (under pytest-xdist it is 2, "interrupted") and the copies' tests do not contend with each other's.
+    command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", "-n", "0"]
     command += ["-x"] if stop_at_first else []
     result = subprocess.run(
         [*command, *tests], cwd=copy, env=environment(copy), capture_output=True, text=True, timeout=TIMEOUT
