@@ -23,6 +23,7 @@ import pytest
 import yaml
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
@@ -138,12 +139,14 @@ def shrunk(command: str, workspace: Path, index: int):
 
 
 def first_two_values(arg: str) -> str:
-    """``KEY=A,B,C``, a swept setting, cut to ``KEY=A,B``; a list (``[a,b]``) or a function of Hydra's is
-    one value."""
-    key, equals, value = arg.partition("=")
-    if not equals or any(mark in value for mark in "[("):
+    """A swept setting (``KEY=A,B,C``, or Hydra's ``choice`` or ``range``) as ``KEY=A,B``, read by Hydra's own
+    override grammar (a list ``[a,b]`` is one value); any other argument (``-m``, ``KEY=VALUE``) as it is."""
+    if "=" not in arg:
         return arg
-    return f"{key}={','.join(value.split(',')[:2])}"
+    override = OverridesParser.create().parse_override(arg)
+    if not override.is_discrete_sweep():
+        return arg
+    return f"{override.get_key_element()}={','.join(list(override.sweep_string_iterator())[:2])}"
 
 
 def run_py_in_process(args, workspace, monkeypatch):
