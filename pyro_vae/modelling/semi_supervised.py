@@ -13,6 +13,8 @@ an unlabelled one sums it over the classes, weighted by the classifier (-U(x), e
 Pyro computes the sum exactly by parallel enumeration (``TraceEnum_ELBO``): the guide's y takes every
 class at once along a dimension of its own. In the bound alone the classifier learns only from the
 unlabelled images, so the paper adds alpha E_{labelled}[-log q(y|x)] (eq. 9) to the loss.
+
+Their M1+M2 (``StackedSemiSupervisedVAE``) is M2 with x replaced by the posterior mean of a trained VAE, M1.
 """
 
 import math
@@ -27,6 +29,7 @@ from torch.nn import functional as F
 
 from .networks import ImageShape, mlp
 from .priors import StandardNormal, VampPrior
+from .vae import VAE
 
 # y observed: the labelled bound has no discrete latent, and Trace_ELBO is TraceEnum_ELBO without
 # one (and without its warning that nothing was enumerated). y summed out: the enumerated bound.
@@ -118,6 +121,7 @@ class SemiSupervisedVAE(nn.Module):
         """p(y) p(z) p(x|y, z); y observed where given (where not, the guide's enumerated y is replayed)."""
         pyro.module("decoder", self.decoder)
         pyro.module("likelihood", self.likelihood)
+        x = self.represent(x)
         with self.data_plate(x, y):
             z = pyro.sample("z", self.prior(len(x)))
             y = pyro.sample("y", self.label_prior(len(x)), obs=y)
@@ -127,6 +131,7 @@ class SemiSupervisedVAE(nn.Module):
         """q(y|x) q(z|x, y); q(y|x) only where y is not given, every class at once (parallel enumeration)."""
         pyro.module("classifier", self.classifier)
         pyro.module("encoder", self.encoder)
+        x = self.represent(x)
         with self.data_plate(x, y):
             if y is None:
                 y = pyro.sample("y", self.classify_distribution(x), infer={"enumerate": "parallel"})
@@ -138,22 +143,35 @@ class SemiSupervisedVAE(nn.Module):
         A mean, not a sum scaled as the labelled plate is, so that ``alpha`` is the paper's: with
         alpha = 0.1 N each labelled image weighs 0.1 N / num_labelled (Kingma et al.'s code rescales
         its 0.1 by n_total / n_labelled alike)."""
-        return self.alpha * F.cross_entropy(self.classifier(x), y)
+        return self.alpha * F.cross_entropy(self.classifier(self.represent(x)), y)
 
     # Predictions and generation.
 
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """The most probable label under q(y|x), for each image (the test error's prediction)."""
-        return self.classifier(x).argmax(-1)
+        return self.classifier(self.represent(x)).argmax(-1)
 
-    def analogies(self, z: torch.Tensor) -> dist.TorchDistribution:
-        """p(x|y, z) for each row's z (R, latent_dim) under every class: a batch of (R, C) images,
-        the style z held along a row while the class varies along it (the paper's figure 1)."""
+    def analogies(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x|y, z) for each row's z (R, latent_dim) under every class: (R, C) images, the
+        style z held along a row while the class varies along it (the paper's figure 1)."""
         rows = z.unsqueeze(-2).expand(*z.shape[:-1], self.num_classes, self.latent_dim)
-        return self.decode(rows, torch.arange(self.num_classes, device=z.device))
+        return self.picture(rows, torch.arange(self.num_classes, device=z.device))
+
+    @torch.no_grad()
+    def style(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean of q(z|x, y) of each image with its label: the style a row of analogies holds."""
+        return self.encode(self.represent(x), y).mean
+
+    def picture(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x|y, z) as an image (pixel probabilities, or intensities), for the figures."""
+        return self.decode(z, y).mean
 
     # Plumbing.
+
+    def represent(self, x: torch.Tensor) -> torch.Tensor:
+        """What the model generates and the networks see of an image: the image itself."""
+        return x
 
     def data_plate(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> pyro.plate:
         """The plate over the images: the minibatch ``x`` as a subsample of the labelled images (y
@@ -163,6 +181,26 @@ class SemiSupervisedVAE(nn.Module):
 
     def one_hot(self, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return F.one_hot(y, self.num_classes).to(dtype)
+
+
+class StackedSemiSupervisedVAE(SemiSupervisedVAE):
+    """Kingma et al.'s M1+M2: M2 on the representation that a trained VAE, M1, gives each image, the mean of
+    its q(z1|x), in place of the pixels; p(z1|y, z) is M2's likelihood (a Gaussian). M1 is frozen: its weights
+    are saved with M2's and never trained. The figures show M2's z1 through M1's decoder, as images."""
+
+    def __init__(self, m1: VAE, *m2: object, **settings: object) -> None:
+        super().__init__(*m2, **settings)
+        self.m1 = m1.requires_grad_(False)
+
+    @torch.no_grad()
+    def represent(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of M1's q(z1|x), shaped (N, 1, 1, M1's latent size): a one-pixel-high "image" of z1."""
+        return self.m1.encode(x).mean.view(len(x), 1, 1, -1)
+
+    def picture(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """M1's image of the mean z1 that M2 generates from (y, z)."""
+        features = super().picture(z, y)
+        return self.m1.decode(features.flatten(-3)).mean
 
 
 def minibatch_bound(vae: SemiSupervisedVAE, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> float:

@@ -85,6 +85,10 @@ class VAE(nn.Module):
         calibrated Gaussian fits its sigma to in training (``likelihoods.GaussianPixels``)."""
         return self.likelihood(self.decoder(self.decoder_input(z, y)), observed)
 
+    def picture(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The mean of p(x|z) as an image: pixel probabilities (Bernoulli) or intensities (Gaussian)."""
+        return self.decode(z, y).mean
+
     # The Pyro program: log p(x, z) - log q(z|x), summed over the minibatch, is the ELBO estimate.
 
     def model(self, x: torch.Tensor) -> None:

@@ -20,17 +20,18 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from torch import nn
 
 from pyro_vae.data.labelled_subset import balanced_labelled_indices, unlabelled_indices
-from pyro_vae.modelling.likelihoods import BernoulliPixels
+from pyro_vae.modelling.likelihoods import BernoulliPixels, GaussianPixels
 from pyro_vae.modelling.networks import MLPDecoder, MLPEncoder
 from pyro_vae.modelling.priors import VampPrior
 from pyro_vae.modelling.semi_supervised import (
     LABELLED_ELBO,
     UNLABELLED_ELBO,
     SemiSupervisedVAE,
+    StackedSemiSupervisedVAE,
     mlp_classifier,
     semi_supervised_loss,
 )
-from pyro_vae.modelling.vae import ConditionalVAE
+from pyro_vae.modelling.vae import VAE, ConditionalVAE
 
 from ..helpers import assert_same_loss_and_gradients
 from .hand_densities import bernoulli_log_density, normal_log_density, standard_normal_log_density
@@ -162,12 +163,12 @@ def test_classify_and_analogies(m2, images):
     assert torch.equal(m2.classify(images), m2.classifier(images).argmax(-1))
     z = torch.randn(4, LATENT, dtype=torch.float64)
     grid = m2.analogies(z)
-    assert grid.batch_shape == (4, CLASSES)
+    assert grid.shape[:2] == (4, CLASSES)
     for row in range(4):
         for label in range(CLASSES):
             one_hot = torch.eye(CLASSES, dtype=z.dtype)[label]
             expected = m2.decoder(torch.cat([z[row], one_hot])[None])[0]
-            assert torch.allclose(grid.base_dist.logits[row, label], expected)
+            assert torch.allclose(grid[row, label], torch.sigmoid(expected))
 
 
 def test_the_vampprior_is_refused():
@@ -201,3 +202,52 @@ def test_a_few_labels_train_a_classifier_far_better_than_chance():
         optimizer.step()
     error = (m2.classify(test_images) != test_labels).float().mean().item()
     assert error < 0.1, error
+
+
+# M1+M2: M2 on the posterior means of a frozen VAE (M1) of the images, which M2 models with a Gaussian.
+M1_LATENT = 5
+
+
+def build_m1m2() -> tuple:
+    """A stacked M1+M2 and, sharing its M2 networks, a plain M2 on M1's features."""
+    m1 = VAE(
+        MLPEncoder(SHAPE, (8,), M1_LATENT, "softplus", 1e-3),
+        MLPDecoder(M1_LATENT, (8,), SHAPE, 1, "softplus"),
+        BernoulliPixels(),
+        M1_LATENT,
+    )
+    features = (1, 1, M1_LATENT)
+    parts = (
+        mlp_classifier(features, (8,), CLASSES, "softplus"),
+        MLPEncoder(features, (8,), LATENT, "softplus", 1e-3, context_dim=CLASSES),
+        MLPDecoder(LATENT + CLASSES, (8,), features, 2, "softplus"),
+        GaussianPixels(features, "predicted", 0.0, 1e-3),
+        LATENT,
+        CLASSES,
+        ALPHA,
+    )
+    sizes = {"num_labelled": NUM_LABELLED, "num_unlabelled": NUM_UNLABELLED}
+    return StackedSemiSupervisedVAE(m1, *parts, **sizes).double(), SemiSupervisedVAE(*parts, **sizes).double()
+
+
+def m1_means(m1, x) -> torch.Tensor:
+    """By hand: the first half of the M1 encoder's last layer, its location, reshaped to a 1 x 1 x latent image."""
+    return m1.encoder.head(m1.encoder.features(x.flatten(1)))[:, :M1_LATENT].view(len(x), 1, 1, M1_LATENT)
+
+
+def test_m1_m2_is_m2_on_the_posterior_means_of_a_frozen_m1(images, labels):
+    """Loss and gradients of M1+M2 are M2's on M1's means; M1's weights get no gradient; the prediction and
+    the pictures go through M1 (its decoder's Bernoulli means)."""
+    stacked, plain = build_m1m2()
+    unlabelled = torch.bernoulli(torch.full((6, *SHAPE), 0.6, dtype=torch.float64))
+    pyro.set_rng_seed(SEED)
+    ours = semi_supervised_loss(stacked, images, labels, unlabelled)
+    pyro.set_rng_seed(SEED)
+    hand = semi_supervised_loss(plain, m1_means(stacked.m1, images), labels, m1_means(stacked.m1, unlabelled))
+    assert_same_loss_and_gradients(plain, ours, hand)
+    assert not any(parameter.requires_grad for parameter in stacked.m1.parameters())
+    assert torch.equal(stacked.classify(images), plain.classify(m1_means(stacked.m1, images)))
+    z = torch.randn(4, LATENT, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0])
+    z1 = plain.decoder(torch.cat([z, torch.eye(CLASSES, dtype=z.dtype)[y]], -1))[:, 0].flatten(1)  # the Gaussian's loc
+    assert torch.allclose(stacked.picture(z, y), torch.sigmoid(stacked.m1.decoder(z1)))

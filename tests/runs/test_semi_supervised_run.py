@@ -13,13 +13,22 @@ import torch
 
 import pyro_vae
 from pyro_vae.data.labelled_subset import balanced_labelled_indices
-from pyro_vae.modelling.semi_supervised import SemiSupervisedVAE
+from pyro_vae.modelling.semi_supervised import SemiSupervisedVAE, StackedSemiSupervisedVAE
 from pyro_vae.runs.configuration.schema import option
 from pyro_vae.runs.configuration.settings import M2_UNUSED, validate
 from pyro_vae.runs.directory import checkpoints
 from pyro_vae.runs.tasks.training_run import run_experiment
 
-from ..helpers import compose_config, read_history, read_metrics, refused_leaving_nothing, run_py, run_python, tiny
+from ..helpers import (
+    compose_config,
+    read_history,
+    read_metrics,
+    refused_leaving_nothing,
+    run_py,
+    run_python,
+    tiny,
+    train_tiny_run,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -210,3 +219,42 @@ def test_a_run_on_fashion_mnist(tmp_path, monkeypatch):
     run_experiment(compose_config(m2_tiny("dataset=fashion_mnist", *data, *unbounded)), tmp_path / "run")
     metrics = read_metrics(tmp_path / "run")
     assert metrics["dataset"] == "fashion_mnist" and metrics["num_labels"] == 20 and 0 <= metrics["test_error"] <= 1
+
+
+@pytest.fixture(scope="module")
+def m1_run(tmp_path_factory) -> Path:
+    """A tiny VAE (M1) on the same MNIST images, whose posterior means a tiny M1+M2 models."""
+    return train_tiny_run(tmp_path_factory.mktemp("m1") / "run", "epochs=1")
+
+
+def test_an_m1_m2_run_trains_m2_on_m1s_means_and_loads(m1_run, tmp_path):
+    """model.features_from: M2 of the means of M1's q(z|x) (4 numbers an image), M1's weights saved unchanged."""
+    run_experiment(compose_config(m2_tiny("epochs=1", f"model.features_from={m1_run}")), tmp_path)
+    metrics = read_metrics(tmp_path)
+    assert 0 <= metrics["test_error"] <= 1 and {p.name for p in (tmp_path / "figures").iterdir()} >= {"analogies.png"}
+    m1m2, m1 = pyro_vae.load(tmp_path), pyro_vae.load(m1_run)
+    assert isinstance(m1m2, StackedSemiSupervisedVAE) and m1m2.represent(torch.zeros(2, 1, 28, 28)).shape == (
+        2,
+        1,
+        1,
+        4,
+    )
+    for name, weight in m1.state_dict().items():
+        assert torch.equal(m1m2.m1.state_dict()[name], weight), name
+    task_in_process("evaluate", tmp_path, tmp_path / "evaluated")  # argmax q(y|x) of M1's means: no random draw
+    assert read_metrics(tmp_path / "evaluated")["test_error"] == metrics["test_error"]
+
+
+@pytest.mark.parametrize(
+    "features_from, line",
+    [
+        ("m2", "a model=m2 guide=diagonal run; M1 must be a model=vae run with guide=diagonal or full"),
+        ("nowhere", "no checkpoint here; is this the directory of a finished pyro-vae run?"),
+    ],
+)
+def test_m1_m2_refuses_what_is_not_a_trained_vae(m2_run, tmp_path, features_from, line):
+    folder = m2_run if features_from == "m2" else tmp_path / features_from
+    refused = refused_leaving_nothing(
+        tmp_path, *M2_OWN, f"model.features_from={folder}", "eval.iwae_k=1000", "eval.val_iwae_k=null"
+    )
+    assert line in refused, refused

@@ -4,6 +4,7 @@ Each builder looks its option up in ``schema.OPTIONS`` and hands plain arguments
 declares; the settings were checked before (``settings.validate``), so nothing here refuses.
 """
 
+from pathlib import Path
 from typing import Callable, Optional, Tuple, Type, Union
 
 import torch
@@ -13,19 +14,23 @@ from pyro.infer import ELBO, Trace_ELBO
 from torch import nn
 
 from ...data import Binarization, DatasetReader, DataSplits, Observation, PixelTransform, load_data
+from ...errors import ConfigError
 from ...modelling.gan import GAN
 from ...modelling.guides import GuideFamily
 from ...modelling.hierarchical import HierarchicalVAE
+from ...modelling.likelihoods import GaussianPixels
 from ...modelling.networks import GaussianLayer
 from ...modelling.objectives import IWAE_ELBO, MAX_PLATE_NESTING, CorrectedJitTrace_ELBO, DeviceTrace_ELBO
 from ...modelling.priors import LatentPrior
-from ...modelling.semi_supervised import SemiSupervisedVAE, mlp_classifier
+from ...modelling.semi_supervised import SemiSupervisedVAE, StackedSemiSupervisedVAE, mlp_classifier
 from ...modelling.vae import BAYESIAN_DECODER_VARIANTS, VAE
 from ...modelling.weights import MeanFieldWeights, make_bayesian_
+from ...setting_types import ScaleMode
 from .schema import likelihood_free, option
 from .targets import buildable_target, import_target
 
 ImageShape = Tuple[int, int, int]
+FEATURE_SCALE_FLOOR = 1.0e-3
 
 
 def likelihood_class(likelihood: DictConfig) -> type:
@@ -59,10 +64,12 @@ def build_vae(cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_da
     return BAYESIAN_DECODER_VARIANTS[model_class](*arguments, num_data=num_data, prior=prior, weight_guide=weight_guide)
 
 
-def _networks(cfg: DictConfig, image_shape: ImageShape, context_dim: int) -> Tuple[nn.Module, nn.Module, nn.Module]:
-    """The encoder, decoder and likelihood of ``net.*``, ``guide.*`` and ``likelihood.*``; both networks also
-    see a context of ``context_dim`` (a one-hot label) beside x or z."""
-    likelihood = build_likelihood(cfg.likelihood, image_shape)
+def _networks(
+    cfg: DictConfig, image_shape: ImageShape, context_dim: int, likelihood: Optional[nn.Module] = None
+) -> Tuple[nn.Module, nn.Module, nn.Module]:
+    """The encoder, decoder and likelihood (``likelihood.*``'s unless given) of ``net.*`` and ``guide.*``; both
+    networks also see a context of ``context_dim`` (a one-hot label) beside x or z."""
+    likelihood = likelihood or build_likelihood(cfg.likelihood, image_shape)
     networks = option("net", cfg.net.name).component()
     widths = list(cfg.net.widths)
     encoder = networks.encoder(
@@ -78,12 +85,42 @@ def build_semi_supervised(
     cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_images: int = 0
 ) -> SemiSupervisedVAE:
     """Kingma et al.'s M2 (model=m2): the label a latent variable, q(y|x) an MLP of ``model.classifier_widths``,
-    the classification term weighted by ``model.alpha`` times the ``num_images`` training images."""
-    encoder, decoder, likelihood = _networks(cfg, image_shape, num_classes)
-    classifier = mlp_classifier(image_shape, list(cfg.model.classifier_widths), num_classes, cfg.net.activation)
-    alpha = cfg.model.alpha * num_images
-    prior = _prior(cfg, cfg.latent_dim, image_shape)
-    return SemiSupervisedVAE(classifier, encoder, decoder, likelihood, cfg.latent_dim, num_classes, alpha, prior=prior)
+    the classification term weighted by ``model.alpha`` times the ``num_images`` training images; their M1+M2
+    where ``model.features_from`` names a trained VAE, M1, whose posterior means M2 models."""
+    m1 = _m1(cfg, image_shape) if cfg.model.get("features_from") else None  # runs before M1+M2 have no key
+    shape = image_shape if m1 is None else (1, 1, m1.latent_dim)
+    # p(z1|y, z) of M1+M2: a Gaussian with a predicted scale (Kingma et al.'s), floored as pixels' scales are.
+    features = None if m1 is None else GaussianPixels(shape, ScaleMode.predicted, 0.0, FEATURE_SCALE_FLOOR)
+    encoder, decoder, likelihood = _networks(cfg, shape, num_classes, features)
+    classifier = mlp_classifier(shape, list(cfg.model.classifier_widths), num_classes, cfg.net.activation)
+    m2 = (classifier, encoder, decoder, likelihood, cfg.latent_dim, num_classes, cfg.model.alpha * num_images)
+    prior = _prior(cfg, cfg.latent_dim, shape)
+    return SemiSupervisedVAE(*m2, prior=prior) if m1 is None else StackedSemiSupervisedVAE(m1, *m2, prior=prior)
+
+
+def _m1(cfg: DictConfig, image_shape: ImageShape) -> VAE:
+    """The trained VAE that ``model.features_from`` names, refused in one line unless it is a model=vae run
+    with a posterior mean, on the images (data set and likelihood) that this run sees."""
+    from ..directory import checkpoints  # it builds models with this module
+
+    setting = f"model.features_from={cfg.model.features_from}"
+    path = Path(cfg.model.features_from).expanduser() / checkpoints.BEST
+    record = checkpoints.read(path)
+    m1 = record.get("config", {})
+    seen = {key: m1.get(key, {}).get("name") for key in ("model", "guide", "dataset", "likelihood")}
+    if seen["model"] != "vae" or seen["guide"] == "iaf":
+        raise ConfigError(
+            f"{setting}: a model={seen['model']} guide={seen['guide']} run; M1 must be a model=vae run "
+            "with guide=diagonal or full (a posterior mean)"
+        )
+    for key, name in {"dataset": cfg.dataset.name, "likelihood": cfg.likelihood.name}.items():
+        if seen[key] != name:
+            raise ConfigError(f"{setting}: M1 saw {key}={seen[key]}; give M2 the images M1 saw: {key}={seen[key]}")
+    if tuple(record.get("image_shape", ())) != tuple(image_shape):
+        raise ConfigError(
+            f"{setting}: M1 saw images of shape {record.get('image_shape')}, this run {list(image_shape)}"
+        )
+    return checkpoints.vae_from_record(record, path)
 
 
 def build_gan(cfg: DictConfig, image_shape: ImageShape) -> GAN:

@@ -227,6 +227,9 @@ class SemiSupervisedModelConfig(ModelConfig):
         "labelled images in each step, beside batch_size unlabelled ones (docs/semi_supervised.md)",
         POSITIVE_INTEGER,
     )
+    features_from: Optional[str] = setting(
+        None, "M1+M2: a trained model=vae run whose posterior means M2 models (docs/semi_supervised.md); null: pixels"
+    )
 
 
 @dataclass

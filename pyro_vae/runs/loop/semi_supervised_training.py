@@ -73,7 +73,8 @@ class SemiSupervisedTraining(pl.LightningModule):
         return EpochBatches(self.sampler, self.cfg.seed, lambda: self.current_epoch + 1, 0, 1)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return make_optimizer(self.cfg.optimizer, self.cfg.lr, self.m2.parameters(), len(self.data.train))
+        trained = (parameter for parameter in self.m2.parameters() if parameter.requires_grad)  # M1+M2: not M1
+        return make_optimizer(self.cfg.optimizer, self.cfg.lr, trained, len(self.data.train))
 
     def on_fit_start(self) -> None:
         self.optimizer = self.optimizers(use_pl_optimizer=False)

@@ -39,14 +39,9 @@ def show(ax, images: torch.Tensor, nrow: int, title: str = "") -> None:
     ax.axis("off")
 
 
-def _decode(vae: VAE, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The mean of p(x|z) (given y when conditional): pixel probabilities (Bernoulli) or intensities (Gaussian)."""
-    return vae.decode(z, y).mean
-
-
 def reconstruct(vae: VAE, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Decoded posterior means of ``x``: the bottom row of Figure 9 (and of TensorBoard's view)."""
-    return _decode(vae, vae.encode(x, y).mean, y)
+    return vae.picture(vae.encode(x, y).mean, y)
 
 
 def prior_draws(vae: VAE, n: int, sampled: bool = False) -> torch.Tensor:
@@ -60,7 +55,7 @@ def _decoded_draws(vae: VAE, start: int, count: int, sampled: bool) -> torch.Ten
     """Draws ``start`` to ``start + count`` of ``prior_draws``, decoded (the labels continue the cycle)."""
     z = vae.prior(count).sample()
     y = torch.arange(start, start + count, device=z.device) % vae.num_classes if vae.conditional else None
-    return vae.decode(z, y).sample() if sampled else _decode(vae, z, y)
+    return vae.decode(z, y).sample() if sampled else vae.picture(z, y)
 
 
 @torch.no_grad()
@@ -92,8 +87,8 @@ def decoding(vae: VAE, image: torch.Tensor, label: torch.Tensor, path: Path, dra
     """Figure 8: the image, its decoding at the posterior mean, and decodings of draws from q(z|x)."""
     y = label[None]
     guide = vae.encode(image[None], y)
-    at_mean = _decode(vae, guide.mean, y)
-    sampled = _decode(vae, guide.sample((draws,))[:, 0], y.expand(draws))
+    at_mean = vae.picture(guide.mean, y)
+    sampled = vae.picture(guide.sample((draws,))[:, 0], y.expand(draws))
     fig = Figure(figsize=(9, 2))
     ax_in, ax_mean, ax_draws = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, draws]})
     show(ax_in, image[None], 1, "input x")
@@ -158,7 +153,7 @@ def class_samples(vae: VAE, path: Path, class_names: List[str], per_class: int =
     classes = len(class_names)
     z = vae.prior(classes * per_class).sample()
     y = torch.arange(classes, device=z.device).repeat_interleave(per_class)
-    decoded = _decode(vae, z, y)
+    decoded = vae.picture(z, y)
     fig = Figure(figsize=(per_class * 0.9 + 1, classes * 0.9))
     ax = fig.subplots()
     show(ax, decoded, per_class, f"{per_class} draws of z ~ p(z) decoded with each label")
@@ -175,7 +170,7 @@ def interpolation(vae: VAE, ends: torch.Tensor, labels: torch.Tensor, steps: int
     the other between them; a conditional VAE decodes all of them with the first image's label."""
     z = vae.encode(ends, labels).mean
     line = torch.lerp(z[0], z[1], torch.linspace(0, 1, steps, device=z.device)[:, None])
-    decoded = _decode(vae, line, labels[:1].expand(steps))  # an unconditional VAE ignores the label
+    decoded = vae.picture(line, labels[:1].expand(steps))  # an unconditional VAE ignores the label
     fig = Figure(figsize=((steps + 2) * 0.9, 1.8))
     show(fig.subplots(), torch.cat([ends[:1], decoded, ends[1:]]), steps + 2, title)
     save(fig, path)
@@ -189,7 +184,7 @@ def uncertainty(
     weight draws W ~ q(W), and its per-pixel standard deviation across them."""
     x, y = images[:count], labels[:count]
     z = vae.encode(x, y).mean
-    decoded = torch.stack([_decode(vae, z, y) for _ in range(draws)])
+    decoded = torch.stack([vae.picture(z, y) for _ in range(draws)])
     spread = decoded.std(0).mean(1, keepdim=True)  # per pixel, averaged over colour channels
     fig = Figure(figsize=(count * 0.9, 3.3))
     ax_in, ax_mean, ax_std = fig.subplots(3, 1)
@@ -294,7 +289,7 @@ def manifold(vae: VAE, path: Path, steps: int = MANIFOLD_STEPS) -> None:
     z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")
     z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=-1)
     fig = Figure(figsize=(7, 7))
-    show(fig.subplots(), _decode(vae, z), steps, "decoded z over a grid of N(0, 1) quantiles")
+    show(fig.subplots(), vae.picture(z), steps, "decoded z over a grid of N(0, 1) quantiles")
     save(fig, path)
 
 
