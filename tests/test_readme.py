@@ -117,10 +117,11 @@ def shrunk(command: str, workspace: Path, index: int):
         shrink.update({"model.generator_width": "4", "model.discriminator_width": "4"})
     if "model=m2" in args or any(arg.startswith("experiment=") and "m2" in arg for arg in args):
         del shrink["eval.iwae_k"], shrink["eval.val_iwae_k"]  # bounds with and without labels, no log p(x)
-    # A task's task.run_dir (outputs/my_run, RUN, ...) is the shared finished run; each command writes its own outputs/.
+    # A task's task.run_dir (outputs/my_run, RUN, ...) and M1+M2's M1 are the shared finished run; each command
+    # writes its own outputs/.
     args = [
-        f"task.run_dir={workspace}/outputs/my_run"
-        if arg.startswith("task.run_dir=")
+        f"{arg.split('=')[0]}={workspace}/outputs/my_run"
+        if arg.startswith(("task.run_dir=", "model.features_from="))
         else arg.replace("=outputs/", f"={workspace}/{index}/outputs/")
         for arg in args
         if arg.split("=")[0].lstrip("+~") not in shrink

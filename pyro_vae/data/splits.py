@@ -26,6 +26,9 @@ class LabelledImages:
     def tail(self, n: int) -> "LabelledImages":
         return replace(self, images=self.images[-n:], labels=self.labels[-n:])
 
+    def subset(self, indices: torch.Tensor) -> "LabelledImages":
+        return replace(self, images=self.images[indices], labels=self.labels[indices])
+
     def to(self, device: torch.device) -> "LabelledImages":
         return replace(self, images=self.images.to(device), labels=self.labels.to(device))
 

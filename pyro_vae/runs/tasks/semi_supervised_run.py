@@ -15,7 +15,6 @@ from omegaconf import DictConfig
 
 from ...data import DataSplits
 from ...data.labelled_subset import balanced_labelled_indices, unlabelled_indices
-from ...data.splits import LabelledImages
 from ...errors import DivergenceError
 from ...modelling.semi_supervised import SemiSupervisedVAE, classification_error, mean_bounds, predictions
 from ..configuration.builders import build_semi_supervised, pixel_transform
@@ -41,8 +40,8 @@ def train_m2(cfg: DictConfig, run_dir: Path, begin: Begin = nothing_to_begin) ->
     threads = apply_threads(cfg.threads)
     data, m2 = prepare(cfg, run_dir, device, _untrained_m2)
     labelled_at = balanced_labelled_indices(data.train.labels, cfg.dataset.num_labels, cfg.dataset.label_seed)
-    unlabelled = _subset(data.train, unlabelled_indices(len(data.train), labelled_at))
-    labelled = _subset(data.train, labelled_at)
+    unlabelled = data.train.subset(unlabelled_indices(len(data.train), labelled_at))
+    labelled = data.train.subset(labelled_at)
     callbacks = build_callbacks(cfg)  # a user's own: refused before anything is written
     begin()
     transform = pixel_transform(cfg)
@@ -111,7 +110,3 @@ def test_metrics(m2: SemiSupervisedVAE, images: torch.Tensor, labels: torch.Tens
 
 def _untrained_m2(cfg: DictConfig, data: DataSplits) -> SemiSupervisedVAE:
     return build_semi_supervised(cfg, data.image_shape, data.num_classes, len(data.train))
-
-
-def _subset(images: LabelledImages, indices: torch.Tensor) -> LabelledImages:
-    return LabelledImages(images.images[indices], images.labels[indices], images.verified)
