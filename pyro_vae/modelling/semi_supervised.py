@@ -103,10 +103,14 @@ class SemiSupervisedVAE(nn.Module):
         return dist.Categorical(logits=self.classifier(x))
 
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> dist.TorchDistribution:
-        """q(z|x, y), one event per image. An enumerated y carries the classes in a dimension of its own
-        in front of the images', so the images are broadcast against it: one q(z|x, y) per class."""
-        images = x.expand(*torch.broadcast_shapes(y.shape, x.shape[:1]), *x.shape[1:])
-        return self.encoder.family.distribution(*self.encoder(images, self.one_hot(y, x.dtype)))
+        """q(z|x, y) of the images ``x``, one event per image."""
+        return self.posterior(self.represent(x), y)
+
+    def posterior(self, h: torch.Tensor, y: torch.Tensor) -> dist.TorchDistribution:
+        """q(z|x, y) from what the networks see of the images, ``h = represent(x)``. An enumerated y carries the
+        classes in a dimension of its own in front of the images', so h is broadcast against it: one per class."""
+        h = h.expand(*torch.broadcast_shapes(y.shape, h.shape[:1]), *h.shape[1:])
+        return self.encoder.family.distribution(*self.encoder(h, self.one_hot(y, h.dtype)))
 
     def decode(
         self, z: torch.Tensor, y: torch.Tensor, observed: Optional[torch.Tensor] = None
@@ -135,7 +139,7 @@ class SemiSupervisedVAE(nn.Module):
         with self.data_plate(x, y):
             if y is None:
                 y = pyro.sample("y", self.classify_distribution(x), infer={"enumerate": "parallel"})
-            pyro.sample("z", self.encode(x, y))
+            pyro.sample("z", self.posterior(x, y))
 
     def classification_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """alpha E_{labelled}[-log q(y|x)] (the paper's eq. 9), estimated by the minibatch's mean.
@@ -158,14 +162,10 @@ class SemiSupervisedVAE(nn.Module):
         rows = z.unsqueeze(-2).expand(*z.shape[:-1], self.num_classes, self.latent_dim)
         return self.picture(rows, torch.arange(self.num_classes, device=z.device))
 
-    @torch.no_grad()
-    def style(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The mean of q(z|x, y) of each image with its label: the style a row of analogies holds."""
-        return self.encode(self.represent(x), y).mean
-
-    def picture(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The mean of p(x|y, z) as an image (pixel probabilities, or intensities), for the figures."""
-        return self.decode(z, y).mean
+    def picture(self, z: torch.Tensor, y: torch.Tensor, sampled: bool = False) -> torch.Tensor:
+        """The mean of p(x|y, z) as an image (pixel probabilities, or intensities), or with ``sampled`` a draw."""
+        decoded = self.decode(z, y)
+        return decoded.sample() if sampled else decoded.mean
 
     # Plumbing.
 
@@ -197,10 +197,9 @@ class StackedSemiSupervisedVAE(SemiSupervisedVAE):
         """The mean of M1's q(z1|x), shaped (N, 1, 1, M1's latent size): a one-pixel-high "image" of z1."""
         return self.m1.encode(x).mean.view(len(x), 1, 1, -1)
 
-    def picture(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """M1's image of the mean z1 that M2 generates from (y, z)."""
-        features = super().picture(z, y)
-        return self.m1.decode(features.flatten(-3)).mean
+    def picture(self, z: torch.Tensor, y: torch.Tensor, sampled: bool = False) -> torch.Tensor:
+        """M1's image of the mean z1 that M2 generates from (y, z): its mean, or with ``sampled`` a draw."""
+        return self.m1.picture(super().picture(z, y).flatten(-3), sampled=sampled)
 
 
 def minibatch_bound(vae: SemiSupervisedVAE, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> float:

@@ -85,9 +85,11 @@ class VAE(nn.Module):
         calibrated Gaussian fits its sigma to in training (``likelihoods.GaussianPixels``)."""
         return self.likelihood(self.decoder(self.decoder_input(z, y)), observed)
 
-    def picture(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The mean of p(x|z) as an image: pixel probabilities (Bernoulli) or intensities (Gaussian)."""
-        return self.decode(z, y).mean
+    def picture(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, sampled: bool = False) -> torch.Tensor:
+        """The mean of p(x|z) as an image, pixel probabilities (Bernoulli) or intensities (Gaussian); or with
+        ``sampled`` a draw x ~ p(x|z)."""
+        decoded = self.decode(z, y)
+        return decoded.sample() if sampled else decoded.mean
 
     # The Pyro program: log p(x, z) - log q(z|x), summed over the minibatch, is the ELBO estimate.
 

@@ -17,6 +17,7 @@ from pyro_vae.modelling.semi_supervised import SemiSupervisedVAE, StackedSemiSup
 from pyro_vae.runs.configuration.schema import option
 from pyro_vae.runs.configuration.settings import M2_UNUSED, validate
 from pyro_vae.runs.directory import checkpoints
+from pyro_vae.runs.tasks import figures
 from pyro_vae.runs.tasks.training_run import run_experiment
 
 from ..helpers import (
@@ -227,22 +228,41 @@ def m1_run(tmp_path_factory) -> Path:
     return train_tiny_run(tmp_path_factory.mktemp("m1") / "run", "epochs=1")
 
 
-def test_an_m1_m2_run_trains_m2_on_m1s_means_and_loads(m1_run, tmp_path):
-    """model.features_from: M2 of the means of M1's q(z|x) (4 numbers an image), M1's weights saved unchanged."""
-    run_experiment(compose_config(m2_tiny("epochs=1", f"model.features_from={m1_run}")), tmp_path)
-    metrics = read_metrics(tmp_path)
-    assert 0 <= metrics["test_error"] <= 1 and {p.name for p in (tmp_path / "figures").iterdir()} >= {"analogies.png"}
-    m1m2, m1 = pyro_vae.load(tmp_path), pyro_vae.load(m1_run)
-    assert isinstance(m1m2, StackedSemiSupervisedVAE) and m1m2.represent(torch.zeros(2, 1, 28, 28)).shape == (
-        2,
-        1,
-        1,
-        4,
-    )
+@pytest.fixture(scope="module")
+def m1m2_run(m1_run, tmp_path_factory) -> Path:
+    """A tiny M1+M2 on the tiny M1's posterior means."""
+    out = tmp_path_factory.mktemp("m1m2") / "run"
+    run_experiment(compose_config(m2_tiny("epochs=1", f"model.features_from={m1_run}")), out)
+    return out
+
+
+def test_an_m1_m2_run_trains_m2_on_m1s_means_and_loads(m1_run, m1m2_run, tmp_path):
+    """model.features_from: M2 of the means of M1's q(z|x) (4 numbers an image), M1's weights saved unchanged;
+    its pictures are M1's images, means and draws."""
+    metrics = read_metrics(m1m2_run)
+    assert 0 <= metrics["test_error"] <= 1 and {p.name for p in (m1m2_run / "figures").iterdir()} >= {"analogies.png"}
+    m1m2, m1 = pyro_vae.load(m1m2_run), pyro_vae.load(m1_run)
+    images = torch.zeros(2, 1, 28, 28)
+    assert isinstance(m1m2, StackedSemiSupervisedVAE) and m1m2.represent(images).shape == (2, 1, 1, 4)
     for name, weight in m1.state_dict().items():
         assert torch.equal(m1m2.m1.state_dict()[name], weight), name
-    task_in_process("evaluate", tmp_path, tmp_path / "evaluated")  # argmax q(y|x) of M1's means: no random draw
-    assert read_metrics(tmp_path / "evaluated")["test_error"] == metrics["test_error"]
+    draws = figures.prior_draws(m1m2, 3, sampled=True)
+    assert draws.shape == (3, 1, 28, 28) and set(draws.unique().tolist()) <= {0.0, 1.0}
+    task_in_process("evaluate", m1m2_run, tmp_path)  # argmax q(y|x) of M1's means: no random draw
+    assert read_metrics(tmp_path)["test_error"] == metrics["test_error"]
+
+
+@pytest.mark.parametrize(
+    "task, written",
+    [
+        (["sample", "task.per_class=true", "task.n=3"], "samples.png"),
+        (["reconstruct", "task.n=4"], "reconstructions.png"),
+        (["interpolate", "task.steps=3"], "interpolation.png"),
+    ],
+)
+def test_every_other_task_on_an_m1_m2_run(m1m2_run, tmp_path, task, written):
+    task_in_process(*task[:1], m1m2_run, tmp_path, *task[1:])
+    assert (tmp_path / written).is_file()
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from PIL import Image
 import pyro_vae
 from pyro_vae.data import kmnist
 from pyro_vae.errors import ConfigError, DataError
+from pyro_vae.modelling.vae import VAE
 from pyro_vae.runs.configuration.schema import option
 from pyro_vae.runs.configuration.settings import validate
 from pyro_vae.runs.directory import finished_run
@@ -184,8 +185,10 @@ def test_sample_grid_has_one_tile_per_draw_and_grows_with_n(vae_run, tmp_path, t
 
 def test_samples_are_drawn_and_decoded_a_bounded_chunk_at_a_time(cvae_run, tmp_path, tiles, monkeypatch):
     decoded = []  # (draws, labels) of each decoding
-    decode = figures._decode
-    monkeypatch.setattr(figures, "_decode", lambda vae, z, y=None: decoded.append((len(z), y)) or decode(vae, z, y))
+    picture = VAE.picture
+    monkeypatch.setattr(
+        VAE, "picture", lambda vae, z, y=None, *sampled: decoded.append((len(z), y)) or picture(vae, z, y)
+    )
     monkeypatch.setattr(figures, "DRAW_CHUNK", 4)
     task_in_process("sample", cvae_run, tmp_path, "task.n=10")
     assert [draws for draws, _ in decoded] == [4, 4, 2]

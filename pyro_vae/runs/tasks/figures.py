@@ -55,7 +55,7 @@ def _decoded_draws(vae: VAE, start: int, count: int, sampled: bool) -> torch.Ten
     """Draws ``start`` to ``start + count`` of ``prior_draws``, decoded (the labels continue the cycle)."""
     z = vae.prior(count).sample()
     y = torch.arange(start, start + count, device=z.device) % vae.num_classes if vae.conditional else None
-    return vae.decode(z, y).sample() if sampled else vae.picture(z, y)
+    return vae.picture(z, y, sampled)
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ def analogies(m2: SemiSupervisedVAE, images: torch.Tensor, labels: torch.Tensor,
     """Each row: a test image, then its style z (the mean of q(z|x, y) with its own label) decoded with every
     class, the label varied while z is held: the paper's Figure 1."""
     x, y = images[:ANALOGY_ROWS], labels[:ANALOGY_ROWS]
-    decoded = m2.analogies(m2.style(x, y))  # (rows, classes, C, H, W)
+    decoded = m2.analogies(m2.encode(x, y).mean)  # (rows, classes, C, H, W)
     tiles = torch.cat([x.unsqueeze(1), decoded], dim=1).flatten(0, 1)
     classes = m2.num_classes
     fig = Figure(figsize=((classes + 1) * 0.75, len(x) * 0.75 + 0.5))
