@@ -262,6 +262,10 @@ EXPERIMENTS = {
     "m2_fast": dict(
         latent_dim=50, hidden=[500], optimizer="adam", batch_size=100, objective="trace", lr=1e-3, model="m2", alpha=10
     ),
+    # M1 of M1+M2: Kingma et al.'s networks (their activation, softplus), the project's optimizer.
+    "m1": dict(
+        latent_dim=50, hidden=[600, 600], optimizer="adam", batch_size=128, objective="trace", lr=1e-3, epochs=120
+    ),
 }
 
 

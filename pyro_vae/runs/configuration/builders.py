@@ -4,7 +4,6 @@ Each builder looks its option up in ``schema.OPTIONS`` and hands plain arguments
 declares; the settings were checked before (``settings.validate``), so nothing here refuses.
 """
 
-from pathlib import Path
 from typing import Callable, Optional, Tuple, Type, Union
 
 import torch
@@ -14,7 +13,6 @@ from pyro.infer import ELBO, Trace_ELBO
 from torch import nn
 
 from ...data import Binarization, DatasetReader, DataSplits, Observation, PixelTransform, load_data
-from ...errors import ConfigError
 from ...modelling.gan import GAN
 from ...modelling.guides import GuideFamily
 from ...modelling.hierarchical import HierarchicalVAE
@@ -82,12 +80,11 @@ def _networks(
 
 
 def build_semi_supervised(
-    cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_images: int = 0
+    cfg: DictConfig, image_shape: ImageShape, num_classes: int, num_images: int = 0, m1: Optional[VAE] = None
 ) -> SemiSupervisedVAE:
     """Kingma et al.'s M2 (model=m2): the label a latent variable, q(y|x) an MLP of ``model.classifier_widths``,
-    the classification term weighted by ``model.alpha`` times the ``num_images`` training images; their M1+M2
-    where ``model.features_from`` names a trained VAE, M1, whose posterior means M2 models."""
-    m1 = _m1(cfg, image_shape) if cfg.model.get("features_from") else None  # runs before M1+M2 have no key
+    the classification term weighted by ``model.alpha`` times the ``num_images`` training images; given ``m1``,
+    the trained VAE that ``model.features_from`` names (``checkpoints.features_model``), their M1+M2."""
     shape = image_shape if m1 is None else (1, 1, m1.latent_dim)
     # p(z1|y, z) of M1+M2: a Gaussian with a predicted scale (Kingma et al.'s), floored as pixels' scales are.
     features = None if m1 is None else GaussianPixels(shape, ScaleMode.predicted, 0.0, FEATURE_SCALE_FLOOR)
@@ -98,42 +95,20 @@ def build_semi_supervised(
     return SemiSupervisedVAE(*m2, prior=prior) if m1 is None else StackedSemiSupervisedVAE(m1, *m2, prior=prior)
 
 
-def _m1(cfg: DictConfig, image_shape: ImageShape) -> VAE:
-    """The trained VAE that ``model.features_from`` names, refused in one line unless it is a model=vae run
-    with a posterior mean, on the images (data set and likelihood) that this run sees."""
-    from ..directory import checkpoints  # it builds models with this module
-
-    setting = f"model.features_from={cfg.model.features_from}"
-    path = Path(cfg.model.features_from).expanduser() / checkpoints.BEST
-    record = checkpoints.read(path)
-    m1 = record.get("config", {})
-    seen = {key: m1.get(key, {}).get("name") for key in ("model", "guide", "dataset", "likelihood")}
-    if seen["model"] != "vae" or seen["guide"] == "iaf":
-        raise ConfigError(
-            f"{setting}: a model={seen['model']} guide={seen['guide']} run; M1 must be a model=vae run "
-            "with guide=diagonal or full (a posterior mean)"
-        )
-    for key, name in {"dataset": cfg.dataset.name, "likelihood": cfg.likelihood.name}.items():
-        if seen[key] != name:
-            raise ConfigError(f"{setting}: M1 saw {key}={seen[key]}; give M2 the images M1 saw: {key}={seen[key]}")
-    if tuple(record.get("image_shape", ())) != tuple(image_shape):
-        raise ConfigError(
-            f"{setting}: M1 saw images of shape {record.get('image_shape')}, this run {list(image_shape)}"
-        )
-    return checkpoints.vae_from_record(record, path)
-
-
 def build_gan(cfg: DictConfig, image_shape: ImageShape) -> GAN:
     """The DCGAN of ``model=gan`` (``model.*``, ``latent_dim``) for images of ``image_shape``."""
     return GAN(cfg.latent_dim, image_shape, cfg.model.generator_width, cfg.model.discriminator_width)
 
 
-def build_model(cfg: DictConfig, image_shape: ImageShape, num_classes: int) -> Union[VAE, GAN, SemiSupervisedVAE]:
-    """The model of a run's ``cfg``, a VAE, (model=gan) a GAN or (model=m2) M2, as a checkpoint rebuilds it."""
+def build_model(
+    cfg: DictConfig, image_shape: ImageShape, num_classes: int, m1: Optional[VAE] = None
+) -> Union[VAE, GAN, SemiSupervisedVAE]:
+    """The model of a run's ``cfg``, a VAE, (model=gan) a GAN or (model=m2) M2 (M1+M2 on ``m1``), as a
+    checkpoint rebuilds it."""
     if likelihood_free(cfg):
         return build_gan(cfg, image_shape)
     if cfg.model.name == "m2":
-        return build_semi_supervised(cfg, image_shape, num_classes)
+        return build_semi_supervised(cfg, image_shape, num_classes, m1=m1)
     return build_vae(cfg, image_shape, num_classes)
 
 

@@ -5,13 +5,13 @@ Both hold only tensors and plain containers, so they load with ``torch.load(weig
 
 import pickle
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ...atomic import save_torch
-from ...errors import DataError
+from ...errors import ConfigError, DataError
 from ...modelling.gan import GAN
 from ...modelling.vae import VAE
 from ..configuration.builders import build_model
@@ -118,10 +118,38 @@ def vae_from_record(record: Dict[str, Any], path: Path) -> Union[VAE, GAN]:
             f"{path}: lacks {', '.join(missing)}; it is not a checkpoint that pyro-vae wrote, or it was altered"
         )
     cfg = OmegaConf.create(record["config"])
-    vae = build_model(cfg, tuple(record["image_shape"]), record["num_classes"])
+    image_shape = tuple(record["image_shape"])
+    vae = build_model(cfg, image_shape, record["num_classes"], features_model(cfg, image_shape))
     check_fits(vae, record, path)
     vae.load_state_dict(record["state_dict"])
     return vae
+
+
+def features_model(cfg: DictConfig, image_shape: Tuple[int, ...]) -> Optional[VAE]:
+    """M1 of an M1+M2 run: the trained VAE that ``model.features_from`` names (None where it names none), refused
+    in one line unless it is a model=vae run with a posterior mean, on the images this run sees (data set,
+    likelihood and shape)."""
+    if cfg.model.get("features_from") is None:  # also a run from before M1+M2, whose config has no such key
+        return None
+    setting = f"model.features_from={cfg.model.features_from}"
+    path = Path(cfg.model.features_from).expanduser() / BEST
+    record = read(path)
+    seen = {
+        key: record.get("config", {}).get(key, {}).get("name") for key in ("model", "guide", "dataset", "likelihood")
+    }
+    if seen["model"] != "vae" or seen["guide"] == "iaf":
+        raise ConfigError(
+            f"{setting}: a model={seen['model']} guide={seen['guide']} run; M1 must be a model=vae run "
+            "with guide=diagonal or full (a posterior mean)"
+        )
+    for key, name in {"dataset": cfg.dataset.name, "likelihood": cfg.likelihood.name}.items():
+        if seen[key] != name:
+            raise ConfigError(f"{setting}: M1 saw {key}={seen[key]}; give M2 the images M1 saw: {key}={seen[key]}")
+    if tuple(record.get("image_shape", ())) != tuple(image_shape):
+        raise ConfigError(
+            f"{setting}: M1 saw images of shape {record.get('image_shape')}, this run {list(image_shape)}"
+        )
+    return vae_from_record(record, path)
 
 
 def check_fits(vae: VAE, record: Dict[str, Any], path: Path) -> None:

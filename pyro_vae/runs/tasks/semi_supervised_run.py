@@ -109,4 +109,5 @@ def test_metrics(m2: SemiSupervisedVAE, images: torch.Tensor, labels: torch.Tens
 
 
 def _untrained_m2(cfg: DictConfig, data: DataSplits) -> SemiSupervisedVAE:
-    return build_semi_supervised(cfg, data.image_shape, data.num_classes, len(data.train))
+    m1 = checkpoints.features_model(cfg, data.image_shape)  # M1+M2's M1, or None
+    return build_semi_supervised(cfg, data.image_shape, data.num_classes, len(data.train), m1)
