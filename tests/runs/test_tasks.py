@@ -187,7 +187,7 @@ def test_samples_are_drawn_and_decoded_a_bounded_chunk_at_a_time(cvae_run, tmp_p
     decoded = []  # (draws, labels) of each decoding
     picture = VAE.picture
     monkeypatch.setattr(
-        VAE, "picture", lambda vae, z, y=None, *sampled: decoded.append((len(z), y)) or picture(vae, z, y)
+        VAE, "picture", lambda vae, z, y=None, sampled=False: decoded.append((len(z), y)) or picture(vae, z, y, sampled)
     )
     monkeypatch.setattr(figures, "DRAW_CHUNK", 4)
     task_in_process("sample", cvae_run, tmp_path, "task.n=10")

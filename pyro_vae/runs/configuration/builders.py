@@ -67,7 +67,7 @@ def _networks(
 ) -> Tuple[nn.Module, nn.Module, nn.Module]:
     """The encoder, decoder and likelihood (``likelihood.*``'s unless given) of ``net.*`` and ``guide.*``; both
     networks also see a context of ``context_dim`` (a one-hot label) beside x or z."""
-    likelihood = likelihood or build_likelihood(cfg.likelihood, image_shape)
+    likelihood = build_likelihood(cfg.likelihood, image_shape) if likelihood is None else likelihood
     networks = option("net", cfg.net.name).component()
     widths = list(cfg.net.widths)
     encoder = networks.encoder(
